@@ -1,0 +1,30 @@
+"""Errors the user can act on.
+
+Every problem caused by input (a bad file, an unknown name, a missing archive part) is
+raised as a :class:`PkuAigiError` whose message says what is wrong and what to do. The CLI
+prints that one message and exits with status 2; anything else is a bug.
+"""
+
+
+class PkuAigiError(Exception):
+    """Base class of all user-facing errors of this package."""
+
+
+class DatasetError(PkuAigiError):
+    """The dataset files, config or split cannot be used as asked."""
+
+
+class CodecError(PkuAigiError):
+    """A codec cannot encode or decode the given input."""
+
+
+class CodecUnavailableError(CodecError):
+    """A codec is known but cannot run on this machine (missing binary or library)."""
+
+
+class CorruptStreamError(CodecError):
+    """Compressed data is truncated, corrupted, or was made by another codec or model."""
+
+
+class ModelError(PkuAigiError):
+    """A learned model cannot be created, loaded or saved as asked."""

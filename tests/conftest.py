@@ -1,0 +1,40 @@
+"""Shared fixtures: the real AI-generated images in ../shared/data (never copied into git)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("PKU_AIGI_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+PKU_EXAMPLES = SHARED_DATA / "pku-examples"
+DIFFUSIONDB = SHARED_DATA / "diffusiondb-sample"
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not PKU_EXAMPLES.is_dir():
+        pytest.fail(f"test data not found at {SHARED_DATA}: the tests read ../shared/data")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def pku_examples(shared_data) -> Path:
+    return PKU_EXAMPLES
+
+
+@pytest.fixture(scope="session")
+def diffusiondb(shared_data) -> Path:
+    return DIFFUSIONDB
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
