@@ -38,3 +38,14 @@ def diffusiondb(shared_data) -> Path:
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+@pytest.fixture(scope="session")
+def hub_replica(pku_examples, tmp_path_factory):
+    """A miniature replica of the Hub repo Forerunner/PKU-AIGI-500K (tests/hub_replica.py).
+
+    ``hub_replica.root`` can be passed as ``data_dir=`` to ``pku_aigi.load_dataset``.
+    """
+    from hub_replica import build_replica
+
+    return build_replica(tmp_path_factory.mktemp("hub") / "PKU-AIGI-500K", pku_examples)

@@ -36,9 +36,18 @@ def _load() -> None:
 
 
 def names() -> list[str]:
-    """Names of every registered codec, available on this machine or not."""
+    """Names of every registered codec, available on this machine or not.
+
+    In the order of ``_CODEC_MODULES`` (whichever module was imported first), then any
+    codec registered from elsewhere.
+    """
     _load()
-    return list(_REGISTRY)
+
+    def order(name: str) -> int:
+        module = _REGISTRY[name].__module__
+        return _CODEC_MODULES.index(module) if module in _CODEC_MODULES else len(_CODEC_MODULES)
+
+    return sorted(_REGISTRY, key=order)
 
 
 def codec_class(name: str) -> type[Codec]:
@@ -64,7 +73,7 @@ def get(name: str, **options) -> Codec:
 def availability() -> dict[str, str | None]:
     """``{name: None if available else reason}`` for every registered codec."""
     _load()
-    return {name: cls.availability() for name, cls in _REGISTRY.items()}
+    return {name: _REGISTRY[name].availability() for name in names()}
 
 
 def available() -> list[str]:

@@ -12,7 +12,24 @@ def __getattr__(name):
         from .hub import AutoCodec
 
         return AutoCodec
+    if name == "LearnedCodecModel":
+        from .base import LearnedCodecModel
+
+        return LearnedCodecModel
+    if name == "load_zoo":
+        from .zoo import load_zoo
+
+        return load_zoo
     raise AttributeError(name)
 
 
-__all__ = ["ArchitectureSpec", "AutoCodec", "available", "create", "get_spec", "register_architecture"]
+__all__ = [
+    "ArchitectureSpec",
+    "AutoCodec",
+    "LearnedCodecModel",
+    "available",
+    "create",
+    "get_spec",
+    "load_zoo",
+    "register_architecture",
+]

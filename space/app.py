@@ -1,0 +1,17 @@
+"""The PKU-AIGI-500K Space: compress any AI-generated image and compare codecs.
+
+The app is built by the ``pku-aigi`` package (``pku_aigi.demo.build_app``), the same one
+that ``pku-aigi demo`` launches locally; this file only exposes it as ``demo`` for the
+Hugging Face Spaces runtime. Example images come from ``PKU_AIGI_DATA_DIR`` (the
+dataset's validation split), ``PKU_AIGI_EXAMPLES_DIR``, or the ``examples/`` folder next
+to this file when it exists.
+"""
+
+from pathlib import Path
+
+from pku_aigi.demo import build_app
+
+demo = build_app(examples_dir=Path(__file__).resolve().parent / "examples")
+
+if __name__ == "__main__":
+    demo.launch()

@@ -1,0 +1,185 @@
+"""Which codecs a benchmark runs, at which qualities: the ``pku-aigi`` protocol and more.
+
+The PKU-AIGI-500K paper (Duan et al., JETCAS 2024) compares BPG (HEVC intra),
+bmshj2018-hyperprior, mbt2018, cheng2020-attn, VTM (VVC intra), TCM and CATC at four
+rate points each, learned codecs padding the input to a multiple of 128 and CATC
+counting its prompt in the bitrate. HEVC and VVC here are ffmpeg's x265 and VVenC
+intra encoders (the BPG / VTM stand-ins); learned codecs come from the model zoo
+(``models/zoo.json``) or from ``--model`` folders / Hub ids, and are listed as
+unavailable, with the reason, when their weights cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+
+from ..errors import PkuAigiError
+from .sweep import CodecRun
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL_NAME = "pku-aigi"
+PAD_MULTIPLE = 128
+# Conventional codecs of the protocol and their grids (the codec's own quality scale),
+# chosen so that their bitrates span the learned codecs' range on the validation
+# images (about 0.05 .. 0.6 bpp) with enough overlap for BD-rate.
+# Measured on ../shared/data (1024² MJ5.2, 512² SD2.1B): QP 42 -> 0.13-0.31 bpp,
+# QP 27 -> 1.0-1.8 bpp, 27-38 dB PSNR, spanning CompressAI qualities 1-4.
+PROTOCOL_CONVENTIONAL: dict[str, tuple[float, ...]] = {
+    "hevc": (42, 37, 32, 27),
+    "vvc": (42, 37, 32, 27),
+}
+PROTOCOL_LEARNED_QUALITIES = (1, 2, 3, 4)  # four rate points, as in the paper
+# Learned architectures of the protocol, in the paper's order; TCM is any tcm-* size.
+PROTOCOL_LEARNED = ("bmshj2018-hyperprior", "mbt2018", "cheng2020-attn", "tcm", "catc")
+PROTOCOL_METRIC = "mse"  # the paper scores the MSE-trained models with both metrics
+
+
+@dataclass
+class Selection:
+    """Codec runs of a benchmark plus the codecs left out and why."""
+
+    runs: list[CodecRun]
+    unavailable: dict[str, str]  # codec -> reason
+    padding: int | None = None  # pad multiple forced on learned codecs, if any
+
+
+def parse_qualities(items: list[str] | None) -> dict[str, tuple[float, ...]]:
+    """``["jpeg=20,50,80", ...]`` -> ``{"jpeg": (20.0, 50.0, 80.0)}``."""
+    grids = {}
+    for item in items or []:
+        name, sep, values = item.partition("=")
+        try:
+            grid = tuple(float(v) for v in values.split(",") if v.strip())
+        except ValueError:
+            grid = ()
+        if not sep or not name.strip() or not grid:
+            raise PkuAigiError(
+                f"--qualities {item!r}: expected CODEC=Q1,Q2,... (e.g. jpeg=20,50,80)"
+            )
+        grids[name.strip()] = tuple(int(q) if q.is_integer() else q for q in grid)
+    return grids
+
+
+def conventional_runs(
+    names: list[str], grids: dict[str, tuple[float, ...]]
+) -> tuple[list[CodecRun], dict[str, str]]:
+    """Runs of registry codecs; unavailable ones (missing binary or library) listed."""
+    from .. import codecs
+
+    runs, unavailable = [], {}
+    for name in names:
+        cls = codecs.codec_class(name)  # unknown name: CodecError listing the known ones
+        reason = cls.availability()
+        if reason is not None:
+            unavailable[name] = reason
+            continue
+        qualities = grids.get(name) or tuple(cls.default_qualities)
+        check = getattr(cls(), "quality_value", None) or cls().check_quality
+        for quality in qualities:
+            check(quality)  # out of range / not whole: CodecError naming the scale
+        runs.append(CodecRun(name, tuple(qualities)))
+    return runs, unavailable
+
+
+def _learned_codec(sources: dict[int, object], name: str, pad_multiple: int | None, device: str):
+    """A LearnedCodec family over ``{quality: repo id, folder or model}``."""
+    from ..codecs.learned import LearnedCodec
+
+    options = {"device": device}
+    if pad_multiple:
+        options["pad_multiple"] = pad_multiple
+    return LearnedCodec.family(name, sources, **options)
+
+
+def learned_runs(
+    models: list[str],
+    *,
+    pad_multiple: int | None = None,
+    device: str = "cpu",
+) -> tuple[list[CodecRun], dict[str, str]]:
+    """Runs of ``--model`` folders or Hub ids, grouped by architecture and metric."""
+    from ..models import AutoCodec
+
+    groups: dict[str, dict[int, object]] = defaultdict(dict)
+    unavailable = {}
+    for source in models:
+        try:
+            model = AutoCodec.from_pretrained(source)
+        except PkuAigiError as error:
+            unavailable[source] = str(error)
+            continue
+        except Exception as error:  # noqa: BLE001 - hub/network errors
+            unavailable[source] = f"cannot load: {type(error).__name__}: {error}"
+            continue
+        config = model.config
+        label = config.get("architecture", model.architecture)
+        if config.get("metric") and config["metric"] != "mse":
+            label += f"-{config['metric']}"
+        quality = int(config.get("quality") or 0)
+        if quality in groups[label]:
+            raise PkuAigiError(
+                f"--model {source}: a second {label} model at quality {quality}; "
+                "benchmark different qualities of one architecture, or run them separately"
+            )
+        groups[label][quality] = model
+    runs = []
+    for label, sources in groups.items():
+        codec = _learned_codec(sources, label, pad_multiple, device)
+        runs.append(CodecRun(label, tuple(sorted(sources)), codec=codec))
+    return runs, unavailable
+
+
+def zoo_runs(
+    architectures: tuple[str, ...],
+    *,
+    metric: str = PROTOCOL_METRIC,
+    qualities: tuple[int, ...] = PROTOCOL_LEARNED_QUALITIES,
+    pad_multiple: int | None = None,
+    device: str = "cpu",
+) -> tuple[list[CodecRun], dict[str, str]]:
+    """Runs of the zoo's models of ``architectures`` (prefix match: ``tcm`` = tcm-*).
+
+    Each architecture runs at ``qualities`` (or its lowest ones when the zoo lacks them).
+    """
+    try:
+        from ..models.zoo import load_zoo
+
+        entries = load_zoo().get("models", [])
+    except ModuleNotFoundError:
+        entries = []
+    runs, unavailable = [], {}
+    for wanted in architectures:
+        matching = [
+            e
+            for e in entries
+            if (e.get("architecture") == wanted or e.get("architecture", "").startswith(wanted + "-"))
+            and e.get("metric", "mse") == metric
+        ]
+        if not matching:
+            unavailable[wanted] = f"no {metric} weights in the model zoo (models/zoo.json)"
+            continue
+        by_arch: dict[str, dict[int, str]] = defaultdict(dict)
+        for entry in matching:
+            by_arch[entry["architecture"]][int(entry["quality"])] = entry["repo_id"]
+        for arch, sources in sorted(by_arch.items()):
+            chosen = [q for q in sorted(sources) if q in qualities] or sorted(sources)[: len(qualities)]
+            sources = {q: sources[q] for q in chosen}
+            try:
+                codec = _learned_codec(sources, arch, pad_multiple, device)
+            except Exception as error:  # noqa: BLE001 - offline / missing weights
+                unavailable[arch] = f"weights cannot be loaded ({type(error).__name__}: {error})"
+                continue
+            runs.append(CodecRun(arch, tuple(sorted(sources)), codec=codec))
+    return runs, unavailable
+
+
+def protocol_selection(device: str = "cpu", grids: dict | None = None) -> Selection:
+    """The paper's setting: HEVC, VVC and the learned codecs whose weights exist."""
+    grids = {**PROTOCOL_CONVENTIONAL, **(grids or {})}
+    runs, unavailable = conventional_runs(list(PROTOCOL_CONVENTIONAL), grids)
+    learned, missing = zoo_runs(PROTOCOL_LEARNED, pad_multiple=PAD_MULTIPLE, device=device)
+    unavailable.update(missing)
+    return Selection(runs + learned, unavailable, padding=PAD_MULTIPLE)

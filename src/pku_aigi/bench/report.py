@@ -1,0 +1,302 @@
+"""Aggregation and outputs of a sweep: CompressAI JSON, tidy CSV, Markdown, RD plots.
+
+RD points are means over the images of a group (a subset, or ``all`` images) at one
+codec and quality, CompressAI's convention (``compressai.utils.eval_model``): mean bpp,
+mean PSNR, mean MS-SSIM, and MS-SSIM dB of that mean MS-SSIM (what
+``compressai.utils.plot`` draws). A point enters the tables only if every image of the
+group was measured, so all codecs are compared on the same images.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+
+from .. import metrics, subsets
+from . import bdrate
+
+ALL = "all"
+CSV_FIELDS = [
+    "subset", "image", "image_key", "width", "height", "prompt_chars", "codec",
+    "codec_version", "quality", "bytes", "payload_bytes", "bpp", "payload_bpp", "psnr",
+    "ms_ssim", "ms_ssim_db", "encode_s", "decode_s", "clip_score", "clip_score_original",
+    "lpips",
+]  # fmt: skip
+MEAN_FIELDS = [
+    "bpp", "payload_bpp", "psnr", "ms_ssim", "encode_s", "decode_s", "clip_score",
+    "clip_score_original", "lpips",
+]  # fmt: skip
+
+
+def _mean(values: list) -> float | None:
+    values = [v for v in values if v is not None]
+    return sum(values) / len(values) if values else None
+
+
+def subset_order(names) -> list[str]:
+    """``all`` first, then dataset configs in the table's order, then other names sorted."""
+    names = set(names)
+    known = [c for c in (ALL, *subsets.CONFIGS) if c in names]
+    return known + sorted(names - set(known))
+
+
+def aggregate(rows: list[dict], images_per_subset: dict[str, int]) -> tuple[dict, list[str]]:
+    """``{group: {codec: [point, ...]}}`` sorted by bpp, and notes on dropped points."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for row in rows:
+        for group in (row["subset"], ALL):
+            groups[(group, row["codec"], float(row["quality"]))].append(row)
+    expected = dict(images_per_subset)
+    expected[ALL] = sum(images_per_subset.values())
+    points: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    notes = []
+    for (group, codec, quality), members in sorted(groups.items()):
+        if group not in expected:
+            continue
+        if len(members) < expected[group]:
+            notes.append(
+                f"{codec} q={metrics_q(quality)} on {group}: {len(members)} of "
+                f"{expected[group]} images measured, point left out"
+            )
+            continue
+        point = {"quality": quality, "n": len(members)}
+        for name in MEAN_FIELDS:
+            point[name] = _mean([m.get(name) for m in members])
+        point["ms_ssim_db"] = metrics.ms_ssim_db(point["ms_ssim"])
+        points[group][codec].append(point)
+    for group in points.values():
+        for codec_points in group.values():
+            codec_points.sort(key=lambda p: p["bpp"])
+    return {g: dict(c) for g, c in points.items()}, notes
+
+
+def metrics_q(quality: float) -> str:
+    return format(quality, "g")
+
+
+def bd_tables(points: dict, anchor: str, method: str = bdrate.INTERPOLATION) -> dict:
+    """``{group: {codec: {delta name: BDValue}}}`` of every codec vs ``anchor``."""
+    tables = {}
+    for group, codecs in points.items():
+        if anchor not in codecs:
+            continue
+        tables[group] = {
+            codec: bdrate.compare(codecs[anchor], codec_points, method)
+            for codec, codec_points in codecs.items()
+            if codec != anchor
+        }
+    return tables
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    """Every single measurement, one row each (tidy format)."""
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.DictWriter(file, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for row in sorted(rows, key=lambda r: (r["subset"], r["image"], r["codec"], float(r["quality"]))):
+            writer.writerow({k: row.get(k) for k in CSV_FIELDS})
+
+
+def compressai_json(codec: str, points: list[dict], description: str, by_subset: dict) -> dict:
+    """One codec's results in the format of ``compressai.utils.eval_model``.
+
+    ``python -m compressai.utils.plot -f FILE.json`` reads ``name`` and
+    ``results`` (``bpp``, ``psnr-rgb``, ``ms-ssim-rgb``); the per-subset curves are an
+    extra ``subsets`` key it ignores.
+    """
+
+    def results(pts):
+        out = {
+            "quality": [p["quality"] for p in pts],
+            "bpp": [p["bpp"] for p in pts],
+            "psnr-rgb": [p["psnr"] for p in pts],
+            "ms-ssim-rgb": [p["ms_ssim"] for p in pts],
+            "ms-ssim-db": [p["ms_ssim_db"] for p in pts],
+            "encoding_time": [p["encode_s"] for p in pts],
+            "decoding_time": [p["decode_s"] for p in pts],
+        }
+        if any(p["payload_bpp"] is not None for p in pts):
+            out["payload-bpp"] = [p["payload_bpp"] for p in pts]
+        return out
+
+    return {
+        "name": codec,
+        "description": description,
+        "results": results(points),
+        "subsets": {group: results(pts) for group, pts in by_subset.items()},
+    }
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def plot_rd(points: dict[str, list[dict]], metric: str, title: str, path: Path, anchor: str | None) -> None:
+    """RD curves of every codec: ``metric`` (psnr or ms_ssim_db) vs bpp, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 5))
+    for codec, pts in sorted(points.items()):
+        ax.plot(
+            [p["bpp"] for p in pts],
+            [p[metric] for p in pts],
+            marker="o",
+            markersize=3,
+            linewidth=1.8 if codec == anchor else 1.0,
+            linestyle="--" if codec == anchor else "-",
+            label=codec + (" (anchor)" if codec == anchor else ""),
+        )
+    ax.set_xlabel("bits per pixel")
+    ax.set_ylabel("PSNR [dB]" if metric == "psnr" else "MS-SSIM [dB]")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _fmt(value, digits=3) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def _ms(seconds) -> str:
+    return "" if seconds is None else f"{seconds * 1000:.1f}"
+
+
+def markdown(points: dict, tables: dict, anchor: str, settings: dict, notes: list[str]) -> str:
+    """The report: settings, BD tables per subset and overall, RD points, notes."""
+    lines = ["# pku-aigi benchmark", "", "## Settings", ""]
+    for key, value in settings.items():
+        lines.append(f"- **{key}**: {value}")
+    lines += [
+        "",
+        f"BD values are computed with the `bjontegaard` package, {bdrate.INTERPOLATION} "
+        f"interpolation, against the anchor **{anchor}**. BD-rate < 0 means fewer bits than "
+        f"the anchor at equal quality; (!) marks curves overlapping on less than "
+        f"{bdrate.MIN_OVERLAP:.0%} of their range; n/a gives the reason below the table.",
+        "",
+    ]
+    for group in subset_order(points):
+        title = "All images" if group == ALL else f"Subset {group}"
+        lines += [f"## {title}", ""]
+        table = tables.get(group)
+        if table is None:
+            lines += [f"No BD table: the anchor {anchor} has no complete curve here.", ""]
+        else:
+            lines += [
+                "| codec | BD-rate (PSNR) | BD-PSNR | BD-rate (MS-SSIM dB) | BD-MS-SSIM dB |",
+                "|---|---|---|---|---|",
+            ]
+            reasons = []
+            for codec, deltas in sorted(table.items()):
+                lines.append(
+                    f"| {codec} | {deltas['bd_rate_psnr'].format(' %')} | "
+                    f"{deltas['bd_psnr'].format(' dB', 3)} | "
+                    f"{deltas['bd_rate_ms_ssim_db'].format(' %')} | "
+                    f"{deltas['bd_ms_ssim_db'].format(' dB', 3)} |"
+                )
+                reasons += [f"{codec}, {n}: {d.note}" for n, d in deltas.items() if d.note]
+            lines.append("")
+            lines += [f"- {reason}" for reason in reasons]
+            if reasons:
+                lines.append("")
+        lines += [
+            "| codec | quality | bpp | payload bpp | PSNR | MS-SSIM | MS-SSIM dB | enc ms | dec ms | n |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for codec, pts in sorted(points[group].items()):
+            for p in pts:
+                lines.append(
+                    f"| {codec} | {metrics_q(p['quality'])} | {_fmt(p['bpp'], 4)} | "
+                    f"{_fmt(p['payload_bpp'], 4)} | {_fmt(p['psnr'], 2)} | {_fmt(p['ms_ssim'], 4)} | "
+                    f"{_fmt(p['ms_ssim_db'], 2)} | {_ms(p['encode_s'])} | {_ms(p['decode_s'])} | {p['n']} |"
+                )
+        lines.append("")
+        extra = [
+            (codec, p)
+            for codec, pts in sorted(points[group].items())
+            for p in pts
+            if p.get("clip_score") is not None or p.get("lpips") is not None
+        ]
+        if extra:
+            lines += ["| codec | quality | CLIP score | CLIP score of originals | LPIPS |", "|---|---|---|---|---|"]
+            for codec, p in extra:
+                lines.append(
+                    f"| {codec} | {metrics_q(p['quality'])} | {_fmt(p.get('clip_score'), 2)} | "
+                    f"{_fmt(p.get('clip_score_original'), 2)} | {_fmt(p.get('lpips'), 4)} |"
+                )
+            lines.append("")
+    if notes:
+        lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
+    return "\n".join(lines)
+
+
+def write_report(
+    rows: list[dict],
+    out_dir: str | Path,
+    *,
+    images_per_subset: dict[str, int],
+    anchor: str,
+    settings: dict,
+    notes: list[str] | None = None,
+    method: str = bdrate.INTERPOLATION,
+) -> dict:
+    """Write every output into ``out_dir``; return ``{"points", "bd", "files"}``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    points, dropped = aggregate(rows, images_per_subset)
+    tables = bd_tables(points, anchor, method)
+    notes = list(notes or []) + dropped
+    if points and not any(anchor in codecs for codecs in points.values()):
+        notes.append(f"anchor {anchor!r} was not measured: no BD tables (choose it with --anchor)")
+    files = []
+
+    csv_path = out / "measurements.csv"
+    write_csv(rows, csv_path)
+    files.append(csv_path)
+
+    json_dir = out / "compressai"
+    json_dir.mkdir(exist_ok=True)
+    codec_names = sorted({codec for group in points.values() for codec in group})
+    for codec in codec_names:
+        by_subset = {g: points[g][codec] for g in subset_order(points) if g != ALL and codec in points[g]}
+        data = compressai_json(
+            codec, points.get(ALL, {}).get(codec, []), "pku-aigi bench (mean over all images)", by_subset
+        )
+        path = json_dir / f"{_safe(codec)}.json"
+        path.write_text(json.dumps(data, indent=2), encoding="utf-8")
+        files.append(path)
+
+    for group in subset_order(points):
+        for metric in ("psnr", "ms_ssim_db"):
+            path = out / f"rd_{metric}_{_safe(group)}.png"
+            label = "PSNR" if metric == "psnr" else "MS-SSIM dB"
+            title = f"{'all images' if group == ALL else group}: {label} vs bpp"
+            plot_rd(points[group], metric, title, path, anchor)
+            files.append(path)
+
+    report_path = out / "report.md"
+    report_path.write_text(markdown(points, tables, anchor, settings, notes), encoding="utf-8")
+    files.append(report_path)
+
+    bd_json = {
+        group: {codec: {k: {"value": v.value, "note": v.note} for k, v in d.items()} for codec, d in t.items()}
+        for group, t in tables.items()
+    }
+    (out / "bd.json").write_text(
+        json.dumps({"anchor": anchor, "interpolation": method, "tables": bd_json}, indent=2),
+        encoding="utf-8",
+    )
+    files.append(out / "bd.json")
+    return {"points": points, "bd": tables, "files": files, "notes": notes}

@@ -1,0 +1,329 @@
+"""The rate-distortion sweep: every image x codec x quality, measured once and cached.
+
+A measurement encodes an image, stores nothing but counts the exact bytes, decodes them
+and scores the reconstruction (PSNR, MS-SSIM, MS-SSIM dB on RGB 8-bit; bpp of the whole
+stored file and, for learned codecs, of the entropy-coded payload alone; encode and
+decode seconds). Conventional codecs run in worker processes (one per core); learned
+codecs run in the main process, on CUDA when available, while the workers are busy.
+Each finished measurement is appended to ``measurements.jsonl`` in the output folder,
+keyed by image content hash, codec name, codec version and quality, so rerunning an
+interrupted sweep only does the missing work.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .. import metrics
+from ..codecs.base import Codec
+from ..errors import CodecError
+from .images import BenchImage
+
+logger = logging.getLogger(__name__)
+
+CACHE_FILE = "measurements.jsonl"
+
+
+@dataclass
+class CodecRun:
+    """One codec of a sweep and its quality grid.
+
+    Conventional codecs are given by registry ``name`` (``codec`` None) and are built
+    again in each worker process; learned codecs (or any codec object) are given as
+    ``codec`` and run in the main process.
+    """
+
+    name: str
+    qualities: tuple[float, ...]
+    codec: Codec | None = None
+    options: dict = field(default_factory=dict)
+    label: str | None = None  # name in reports (defaults to ``name``)
+
+    @property
+    def parallel(self) -> bool:
+        return self.codec is None
+
+    @property
+    def display_name(self) -> str:
+        return self.label or self.name
+
+    def version(self) -> str:
+        """The codec's version string (part of every cache key)."""
+        if self.codec is not None:
+            return self.codec.version
+        from .. import codecs
+
+        return codecs.get(self.name, **self.options).version
+
+
+def format_quality(quality: float) -> str:
+    return format(float(quality), "g")
+
+
+def cache_key(image_key: str, codec: str, version: str, quality: float) -> str:
+    return f"{image_key}|{codec}|{version}|{format_quality(quality)}"
+
+
+class MeasurementCache:
+    """Append-only JSONL file of measurements; a torn last line (interrupt) is ignored."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.rows: dict[str, dict] = {}
+        if self.path.exists():
+            for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    logger.warning("%s:%d: skipping an incomplete line", self.path, number)
+                    continue
+                self.rows[row["key"]] = row
+
+    def get(self, key: str) -> dict | None:
+        return self.rows.get(key)
+
+    def add(self, row: dict) -> None:
+        self.rows[row["key"]] = row
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as file:
+            file.write(json.dumps(row, allow_nan=True) + "\n")
+            file.flush()
+
+
+def payload_bytes(codec: Codec, data: bytes) -> int | None:
+    """Entropy-coded payload size of an .aigic file; None for conventional codecs."""
+    if getattr(codec, "file_extension", "") != ".aigic":
+        return None
+    from ..codecs.container import payload_size
+
+    return payload_size(data)
+
+
+def measure(
+    codec: Codec,
+    rgb: np.ndarray,
+    quality: float,
+    prompt: str | None = None,
+    keep_reconstruction: bool = False,
+) -> dict:
+    """Encode, decode and score one image at one quality (no image key, no cache)."""
+    image = Image.fromarray(rgb)
+    start = time.perf_counter()
+    data = codec.encode(image, quality, prompt=prompt)
+    encoded = time.perf_counter()
+    reconstruction = metrics.to_rgb_array(codec.decode(data))
+    decoded = time.perf_counter()
+    if reconstruction.shape != rgb.shape:
+        raise CodecError(
+            f"{codec.name} at quality {quality} decoded a {reconstruction.shape[1]}x"
+            f"{reconstruction.shape[0]} image from a {rgb.shape[1]}x{rgb.shape[0]} input"
+        )
+    height, width = rgb.shape[:2]
+    payload = payload_bytes(codec, data)
+    ms_ssim = metrics.ms_ssim(rgb, reconstruction)
+    row = {
+        "bytes": len(data),
+        "payload_bytes": payload,
+        "bpp": metrics.bpp(len(data), width, height),
+        "payload_bpp": None if payload is None else metrics.bpp(payload, width, height),
+        "psnr": metrics.psnr(rgb, reconstruction),
+        "ms_ssim": ms_ssim,
+        "ms_ssim_db": metrics.ms_ssim_db(ms_ssim),
+        "encode_s": encoded - start,
+        "decode_s": decoded - encoded,
+    }
+    if keep_reconstruction:
+        row["reconstruction"] = reconstruction
+    return row
+
+
+# Worker side: codecs are built once per process, torch kept to one thread per worker.
+_WORKER_CODECS: dict[tuple, Codec] = {}
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _worker_codec(name: str, options: dict) -> Codec:
+    from .. import codecs
+
+    key = (name, tuple(sorted(options.items())))
+    if key not in _WORKER_CODECS:
+        _WORKER_CODECS[key] = codecs.get(name, **options)
+    return _WORKER_CODECS[key]
+
+
+def _measure_in_worker(name: str, options: dict, rgb, quality, prompt, keep_reconstruction):
+    codec = _worker_codec(name, options)
+    return measure(codec, rgb, quality, prompt, keep_reconstruction)
+
+
+@dataclass
+class Extras:
+    """Optional metrics scored in the main process on each reconstruction."""
+
+    clip: metrics.ClipScorer | None = None
+    lpips: metrics.LpipsScorer | None = None
+
+    @property
+    def needed(self) -> bool:
+        return self.clip is not None or self.lpips is not None
+
+    def fields(self) -> list[str]:
+        return [name for name, on in (("clip_score", self.clip), ("lpips", self.lpips)) if on]
+
+    def score(self, image: BenchImage, row: dict) -> None:
+        reconstruction = row.pop("reconstruction", None)
+        if reconstruction is None:
+            return
+        if self.clip is not None:
+            prompt = image.reference_prompt or image.prompt  # the image's own prompt
+            row["clip_score"] = self.clip.score(reconstruction, prompt) if prompt else None
+            if prompt:
+                row["clip_score_original"] = self.clip.score(image.rgb, prompt)
+        if self.lpips is not None:
+            row["lpips"] = self.lpips.distance(image.rgb, reconstruction)
+
+
+@dataclass
+class Failure:
+    image: str
+    codec: str
+    quality: float
+    error: str
+
+
+@dataclass
+class SweepResult:
+    rows: list[dict]  # every measurement of the requested work (cached and new)
+    failures: list[Failure]
+    measured: int  # new measurements made in this run
+    reused: int  # measurements taken from the cache
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def run_sweep(
+    images: list[BenchImage],
+    runs: Iterable[CodecRun],
+    out_dir: str | Path,
+    *,
+    workers: int | None = None,
+    extras: Extras | None = None,
+    progress: bool = True,
+    on_row: Callable[[dict], None] | None = None,
+) -> SweepResult:
+    """Measure every image x codec x quality not in the cache; return all rows."""
+    from tqdm.auto import tqdm
+
+    extras = extras or Extras()
+    cache = MeasurementCache(Path(out_dir) / CACHE_FILE)
+    runs = list(runs)
+    workers = workers or default_workers()
+
+    rows: list[dict] = []
+    failures: list[Failure] = []
+    parallel_tasks, main_tasks = [], []
+    for run in runs:
+        version = run.version()
+        for quality in run.qualities:
+            for image in images:
+                key = cache_key(image.key, run.display_name, version, quality)
+                cached = cache.get(key)
+                if cached is not None and all(f in cached for f in extras.fields()):
+                    rows.append(cached)
+                    continue
+                base = {
+                    "key": key,
+                    "image": image.name,
+                    "image_key": image.key,
+                    "subset": image.subset,
+                    "width": image.width,
+                    "height": image.height,
+                    "prompt_chars": len(image.prompt) if image.prompt else 0,
+                    "codec": run.display_name,
+                    "codec_version": version,
+                    "quality": quality,
+                }
+                (parallel_tasks if run.parallel else main_tasks).append((run, image, quality, base))
+    reused = len(rows)
+    total = len(parallel_tasks) + len(main_tasks)
+    logger.info("sweep: %d measurements cached, %d to make", reused, total)
+
+    bar = tqdm(total=total, desc="bench", unit="img", disable=not progress or total == 0)
+
+    def finish(image: BenchImage, base: dict, result: dict | None, error: BaseException | None):
+        bar.update(1)
+        if error is not None:
+            failures.append(Failure(image.name, base["codec"], base["quality"], f"{type(error).__name__}: {error}"))
+            logger.error("%s %s q=%s failed: %s", base["codec"], image.name, base["quality"], error)
+            return
+        extras.score(image, result)
+        row = {**base, **result}
+        cache.add(row)
+        rows.append(row)
+        if on_row:
+            on_row(row)
+
+    pending: dict[Future, tuple] = {}
+
+    def drain(block: bool) -> None:
+        while pending:
+            done, _ = wait(list(pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
+            if not done:
+                return
+            for future in done:
+                _, image, _, base = pending.pop(future)
+                error = future.exception()
+                finish(image, base, None if error else future.result(), error)
+
+    if workers <= 1:  # sequential, in this process
+        main_tasks = parallel_tasks + main_tasks
+        parallel_tasks = []
+    pool = None
+    try:
+        if parallel_tasks:
+            # fork starts workers at once (torch is already imported); spawn elsewhere.
+            methods = multiprocessing.get_all_start_methods()
+            pool = ProcessPoolExecutor(
+                max_workers=min(workers, len(parallel_tasks)),
+                mp_context=multiprocessing.get_context("fork" if "fork" in methods else "spawn"),
+                initializer=_init_worker,
+            )
+            for task in parallel_tasks:
+                run, image, quality, _ = task
+                future = pool.submit(
+                    _measure_in_worker, run.name, run.options, image.rgb, quality,
+                    image.prompt, extras.needed,
+                )  # fmt: skip
+                pending[future] = task
+        for run, image, quality, base in main_tasks:
+            try:
+                codec = run.codec or _worker_codec(run.name, run.options)
+                result = measure(codec, image.rgb, quality, image.prompt, extras.needed)
+                finish(image, base, result, None)
+            except Exception as error:  # noqa: BLE001 - recorded as a failure, run goes on
+                finish(image, base, None, error)
+            drain(block=False)
+        drain(block=True)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return SweepResult(rows, failures, measured=len(rows) - reused, reused=reused)

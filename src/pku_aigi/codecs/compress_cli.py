@@ -1,0 +1,196 @@
+"""``pku-aigi compress`` and ``pku-aigi decompress``: one image to a file and back.
+
+Learned codecs (``--model REPO_OR_DIR``) write .aigic files; their header names the
+model, so ``decompress`` needs no ``--model``. Conventional codecs (``--codec NAME``)
+write their own format (JPEG, WebP, ...), which ``decompress`` recognises by its magic
+bytes or file extension (HEVC and VVC share Annex B start codes: their extension, or
+``--codec``, tells them apart). Existing outputs are never overwritten without
+``--force``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+
+from ..errors import CodecError, ModelError, PkuAigiError
+
+logger = logging.getLogger(__name__)
+
+# Leading bytes of the formats the conventional codecs write (codec name -> test).
+_MAGIC = (
+    ("jpeg", lambda d: d[:3] == b"\xff\xd8\xff"),
+    ("webp", lambda d: d[:4] == b"RIFF" and d[8:12] == b"WEBP"),
+    ("jpeg2000", lambda d: d[:4] == b"\xff\x4f\xff\x51" or d[4:8] == b"jP  "),
+    ("avif", lambda d: d[4:8] == b"ftyp" and d[8:12] in (b"avif", b"avis")),
+    ("jpegxl", lambda d: d[:2] == b"\xff\x0a" or d[4:8] == b"JXL "),
+)
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "compress",
+        help="compress one image with a learned model (.aigic) or a conventional codec",
+        description="Compress IN into OUT. A learned model (--model) writes an .aigic file; "
+        "a conventional codec (--codec) writes its own format.",
+    )
+    p.add_argument("input", type=Path, metavar="IN", help="image to compress (PNG, JPEG, ...)")
+    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT")
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--codec", metavar="NAME", help="conventional codec (`pku-aigi codecs`)")
+    which.add_argument("--model", metavar="REPO_OR_DIR", help="learned model: Hub id or folder")
+    p.add_argument(
+        "--quality",
+        type=float,
+        help="the codec's quality (required with --codec; with --model it must equal the "
+        "model's quality, which is the default)",
+    )
+    p.add_argument("--prompt", help="text prompt (used by text-conditioned models, e.g. CATC)")
+    p.add_argument("--revision", help="model revision (branch, tag or commit) on the Hub")
+    p.add_argument("--device", help="torch device for learned models (default: cuda if any)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    p.set_defaults(func=compress_command)
+
+    d = subparsers.add_parser(
+        "decompress",
+        help="decompress an .aigic file (or a conventional codec's file) to an image",
+        description="Decompress IN to OUT (format from its extension, e.g. .png). For .aigic "
+        "files the model is taken from the header unless --model is given.",
+    )
+    d.add_argument("input", type=Path, metavar="IN")
+    d.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.png")
+    d.add_argument("--model", metavar="REPO_OR_DIR", help="learned model (default: from header)")
+    d.add_argument("--revision", help="model revision (default: from the header)")
+    d.add_argument("--codec", metavar="NAME", help="conventional codec that wrote IN")
+    d.add_argument("--device", help="torch device for learned models (default: cuda if any)")
+    d.add_argument("--force", action="store_true", help="overwrite OUT if it exists")
+    d.set_defaults(func=decompress_command)
+
+
+def _check_output(path: Path, force: bool) -> None:
+    if path.exists() and not force:
+        raise CodecError(f"{path} already exists: pass --force to overwrite it")
+    if not path.parent.is_dir():
+        raise CodecError(f"cannot write {path}: folder {path.parent} does not exist")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def _read_image(path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        image = Image.open(path)
+        image.load()
+    except FileNotFoundError:
+        raise CodecError(f"{path} does not exist") from None
+    except (UnidentifiedImageError, OSError) as error:
+        raise CodecError(f"cannot read {path} as an image: {error}") from None
+    return image
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise CodecError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise CodecError(f"{path} is a folder, not a compressed file") from None
+
+
+def compress_command(args: argparse.Namespace) -> int:
+    _check_output(args.output, args.force)
+    image = _read_image(args.input)
+    if args.model:
+        from .learned import LearnedCodec
+
+        codec = LearnedCodec.from_pretrained(args.model, args.revision, device=args.device)
+        quality = args.quality
+    else:
+        from .registry import get
+
+        codec = get(args.codec)
+        if args.quality is None:
+            raise CodecError(f"--quality is required with --codec ({codec.quality_help})")
+        quality = codec.check_quality(args.quality)
+    data = codec.encode(image, quality, prompt=args.prompt)
+    _write_atomically(args.output, data)
+    width, height = image.size
+    print(
+        f"{args.input} -> {args.output}: {codec.name}, {len(data)} bytes, "
+        f"{8 * len(data) / (width * height):.4f} bpp"
+    )
+    return 0
+
+
+def _conventional_codec_name(path: Path, data: bytes) -> str | None:
+    for name, test in _MAGIC:
+        if test(data[:16]):
+            return name
+    from .registry import codec_class, names
+
+    suffix = path.suffix.lower()
+    for name in names():
+        if suffix and codec_class(name).file_extension.lower() == suffix:
+            return name
+    return None
+
+
+def decompress_command(args: argparse.Namespace) -> int:
+    from . import container
+
+    _check_output(args.output, args.force)
+    data = _read_bytes(args.input)
+    is_aigic = container.is_aigic(data) or args.input.suffix.lower() == container.FILE_EXTENSION
+    if args.codec is None and is_aigic:
+        from .learned import LearnedCodec
+
+        header = container.parse(data)
+        model = args.model or header.model_id
+        revision = args.revision or header.revision or None
+        try:
+            codec = LearnedCodec.from_pretrained(model, revision, device=args.device)
+        except ModelError as error:
+            if args.model:
+                raise
+            raise ModelError(
+                f"{error}. {args.input} was made by the model {header.model_id!r}; "
+                "pass --model REPO_OR_DIR to decode it with a copy of that model"
+            ) from None
+    else:
+        from .registry import get
+
+        name = args.codec or _conventional_codec_name(args.input, data)
+        if name is None:
+            raise CodecError(
+                f"cannot tell which codec wrote {args.input} (not .aigic, no known magic "
+                "bytes or extension): pass --codec NAME"
+            )
+        codec = get(name)
+    image = codec.decode(data)
+    try:
+        import io
+
+        buffer = io.BytesIO()
+        image.save(buffer, format=_output_format(args.output))
+    except (ValueError, OSError, KeyError) as error:
+        raise CodecError(f"cannot write {args.output}: {error}") from None
+    _write_atomically(args.output, buffer.getvalue())
+    print(f"{args.input} -> {args.output}: {codec.name}, {image.size[0]}x{image.size[1]}")
+    return 0
+
+
+def _output_format(path: Path) -> str:
+    from PIL import Image
+
+    Image.init()
+    fmt = Image.EXTENSION.get(path.suffix.lower())
+    if fmt is None:
+        raise PkuAigiError(f"unknown image extension {path.suffix!r} for {path}: use .png")
+    return fmt

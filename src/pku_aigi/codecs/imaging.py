@@ -1,0 +1,111 @@
+"""How images of any PIL mode become the 8-bit RGB that conventional codecs code.
+
+Every conventional codec (JPEG ... VVC) codes one still 8-bit RGB image and decodes to
+mode ``"RGB"``; :func:`to_rgb` is the one documented rule that gets there, so the
+benchmark can measure distortion against exactly the image the codec saw:
+
+============================  ==========================================================
+input mode                    becomes
+============================  ==========================================================
+``RGB``                       itself
+``RGBA``, ``LA``, ``PA``      the colour channels; alpha is dropped, not composited
+``RGBa``, ``La``              un-premultiplied colour channels; alpha is dropped
+``P`` (palette)               the palette colours (a transparency entry is dropped)
+``L``, ``1``                  grey replicated into R, G and B
+``I;16*``, ``I``              16-bit grey: ``round(v / 257)`` (65535 -> 255), clipped to
+                              [0, 65535] first, then replicated into R, G and B
+``CMYK``, ``YCbCr``, ``LAB``, Pillow's ``convert("RGB")`` (no ICC colour management)
+``HSV``
+``F`` (float)                 refused: no scale can be assumed
+animated (``n_frames > 1``)   refused: pick a frame with ``image.seek(i)`` and pass
+                              ``image.copy()``
+============================  ==========================================================
+
+Images with zero pixels, and images with more than ``max_pixels`` pixels (default
+:data:`~pku_aigi.codecs.base.MAX_PIXELS_DEFAULT`), are refused with a :class:`CodecError`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PIL import Image
+
+from ..errors import CodecError
+from .base import MAX_PIXELS_DEFAULT
+
+_DROP_ALPHA = {"RGBA": "RGB", "LA": "L"}
+_SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def check_pixels(width: int, height: int, max_pixels: int = MAX_PIXELS_DEFAULT) -> None:
+    """Raise :class:`CodecError` for an empty image or one above ``max_pixels``."""
+    if width < 1 or height < 1:
+        raise CodecError(f"the image is empty ({width}x{height}): nothing to compress")
+    if width * height > max_pixels:
+        raise CodecError(
+            f"the image has {width}x{height} = {width * height:,} pixels, more than the "
+            f"limit of {max_pixels:,}: downscale it or pass a larger max_pixels"
+        )
+
+
+def to_rgb(image: Image.Image, max_pixels: int = MAX_PIXELS_DEFAULT) -> Image.Image:
+    """The 8-bit RGB image a conventional codec codes, by the rule of this module.
+
+    Args:
+        image: any PIL image.
+        max_pixels: largest accepted ``width * height``.
+
+    Returns:
+        A mode ``"RGB"`` image of the same size (``image`` itself if already RGB).
+
+    Raises:
+        CodecError: not a PIL image, animated, float, empty or too large.
+    """
+    if not isinstance(image, Image.Image):
+        raise CodecError(f"expected a PIL.Image.Image, got {type(image).__name__}")
+    check_pixels(image.width, image.height, max_pixels)
+    frames = getattr(image, "n_frames", 1)
+    if frames > 1:
+        raise CodecError(
+            f"the image is animated ({frames} frames) but the codecs code one still image: "
+            "choose a frame with image.seek(i) and pass image.copy()"
+        )
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in ("RGBa", "La"):  # premultiplied alpha: un-premultiply, then drop alpha
+        image = image.convert(mode.upper())
+        mode = image.mode
+    if mode in _DROP_ALPHA:
+        image = image.convert(_DROP_ALPHA[mode])
+        mode = image.mode
+    if mode == "PA":
+        image = image.convert("RGBA").convert("RGB")
+    elif mode in _SIXTEEN_BIT_GREY:
+        grey = np.asarray(image, dtype=np.float64)
+        grey = np.rint(np.clip(grey, 0, 65535) / 257.0).astype(np.uint8)
+        image = Image.fromarray(grey, "L")
+    elif mode == "F":
+        raise CodecError(
+            "float images (mode 'F') have no defined 8-bit scale: convert to 'L', 'I;16' "
+            "or 'RGB' yourself"
+        )
+    return image.convert("RGB")
+
+
+def even_padded(array: np.ndarray, multiple: int, minimum: int) -> np.ndarray:
+    """Pad an HxWxC array at the bottom/right by edge replication.
+
+    The result has both sides multiples of ``multiple`` and at least ``minimum``; edge
+    replication (as BPG and the HEVC/VVC reference software pad) costs few bits.
+    """
+    height, width = array.shape[:2]
+
+    def target(size: int) -> int:
+        size = max(size, minimum)
+        return -(-size // multiple) * multiple
+
+    pad_h, pad_w = target(height) - height, target(width) - width
+    if pad_h == 0 and pad_w == 0:
+        return array
+    return np.pad(array, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")

@@ -1,0 +1,366 @@
+"""Learned codecs behind the :class:`~pku_aigi.codecs.base.Codec` interface.
+
+:class:`LearnedCodec` wraps one :class:`~pku_aigi.models.base.LearnedCodecModel` (one
+architecture at one quality) and writes .aigic files (:mod:`.container`), coding the
+latents deterministically with a desync check (:mod:`.latent_coding`).
+
+Images of any size are padded (replicate) to a multiple of the model's ``pad_multiple``
+(or a larger ``pad_multiple`` given here: the PKU-AIGI-500K paper pads to 128) and
+cropped after decoding. Modes (what ``decode`` returns):
+
+=========  =========================================================  ===========
+input      coded as                                                    decoded as
+=========  =========================================================  ===========
+RGB        RGB, 8 bits                                                 RGB
+RGBA, P    RGB: the alpha channel is dropped (not coded), with a log   RGB
+           warning; P is converted to RGB/RGBA first
+L, 1, LA   gray replicated to RGB (alpha dropped)                      L (ITU-R 601 luma)
+I;16, I    scaled to 8 bits (v / 257, values must be in 0..65535)      I;16 (v * 257)
+CMYK ...   Pillow's conversion to RGB                                  RGB
+=========  =========================================================  ===========
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import CodecError, CorruptStreamError, ModelError
+from . import container
+from .base import MAX_PIXELS_DEFAULT, Codec
+
+logger = logging.getLogger(__name__)
+
+
+def default_device() -> str:
+    """``"cuda"`` when a GPU is available, else ``"cpu"``."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _device_label(device) -> str:
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def _to_coded_rgb(image: Image.Image) -> tuple[Image.Image, str]:
+    """(RGB image to code, mode to return after decoding); see the module table."""
+    mode = image.mode
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode in ("RGB", "RGBA"):
+        if mode == "RGBA":
+            logger.warning("RGBA input: the alpha channel is not coded; decoding gives RGB")
+        return image.convert("RGB"), "RGB"
+    if mode in ("L", "1", "LA"):
+        if mode == "LA":
+            logger.warning("LA input: the alpha channel is not coded; decoding gives L")
+        return image.convert("L").convert("RGB"), "L"
+    if mode in ("I;16", "I;16L", "I;16B", "I"):
+        values = np.asarray(image, dtype=np.int64)
+        if values.min() < 0 or values.max() > 65535:
+            raise CodecError(f"{mode} image has values outside 0..65535: cannot code it")
+        gray = np.round(values / 257.0).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB"), "I;16"
+    try:
+        return image.convert("RGB"), "RGB"
+    except ValueError as error:
+        raise CodecError(f"cannot code images of mode {mode}: {error}") from None
+
+
+def _from_rgb(rgb: np.ndarray, mode: str) -> Image.Image:
+    image = Image.fromarray(rgb, "RGB")
+    if mode == "RGB":
+        return image
+    gray = image.convert("L")
+    if mode == "L":
+        return gray
+    values = np.asarray(gray, dtype=np.uint16) * 257
+    return Image.fromarray(values.astype("<u2"), "I;16")
+
+
+def _binding(architecture, quality, width, height, mode, prompt) -> int:
+    """CRC32 of the header fields that change the image: seeds the desync check."""
+    fields = f"{architecture}\0{quality}\0{width}x{height}\0{mode}\0{prompt or ''}"
+    return zlib.crc32(fields.encode("utf-8"))
+
+
+class LearnedCodec(Codec):
+    """A learned model as a :class:`Codec` writing .aigic bytes.
+
+    Args:
+        model: a ``LearnedCodecModel`` (CompressAI conventions: ``compress``,
+            ``decompress``, ``update``, ``config``).
+        model_id: Hub repo id or folder recorded in the header (default: the
+            architecture and quality).
+        revision: the model's revision recorded in the header.
+        device: "cpu", "cuda", ... (default: cuda when available). The model is moved
+            there.
+        pad_multiple: pad to a multiple of this (at least the model's own).
+        max_pixels: largest image (width x height) accepted by encode and decode.
+    """
+
+    file_extension = container.FILE_EXTENSION
+    higher_quality_is_better = True
+
+    def __init__(
+        self,
+        model,
+        *,
+        model_id: str | None = None,
+        revision: str | None = None,
+        device=None,
+        pad_multiple: int | None = None,
+        max_pixels: int = MAX_PIXELS_DEFAULT,
+    ):
+        import torch
+
+        config = dict(getattr(model, "config", {}) or {})
+        architecture = config.get("architecture") or getattr(model, "architecture", "")
+        if not architecture:
+            raise ModelError("the model has no architecture name: it is not a LearnedCodecModel")
+        self.model = model
+        self.name = architecture
+        self.model_quality = int(config.get("quality") or 0)
+        self.model_id = model_id or f"{architecture}-q{self.model_quality}"
+        self.revision = revision or ""
+        self.device = torch.device(device or default_device())
+        own = int(getattr(model, "pad_multiple", 64))
+        wanted = int(pad_multiple or own)
+        if wanted % own:
+            raise CodecError(f"pad_multiple {wanted} must be a multiple of the model's {own}")
+        self.pad_multiple = wanted
+        self.max_pixels = int(max_pixels)
+        self.text_conditioned = bool(getattr(model, "text_conditioned", False))
+        self.description = f"learned codec {architecture}, quality {self.model_quality}"
+        self.quality_help = (
+            f"fixed by the model: {self.model_quality} (load another model for another rate)"
+        )
+        self.quality_range = (self.model_quality, self.model_quality)
+        self.default_qualities = (self.model_quality,)
+        model.to(self.device).eval()
+        model.update(force=False)  # no-op when the entropy coder is ready
+        self._fingerprint = None
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_model(cls, model, **options) -> LearnedCodec:
+        """Wrap an in-memory model (e.g. ``pku_aigi.models.create(...)``)."""
+        return cls(model, **options)
+
+    @classmethod
+    def from_pretrained(cls, repo_or_dir, revision: str | None = None, **options) -> LearnedCodec:
+        """Load a saved model (local folder or Hub repo id) and wrap it."""
+        from ..models.base import LearnedCodecModel
+
+        model = LearnedCodecModel.from_pretrained(str(repo_or_dir), revision=revision)
+        model_id = str(repo_or_dir)
+        if Path(model_id).is_dir():
+            model_id = str(Path(model_id).resolve())
+        return cls(model, model_id=model_id, revision=revision, **options)
+
+    @staticmethod
+    def family(name: str, members: dict, **options) -> LearnedCodecFamily:
+        """One codec over several models, ``{quality: repo_or_dir_or_model}`` (RD sweeps)."""
+        return LearnedCodecFamily(name, members, **options)
+
+    # ------------------------------------------------------------------ Codec API
+    @property
+    def version(self) -> str:
+        if self._fingerprint is None:
+            crc = 0
+            for key, value in sorted(self.model.state_dict().items()):
+                crc = zlib.crc32(key.encode(), crc)
+                crc = zlib.crc32(value.detach().cpu().contiguous().numpy().tobytes(), crc)
+            self._fingerprint = f"{crc:08x}"
+        rev = f"@{self.revision}" if self.revision else ""
+        return f"{self.name}-q{self.model_quality}:{self.model_id}{rev}:{self._fingerprint}:aigic{container.FORMAT_VERSION}"
+
+    def check_quality(self, quality) -> int:
+        if quality is not None and quality != self.model_quality:
+            raise CodecError(
+                f"{self.model_id} codes at quality {self.model_quality} only, not {quality}: "
+                "load the model trained for that quality (or use LearnedCodec.family)"
+            )
+        return self.model_quality
+
+    def encode(self, image: Image.Image, quality=None, *, prompt: str | None = None) -> bytes:
+        """Compress ``image`` into .aigic bytes (see the module docstring for modes)."""
+        import torch
+        import torch.nn.functional as F
+
+        from . import latent_coding
+
+        self.check_quality(quality)
+        width, height = image.size
+        if width * height > self.max_pixels:
+            raise CodecError(
+                f"image is {width}x{height} = {width * height} pixels, more than the limit "
+                f"of {self.max_pixels}: resize it or pass a larger max_pixels"
+            )
+        rgb, out_mode = _to_coded_rgb(image)
+        prompt = prompt if self.text_conditioned else None  # others ignore it
+        x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)
+        x = x[None].to(self.device, torch.float32) / 255.0
+        m = self.pad_multiple
+        x = F.pad(x, (0, -width % m, 0, -height % m), mode="replicate")
+        text = self._text(prompt)
+        seed = _binding(self.name, self.model_quality, width, height, out_mode, prompt)
+        coded = latent_coding.compress(self.model, x, text, seed)
+        return container.pack(
+            container.AigicFile(
+                architecture=self.name,
+                model_id=self.model_id,
+                revision=self.revision,
+                quality=self.model_quality,
+                width=width,
+                height=height,
+                mode=out_mode,
+                latent_shape=coded.shape,
+                strings=coded.strings,
+                params_crc=coded.params_crc,
+                symbols_crc=coded.symbols_crc,
+                device=_device_label(self.device),
+                prompt=prompt,  # None for models that ignore prompts
+            )
+        )
+
+    def decode(self, data: bytes) -> Image.Image:
+        """Decode .aigic bytes made with this model; CorruptStreamError otherwise."""
+        import torch
+
+        from . import latent_coding
+
+        header = container.parse(data, max_pixels=self.max_pixels)
+        self._check_header(header)
+        m = self.pad_multiple
+        padded = (-(-header.height // m) * m, -(-header.width // m) * m)
+        latent = int(np.prod(header.latent_shape))
+        if latent * 256 > padded[0] * padded[1]:
+            raise CorruptStreamError(
+                f"not a valid .aigic file: latent shape {header.latent_shape} is too large "
+                f"for a {header.width}x{header.height} image"
+            )
+        coded = latent_coding.Coded(
+            header.strings, header.latent_shape, header.params_crc, header.symbols_crc
+        )
+        try:
+            seed = _binding(
+                header.architecture,
+                header.quality,
+                header.width,
+                header.height,
+                header.mode,
+                header.prompt,
+            )
+            x_hat = latent_coding.decompress(self.model, coded, self._text(header.prompt), seed)
+        except latent_coding.DesyncError as error:
+            raise CorruptStreamError(self._desync_message(header, str(error))) from None
+        except CorruptStreamError:
+            raise
+        except (RuntimeError, ValueError, IndexError) as error:
+            # The model cannot run on these strings/shape: a malformed or foreign file.
+            raise CorruptStreamError(
+                f"cannot decode this .aigic file with {self.model_id}: {error}"
+            ) from None
+        if x_hat.shape[-2] < header.height or x_hat.shape[-1] < header.width:
+            raise CorruptStreamError(
+                f"decoded {tuple(x_hat.shape[-2:])} is smaller than the stored "
+                f"{header.height}x{header.width}: the file does not match the model"
+            )
+        x_hat = x_hat[0, :, : header.height, : header.width]
+        if not bool(torch.isfinite(x_hat).all()):
+            raise CorruptStreamError("the decoded image is not finite: decoder desync")
+        rgb = (x_hat * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        return _from_rgb(np.ascontiguousarray(rgb), header.mode)
+
+    # ------------------------------------------------------------------ helpers
+    def _text(self, prompt: str | None):
+        if not self.text_conditioned:
+            return None
+        embedding = self.model.encode_prompts([prompt or ""])
+        return embedding.to(self.device) if embedding is not None else None
+
+    def _check_header(self, header: container.AigicFile) -> None:
+        made_by = f"{header.model_id}" + (f"@{header.revision}" if header.revision else "")
+        if header.architecture != self.name or header.quality != self.model_quality:
+            raise CorruptStreamError(
+                f"this .aigic file was made by {made_by} ({header.architecture}, quality "
+                f"{header.quality}), not by {self.model_id} ({self.name}, quality "
+                f"{self.model_quality}): decode it with that model"
+            )
+        if header.model_id != self.model_id or header.revision != self.revision:
+            logger.warning(
+                "file made by %s, decoding with %s (same architecture and quality); "
+                "the desync check will tell if the weights differ",
+                made_by,
+                self.model_id,
+            )
+
+    def _desync_message(self, header: container.AigicFile, what: str) -> str:
+        return (
+            f"decoder desync: the {what} computed while decoding differ from the encoder's "
+            f"(encoded on {header.device} with {header.model_id}, decoding on "
+            f"{_device_label(self.device)} with {self.model_id}). The file was made by "
+            "other weights, or corrupted; no image is returned rather than a wrong one"
+        )
+
+
+class LearnedCodecFamily(Codec):
+    """Several models of one architecture, one per quality, as one :class:`Codec`."""
+
+    file_extension = container.FILE_EXTENSION
+
+    def __init__(self, name: str, members: dict, **options):
+        if not members:
+            raise CodecError(f"learned codec family {name!r} needs at least one model")
+        self.name = name
+        self.members: dict[int, LearnedCodec] = {}
+        for quality, member in sorted(members.items()):
+            if isinstance(member, LearnedCodec):
+                codec = member
+            elif isinstance(member, (str, Path)):
+                codec = LearnedCodec.from_pretrained(member, **options)
+            else:
+                codec = LearnedCodec.from_model(member, **options)
+            self.members[int(quality)] = codec
+        qualities = tuple(self.members)
+        self.quality_range = (min(qualities), max(qualities))
+        self.default_qualities = qualities
+        self.quality_help = f"one model per quality: {', '.join(map(str, qualities))}"
+        self.description = f"learned codec family {name} ({len(qualities)} models)"
+        self.text_conditioned = any(c.text_conditioned for c in self.members.values())
+
+    @property
+    def version(self) -> str:
+        return "|".join(c.version for c in self.members.values())
+
+    def _member(self, quality) -> LearnedCodec:
+        try:
+            return self.members[int(quality)]
+        except (KeyError, TypeError, ValueError):
+            raise CodecError(
+                f"{self.name} has no model for quality {quality}: {self.quality_help}"
+            ) from None
+
+    def encode(self, image: Image.Image, quality, *, prompt: str | None = None) -> bytes:
+        return self._member(quality).encode(image, None, prompt=prompt)
+
+    def decode(self, data: bytes) -> Image.Image:
+        header = container.parse(data)
+        if header.quality not in self.members:
+            raise CorruptStreamError(
+                f"this .aigic file is at quality {header.quality}; {self.name} has "
+                f"{self.quality_help}"
+            )
+        return self.members[header.quality].decode(data)

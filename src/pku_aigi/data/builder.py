@@ -1,0 +1,319 @@
+"""The ``datasets`` builder of PKU-AIGI-500K, reading the Hub repo's archives as published.
+
+One config per subset (``sd21b``, ``sd21``, ``sdxl``, ``mj52``, ``mod``), splits
+``train`` (the subset's archives + prompt file), ``validation`` (``vaild.zip``) and
+``test`` (not on the Hub: a local folder ``test/<FOLDER>/*.png`` + ``test/<FOLDER>.txt``).
+The ``image`` feature holds each PNG file's original bytes, unchanged. Examples come in a
+fixed order (archive order, then prompt number, then name) under stable keys.
+
+This module is also copied, with the table and the archive reader, into the legacy
+loading script ``dataset_script/PKU-AIGI-500K.py`` (see ``legacy_script.py``), so it only
+imports ``datasets`` and the standard library besides its sibling modules.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import posixpath
+import warnings
+from dataclasses import dataclass
+
+import datasets
+
+from ..errors import DatasetError
+from ..subsets import CITATION, CONFIGS, SPLITS, VALIDATION_ARCHIVE, Subset, get_subset
+from .prompts import lookup_prompt, parse_prompts, prompt_id
+from .splitzip import ZipArchive, open_binary, split_parts
+
+logger = logging.getLogger(__name__)
+
+TEST_FOLDER = "test"  # local test split: test/<FOLDER>/*.png and test/<FOLDER>.txt
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+FEATURES = datasets.Features(
+    {
+        "image": datasets.Image(),
+        "prompt": datasets.Value("string"),
+        "prompt_id": datasets.Value("int32"),
+        "file_name": datasets.Value("string"),
+        "subset": datasets.Value("string"),
+        "width": datasets.Value("int32"),
+        "height": datasets.Value("int32"),
+    }
+)
+
+DESCRIPTION = (
+    "PKU-AIGI-500K: 528k+ AI-generated images from five text-to-image models with their "
+    "105k+ prompts, a benchmark for image compression (Duan et al., IEEE JETCAS 2024)."
+)
+
+
+def png_size(data: bytes, name: str) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk, without decoding the image."""
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+        raise DatasetError(f"{name} is not a PNG file")
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def _sort_key(file_name: str) -> tuple:
+    return (prompt_id(file_name), file_name)
+
+
+def _is_png(name: str) -> bool:
+    return name.lower().endswith(".png")
+
+
+def _in_folder(member: str, folder: str) -> bool:
+    """Whether a vaild.zip member lies in the subset's folder (e.g. vaild/MJ/0001_1.png)."""
+    parts = member.split("/")[:-1]
+    return any(part.lower() == folder.lower() for part in parts)
+
+
+def _find_member(names: list[str], wanted: str, folder: str) -> str | None:
+    """The prompt txt of a subset in vaild.zip: ``vaild/MJ.txt``, else any ``MJ.txt``."""
+    if wanted in names:
+        return wanted
+    matches = [n for n in names if posixpath.basename(n).lower() == f"{folder.lower()}.txt"]
+    return sorted(matches)[0] if matches else None
+
+
+class DataFiles:
+    """Where the Hub repo's files are: a local folder, or a ``datasets`` download manager."""
+
+    def __init__(self, data_dir: str | None, dl_manager=None):
+        self.data_dir = data_dir
+        self.dl_manager = dl_manager
+
+    def has(self, name: str) -> bool:
+        if self.data_dir is None:
+            return True  # the Hub repo (script mode) has every published file
+        return _exists(self._join(name))
+
+    def path(self, name: str) -> str:
+        if self.data_dir is None:
+            return self.dl_manager.download(name)
+        path = self._join(name)
+        if not _exists(path):
+            raise DatasetError(f"{name} is missing from {self.data_dir}")
+        return path
+
+    def _join(self, name: str) -> str:
+        if "://" in self.data_dir:  # a URL such as hf://datasets/<repo>@<revision>
+            return f"{self.data_dir.rstrip('/')}/{name}"
+        return os.path.join(self.data_dir, name)
+
+    def archive_parts(self, archive) -> list[str]:
+        if self.data_dir is None:  # script mode: the table lists every disk
+            return [self.path(part) for part in archive.parts]
+        return split_parts(self.path(archive.last_disk))
+
+
+def _exists(path: str) -> bool:
+    if "://" in path:
+        import fsspec
+
+        fs, inner = fsspec.core.url_to_fs(path)
+        return fs.exists(inner)
+    return os.path.exists(path)
+
+
+def available_splits(subset: Subset, files: DataFiles) -> tuple[str, ...]:
+    """Splits whose files are present (script mode: the two published splits)."""
+    if files.data_dir is None:
+        return ("train", "validation")
+    found = []
+    if any(files.has(archive.last_disk) for archive in subset.train_archives):
+        found.append("train")
+    if files.has(VALIDATION_ARCHIVE):
+        found.append("validation")
+    if files.has(posixpath.join(TEST_FOLDER, subset.validation_folder)):
+        found.append("test")
+    if not found:
+        raise DatasetError(
+            f"{files.data_dir} holds no file of config {subset.config!r}: expected "
+            f"{', '.join(subset.hub_files('train'))}, {VALIDATION_ARCHIVE} or "
+            f"{TEST_FOLDER}/{subset.validation_folder}/"
+        )
+    return tuple(found)
+
+
+def test_split_error(subset: Subset, where: str) -> DatasetError:
+    folder = subset.validation_folder
+    return DatasetError(
+        f"the test split of {subset.config!r} is not on the Hugging Face Hub "
+        f"({where}): PKU-AIGI-500K publishes only train and validation. If you have the "
+        f"test images, pass data_dir= a folder holding {TEST_FOLDER}/{folder}/<N>.png and "
+        f"optionally the prompts {TEST_FOLDER}/{folder}.txt (one per line)"
+    )
+
+
+def split_sources(subset: Subset, split: str, files: DataFiles) -> dict:
+    """The generator arguments of one split: archive parts, prompt file, test folder."""
+    if split == "train":
+        # Tuples, not lists: datasets would shard lists across jobs.
+        archives = tuple(tuple(files.archive_parts(a)) for a in subset.train_archives)
+        prompt_file = files.path(subset.prompt_file) if subset.prompt_file else None
+        return {
+            "archives": archives,
+            "prompt_file": prompt_file,
+            "prompt_name": subset.prompt_file,
+            "test_dir": None,
+        }
+    if split == "validation":
+        archives = ((files.path(VALIDATION_ARCHIVE),),)
+        return {"archives": archives, "prompt_file": None, "prompt_name": None, "test_dir": None}
+    test_dir = posixpath.join(TEST_FOLDER, subset.validation_folder)
+    if files.data_dir is None or not files.has(test_dir):
+        raise test_split_error(subset, f"{test_dir}/ not found in {files.data_dir or 'the repo'}")
+    prompt_name = test_dir + ".txt"
+    return {
+        "archives": (),
+        "prompt_file": files.path(prompt_name) if files.has(prompt_name) else None,
+        "prompt_name": prompt_name,
+        "test_dir": files.path(test_dir),
+    }
+
+
+def _read_file(path: str) -> bytes:
+    with open_binary(path) as handle:  # a local path or a URL (streaming from the Hub)
+        return handle.read()
+
+
+def _missing_prompts_warning(subset: Subset, split: str, source: str) -> None:
+    warnings.warn(
+        f"{subset.title} ({subset.config}) has no prompt file for the {split} split "
+        f"({source}): prompts are None",
+        UserWarning,
+        stacklevel=2,
+    )
+
+
+def iter_split(
+    subset: Subset, split: str, archives, prompt_file, prompt_name, test_dir, check_only=False
+):
+    """Yield ``(key, example)`` of one split in a fixed order.
+
+    With ``check_only``, only list the members and check that every prompt line exists,
+    warning once when the split has no prompt file (run before anything is written).
+    """
+    prompts = None
+    source = prompt_name
+    if prompt_file is not None:
+        prompts = parse_prompts(_read_file(prompt_file), source)
+    elif check_only and split != "validation":  # validation: looked up inside vaild.zip
+        where = "none on the Hub" if split == "train" else f"no {prompt_name}"
+        _missing_prompts_warning(subset, split, where)
+
+    if test_dir is not None:
+        root = os.path.dirname(os.path.dirname(test_dir))
+        names = []
+        for folder, _, file_names in os.walk(test_dir):
+            names += [os.path.join(folder, n) for n in file_names if _is_png(n)]
+        rel = sorted((os.path.relpath(n, root).replace(os.sep, "/") for n in names), key=_sort_key)
+        for file_name in rel:
+            pid = prompt_id(file_name)
+            prompt = lookup_prompt(prompts, pid, file_name, source)
+            if check_only:
+                continue
+            data = _read_file(os.path.join(root, file_name))
+            yield file_name, _example(subset, data, file_name, pid, prompt)
+        return
+
+    for parts in archives:
+        with ZipArchive(parts) as archive:
+            members = [m for m in archive.members() if _is_png(m.filename)]
+            if split == "validation":
+                names = [m.filename for m in archive.members()]
+                wanted = subset.validation_prompt_file
+                prompt_member = _find_member(names, wanted, subset.validation_folder)
+                if prompt_member is None:
+                    if check_only:
+                        _missing_prompts_warning(subset, split, f"no {wanted} in {archive.name}")
+                else:
+                    source = f"{archive.name}:{prompt_member}"
+                    data = archive.read(archive.zip.getinfo(prompt_member))
+                    prompts = parse_prompts(data, source)
+                members = [m for m in members if _in_folder(m.filename, subset.validation_folder)]
+                if not members:
+                    folders = sorted({posixpath.dirname(n) for n in names if _is_png(n)})
+                    raise DatasetError(
+                        f"{archive.name} has no images in a folder {subset.validation_folder}/ "
+                        f"(it has {', '.join(folders) or 'no images'})"
+                    )
+            members.sort(key=lambda m: _sort_key(m.filename))
+            for member in members:
+                pid = prompt_id(member.filename)
+                prompt = lookup_prompt(prompts, pid, member.filename, source)
+                if check_only:
+                    continue
+                data = archive.read(member)
+                key = f"{archive.name}:{member.filename}"
+                yield key, _example(subset, data, member.filename, pid, prompt)
+
+
+def _example(subset: Subset, data: bytes, file_name: str, pid: int, prompt) -> dict:
+    width, height = png_size(data, file_name)
+    return {
+        # path=None: datasets would store a path instead of the bytes if it named a file
+        "image": {"bytes": data, "path": None},
+        "prompt": prompt,
+        "prompt_id": pid,
+        "file_name": file_name,
+        "subset": subset.config,
+        "width": width,
+        "height": height,
+    }
+
+
+@dataclass
+class PkuAigiConfig(datasets.BuilderConfig):
+    """A subset of PKU-AIGI-500K.
+
+    Attributes:
+        splits: the splits to prepare; None: every split whose files are present.
+        fingerprint: identifies the local files (names, sizes, times) so that the cache
+            is rebuilt when they change.
+    """
+
+    splits: tuple[str, ...] | None = None
+    fingerprint: str = ""
+
+
+class PkuAigi500K(datasets.GeneratorBasedBuilder):
+    """PKU-AIGI-500K read from the archives of the Hub repo ``Forerunner/PKU-AIGI-500K``."""
+
+    BUILDER_CONFIG_CLASS = PkuAigiConfig
+    BUILDER_CONFIGS = [
+        PkuAigiConfig(name=config, description=get_subset(config).title) for config in CONFIGS
+    ]
+    DEFAULT_CONFIG_NAME = "mj52"
+
+    def _info(self) -> datasets.DatasetInfo:
+        return datasets.DatasetInfo(
+            description=DESCRIPTION,
+            features=FEATURES,
+            homepage="https://huggingface.co/datasets/Forerunner/PKU-AIGI-500K",
+            citation=CITATION,
+        )
+
+    def _split_generators(self, dl_manager):
+        subset = get_subset(self.config.name)
+        files = DataFiles(self.config.data_dir, dl_manager)
+        splits = self.config.splits or available_splits(subset, files)
+        generators = []
+        for split in splits:
+            if split not in SPLITS:
+                raise DatasetError(f"unknown split {split!r}: use one of {', '.join(SPLITS)}")
+            kwargs = split_sources(subset, split, files)
+            for _ in iter_split(subset, split, check_only=True, **kwargs):
+                pass
+            generators.append(
+                datasets.SplitGenerator(name=split, gen_kwargs={"split": split, **kwargs})
+            )
+        logger.info("%s: preparing %s", subset.config, ", ".join(splits))
+        return generators
+
+    def _generate_examples(self, split, archives, prompt_file, prompt_name, test_dir):
+        subset = get_subset(self.config.name)
+        yield from iter_split(subset, split, archives, prompt_file, prompt_name, test_dir)

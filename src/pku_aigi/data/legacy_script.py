@@ -1,0 +1,55 @@
+"""Generate ``dataset_script/PKU-AIGI-500K.py``, the loading script for ``datasets`` < 4.
+
+``datasets`` < 4 loads a Hub dataset through a Python script in the repo
+(``load_dataset("Forerunner/PKU-AIGI-500K", "mj52", trust_remote_code=True)``). That
+script must not depend on this package, and must not drift from the package's builder;
+so it is made by concatenating the very modules the package uses (the errors, the subsets
+table, the split-zip reader, the prompt rules and the builder), with their relative
+imports removed. ``pku-aigi data script`` rewrites it; a test checks it is current.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+SCRIPT_NAME = "PKU-AIGI-500K.py"
+PACKAGE = Path(__file__).resolve().parents[1]
+MODULES = ("errors.py", "subsets.py", "data/splitzip.py", "data/prompts.py", "data/builder.py")
+
+_HEADER = '''# ruff: noqa
+# PKU-AIGI-500K loading script for `datasets` < 4 (trust_remote_code=True).
+#
+# GENERATED from the pku-aigi package ({modules}) by
+# `pku-aigi data script`: do not edit, edit the package and regenerate.
+# With `datasets` >= 4 use the Parquet configs of this repo, or `pku_aigi.load_dataset`.
+"""PKU-AIGI-500K: a neural compression benchmark of AI-generated images (JETCAS 2024)."""
+
+from __future__ import annotations
+'''
+_RELATIVE_IMPORT = re.compile(r"^from \.+\w* import (\([^)]*\)|.*)$\n", re.MULTILINE)
+_FUTURE = re.compile(r"^from __future__ import annotations\n", re.MULTILINE)
+
+
+def render_script() -> str:
+    """The loading script's text, from the package sources as they are now."""
+    chunks = [_HEADER.format(modules=", ".join(MODULES))]
+    for module in MODULES:
+        source = (PACKAGE / module).read_text(encoding="utf-8")
+        source = _FUTURE.sub("", _RELATIVE_IMPORT.sub("", source))
+        chunks.append(f"\n\n# ---- pku_aigi/{module} " + "-" * (70 - len(module)) + "\n")
+        chunks.append(source.strip("\n") + "\n")
+    return "".join(chunks)
+
+
+def write_dataset_repo(folder: str | Path) -> list[Path]:
+    """Write the loading script and the dataset card into ``folder``."""
+    from .card import render_card
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    script = folder / SCRIPT_NAME
+    script.write_text(render_script(), encoding="utf-8")
+    card = folder / "README.md"
+    card.write_text(render_card(), encoding="utf-8")
+    return [script, card]

@@ -1,0 +1,177 @@
+"""Turn whatever a user uploads into the 8-bit RGB image the codecs compress.
+
+Every codec of the package takes 8-bit RGB, so an upload is checked and converted here,
+once, and each conversion is reported as a note the UI shows (never a silent change):
+
+- not an image, unreadable, too small or too large: :class:`InputImageError` saying why;
+- animated (GIF, APNG, WebP): the first frame is used, with a note;
+- EXIF orientation: applied, with a note;
+- CMYK, YCbCr, LAB, palette, grayscale: converted to RGB, with a note;
+- 16-bit or float samples: reduced to 8 bits per channel, with a note;
+- alpha: composited onto white, with a note (the codecs and metrics compare RGB).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import PkuAigiError
+
+#: Default pixel limit of the demo (2048 x 2048): CPU Spaces encode VVC at ~1 MP/s.
+DEFAULT_MAX_PIXELS = 2048 * 2048
+MIN_SIDE = 16
+MAX_PIXELS_ENV = "PKU_AIGI_DEMO_MAX_PIXELS"
+
+
+class InputImageError(PkuAigiError):
+    """An uploaded file cannot be used as an image to compress."""
+
+
+@dataclass
+class InputImage:
+    """The image to compress (8-bit RGB) and the notes on how it was obtained."""
+
+    image: Image.Image
+    notes: list[str] = field(default_factory=list)
+    name: str = "image"
+
+
+def max_pixels() -> int:
+    """The pixel limit: ``PKU_AIGI_DEMO_MAX_PIXELS`` or :data:`DEFAULT_MAX_PIXELS`."""
+    value = os.environ.get(MAX_PIXELS_ENV)
+    if not value:
+        return DEFAULT_MAX_PIXELS
+    try:
+        return int(value)
+    except ValueError:
+        raise InputImageError(
+            f"{MAX_PIXELS_ENV}={value!r} is not a number of pixels: set it to an integer "
+            "such as 4194304 (2048 x 2048)"
+        ) from None
+
+
+def load_input_image(path: str | os.PathLike, limit: int | None = None) -> InputImage:
+    """Open ``path`` and return it as 8-bit RGB with notes on every conversion made.
+
+    Args:
+        path: the uploaded file.
+        limit: largest accepted width x height; defaults to :func:`max_pixels`.
+
+    Raises:
+        InputImageError: the file is not a readable image, or its size is out of bounds.
+    """
+    path = Path(path)
+    limit = max_pixels() if limit is None else limit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise InputImageError(
+            f"{path.name} is not an image this demo can read: upload a PNG, JPEG, WebP, "
+            "AVIF, TIFF, BMP or GIF file (to decompress a codec's file use the Decode tab)"
+        ) from None
+    except OSError as error:
+        raise InputImageError(f"{path.name} cannot be opened: {error}") from None
+
+    width, height = image.size
+    if width * height > limit:
+        raise InputImageError(
+            f"{path.name} is {width}x{height} = {width * height / 1e6:.1f} megapixels; this demo "
+            f"accepts up to {limit / 1e6:.1f} megapixels (e.g. {_square(limit)}): resize or crop it "
+            f"first (when running locally, {MAX_PIXELS_ENV} raises the limit)"
+        )
+    if min(width, height) < MIN_SIDE:
+        raise InputImageError(
+            f"{path.name} is {width}x{height}: both sides must be at least {MIN_SIDE} pixels"
+        )
+
+    notes: list[str] = []
+    if getattr(image, "n_frames", 1) > 1:
+        notes.append(
+            f"animated image with {image.n_frames} frames: only the first frame is compressed"
+        )
+        image.seek(0)
+    sixteen_bit = _has_16bit_samples(image)
+    try:
+        image.load()
+    except (OSError, ValueError, SyntaxError) as error:
+        raise InputImageError(
+            f"{path.name} is truncated or corrupt ({error}): upload the complete file"
+        ) from None
+
+    transposed = ImageOps.exif_transpose(image)
+    if transposed.size != image.size or transposed.tobytes() != image.tobytes():
+        notes.append("EXIF orientation applied (the image is compressed as it is displayed)")
+    image = transposed
+
+    image, conversion_notes = to_rgb8(image, sixteen_bit=sixteen_bit)
+    notes.extend(conversion_notes)
+    return InputImage(image=image, notes=notes, name=path.stem or "image")
+
+
+def to_rgb8(image: Image.Image, *, sixteen_bit: bool = False) -> tuple[Image.Image, list[str]]:
+    """Convert any PIL image to 8-bit RGB; return it and one note per conversion."""
+    notes: list[str] = []
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        notes.append(f"{_depth(mode)} samples reduced to 8 bits (the codecs here take 8-bit RGB)")
+        image = _to_8bit_gray(image)
+        mode = image.mode
+    elif sixteen_bit:
+        notes.append("16-bit samples reduced to 8 bits (the codecs here take 8-bit RGB)")
+
+    if mode == "P":
+        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
+        mode = image.mode
+    if mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+        rgba = image.convert("RGBA")
+        alpha = np.asarray(rgba.getchannel("A"))
+        if alpha.min() < 255:
+            notes.append(
+                "transparent pixels composited onto white (the codecs and metrics compare RGB only)"
+            )
+        else:
+            notes.append("alpha channel (fully opaque) removed")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba).convert("RGB")
+    elif mode in ("L", "1"):
+        notes.append("grayscale image converted to RGB (three equal channels)")
+        image = image.convert("RGB")
+    elif mode != "RGB":
+        notes.append(f"{mode} image converted to RGB")
+        image = image.convert("RGB")
+    return image, notes
+
+
+def _to_8bit_gray(image: Image.Image) -> Image.Image:
+    samples = np.asarray(image, dtype=np.float64)
+    if image.mode == "F" and samples.size and samples.max() <= 1.0:
+        samples = samples * 255.0
+    elif samples.size and samples.max() > 255:
+        samples = samples / 257.0  # 0..65535 -> 0..255
+    return Image.fromarray(np.clip(np.rint(samples), 0, 255).astype(np.uint8), mode="L")
+
+
+def _has_16bit_samples(image: Image.Image) -> bool:
+    """True for 48/64-bit RGB(A) files that Pillow reads as 8-bit RGB(A) (PNG, TIFF)."""
+    for tile in (getattr(image, "tile", None) or [])[:1]:
+        args = tile.args
+        rawmode = args if isinstance(args, str) else (args[0] if args else "")
+        return image.mode in ("RGB", "RGBA") and ";16" in str(rawmode)
+    return False
+
+
+def _depth(mode: str) -> str:
+    return {"I": "32-bit integer", "F": "floating-point"}.get(mode, "16-bit")
+
+
+def _square(pixels: int) -> str:
+    side = int(pixels**0.5)
+    return f"{side}x{side}"

@@ -1,0 +1,164 @@
+"""Model cards (``README.md``) of saved learned codecs.
+
+The card states what a user needs to judge the weights: architecture and paper, the
+metric and lambda of the rate-distortion loss, the training data and recipe, measured
+rate-distortion points when known, and where the weights came from (e.g. CompressAI's
+zoo, trained on natural images, vs. a model trained on PKU-AIGI-500K). The YAML header
+follows the Hub's model-card metadata (``huggingface_hub.ModelCardData``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import ModelCard, ModelCardData
+
+CARD_NAME = "README.md"
+DATASET_ID = "Forerunner/PKU-AIGI-500K"
+CARD_INFO_KEYS = ("training", "rd_points", "source")
+
+
+def write_model_card(
+    model,
+    directory: str | Path,
+    *,
+    training: dict[str, Any] | None = None,
+    rd_points: list[dict[str, Any]] | None = None,
+    source: str | None = None,
+) -> Path:
+    """Write the model card of ``model`` into ``directory/README.md``.
+
+    What is given is also kept on ``model.card_info`` so that a later
+    ``save_pretrained`` or ``push_to_hub`` writes the same card.
+
+    Args:
+        model: a :class:`~pku_aigi.models.base.LearnedCodecModel`.
+        directory: the saved model folder.
+        training: recipe and data, e.g. ``{"data": "PKU-AIGI-500K sd21b", "steps":
+            200000, "batch_size": 16, "patch_size": 256, "learning_rate": 1e-4,
+            "validation": {"bpp": 0.41, "psnr": 33.2}}``; ``"data"`` is shown first.
+        rd_points: measured points, e.g. ``[{"dataset": "mj52 validation", "bpp":
+            0.31, "psnr": 32.9, "ms_ssim": 0.975}]``.
+        source: where the weights came from, e.g. "CompressAI zoo ... (Vimeo-90k)".
+
+    Returns:
+        The path of the card.
+    """
+    info = dict(getattr(model, "card_info", None) or {})
+    given = {"training": training, "rd_points": rd_points, "source": source}
+    info.update({k: v for k, v in given.items() if v is not None})
+    model.card_info = info
+    path = Path(directory) / CARD_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    render_model_card(model, **info).save(path)
+    return path
+
+
+def render_model_card(
+    model,
+    *,
+    training: dict[str, Any] | None = None,
+    rd_points: list[dict[str, Any]] | None = None,
+    source: str | None = None,
+) -> ModelCard:
+    """The model card of ``model`` as a ``huggingface_hub.ModelCard``."""
+    from .registry import get_spec
+
+    config = model.config
+    architecture = config.get("architecture") or model.architecture
+    spec = get_spec(architecture)
+    hparams = {k: v for k, v in config.items() if k not in ("architecture", "quality")}
+    trained_on_aigi = bool(training) and DATASET_ID.split("/")[1] in str(training)
+
+    data = ModelCardData(
+        library_name="pku-aigi",
+        license="apache-2.0",
+        tags=sorted({"image-compression", "learned-image-compression", "pku-aigi", architecture}),
+        datasets=[DATASET_ID] if trained_on_aigi else None,
+    )
+    lines = [
+        f"# {architecture}, quality {config.get('quality')}, {config.get('metric') or 'mse'}",
+        "",
+        f"A learned image codec ({architecture}) packaged by "
+        "[pku-aigi](https://huggingface.co/datasets/Forerunner/PKU-AIGI-500K) as a Hugging "
+        "Face Hub model: `config.json`, `model.safetensors` (weights and entropy-coder "
+        "tables), and this card.",
+        "",
+        "## Architecture",
+        "",
+        f"- Architecture: `{architecture}`"
+        + (", text-conditioned" if getattr(model, "text_conditioned", False) else ""),
+        f"- Paper: {spec.paper}",
+        f"- Quality: {config.get('quality')} (of {', '.join(map(str, sorted(spec.qualities)))})",
+        f"- Optimised metric: {config.get('metric') or 'mse'}, lambda = {_fmt(config.get('lmbda'))}",
+        "- Hyper-parameters: "
+        + ", ".join(f"{k}={_fmt(v)}" for k, v in hparams.items() if k not in ("metric", "lmbda")),
+        _parameters_line(model),
+        f"- Input: RGB in [0, 1], height and width padded to multiples of {model.pad_multiple}",
+        "",
+        "## Source of the weights",
+        "",
+        source or "Not recorded (weights saved from a model built with pku-aigi).",
+        "",
+        "## Training",
+        "",
+    ]
+    lines += _training_lines(training)
+    lines += ["", "## Rate-distortion points", ""]
+    lines += _rd_lines(rd_points)
+    lines += [
+        "",
+        "## Usage",
+        "",
+        "```python",
+        "import pku_aigi",
+        'model = pku_aigi.AutoCodec.from_pretrained("REPO_ID_OR_FOLDER")',
+        "codec = pku_aigi.codecs.from_model(model)",
+        f"data = codec.encode(image, quality={config.get('quality')})  # .aigic bytes",
+        "image = codec.decode(data)",
+        "```",
+        "",
+        "or `pku-aigi compress IMAGE -o OUT.aigic --model REPO_ID_OR_FOLDER`.",
+        "",
+    ]
+    return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
+
+
+def _parameters_line(model) -> str:
+    """Parameter count of the codec's own weights (a frozen text encoder is not one)."""
+    count = sum(p.numel() for p in model.parameters())
+    extra = ", without the frozen text encoder" if getattr(model, "text_conditioned", False) else ""
+    return f"- Parameters: {count:,} ({count / 1e6:.1f} M{extra})"
+
+
+def _training_lines(training: dict[str, Any] | None) -> list[str]:
+    if not training:
+        return ["Not recorded."]
+    items = dict(training)
+    lines = []
+    if "data" in items:
+        lines.append(f"- Training data: {_fmt(items.pop('data'))}")
+    for key, value in items.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+        lines.append(f"- {key.replace('_', ' ').capitalize()}: {_fmt(value)}")
+    return lines
+
+
+def _rd_lines(rd_points: list[dict[str, Any]] | None) -> list[str]:
+    if not rd_points:
+        return ["Not measured yet."]
+    columns: list[str] = []
+    for point in rd_points:
+        columns += [key for key in point if key not in columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for point in rd_points:
+        lines.append("| " + " | ".join(_fmt(point.get(c, "")) for c in columns) + " |")
+    return lines
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "n/a" if value is None else str(value)

@@ -1,0 +1,107 @@
+"""What a training run is asked to do (the ``pku-aigi train`` arguments, validated)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import PkuAigiError
+from .losses import METRICS
+
+
+class TrainingError(PkuAigiError):
+    """A training run cannot start or resume as asked."""
+
+
+@dataclass
+class TrainConfig:
+    """One training run: one model per lambda, all trained on the same batches.
+
+    Defaults follow the paper's recipe (Adam lr 1e-4, aux lr 5e-4, clipping at 1.0,
+    batch 8, 256x256 crops, learning rate halved at the milestones).
+    """
+
+    arch: str
+    lmbdas: list[float]
+    out: Path
+    metric: str = "mse"
+    configs: list[str] | None = None  # PKU-AIGI-500K configs, interleaved as in the paper
+    data_dir: str | None = None
+    streaming: bool = False
+    images: Path | None = None  # or a folder of images
+    val_images: Path | None = None
+    val_holdout: int = 4  # images of --images kept for validation without --val-images
+    quality: int | None = None
+    overrides: dict = field(default_factory=dict)
+    max_steps: int | None = None  # default: one epoch
+    batch_size: int = 8
+    patch_size: int = 256
+    lr: float = 1e-4
+    aux_lr: float = 5e-4
+    clip_max_norm: float = 1.0
+    milestones: list[int] | None = None  # steps; default 80 % and 95 % of max_steps
+    gamma: float = 0.5
+    checkpoint_every: int = 1000
+    val_every: int = 0  # 0: validate at each checkpoint
+    val_crop: int = 256
+    val_max_images: int = 0  # 0: every validation image
+    log_every: int = 50
+    seed: int = 0
+    device: str = "auto"  # auto, cpu, cuda, cuda:N
+    workers: int = 2
+    cuda_graphs: str = "auto"  # auto (on for CUDA), on, off
+    channels_last: str = "auto"
+    compile: bool = False
+    resume: bool = False
+    force: bool = False
+    push_to_hub: str | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+        self.images = Path(self.images) if self.images else None
+        self.val_images = Path(self.val_images) if self.val_images else None
+        self.lmbdas = [float(x) for x in self.lmbdas]
+        if not self.lmbdas:
+            raise TrainingError("give at least one lambda (--lmbda 0.0067 or 0.0035,0.0067)")
+        if any(not x > 0 for x in self.lmbdas):
+            raise TrainingError(f"lambdas must be positive, got {self.lmbdas}")
+        if len(set(self.lmbdas)) != len(self.lmbdas):
+            raise TrainingError(f"the lambdas {self.lmbdas} repeat a value")
+        if self.metric not in METRICS:
+            raise TrainingError(f"unknown metric {self.metric!r}: use {' or '.join(METRICS)}")
+        if bool(self.configs) == bool(self.images):
+            raise TrainingError("give either --config (PKU-AIGI-500K configs) or --images DIR")
+        for name, value in (("batch size", self.batch_size), ("patch size", self.patch_size)):
+            if value < 1:
+                raise TrainingError(f"the {name} must be at least 1, got {value}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise TrainingError(f"--max-steps must be at least 1, got {self.max_steps}")
+        if self.checkpoint_every < 1:
+            raise TrainingError("--checkpoint-every must be at least 1")
+        for name in ("cuda_graphs", "channels_last"):
+            if getattr(self, name) not in ("auto", "on", "off"):
+                raise TrainingError(f"--{name.replace('_', '-')} must be auto, on or off")
+
+    def to_json(self) -> dict:
+        """JSON-friendly dict (what ``train_args.json`` records)."""
+        out = dataclasses.asdict(self)
+        for key, value in out.items():
+            if isinstance(value, Path):
+                out[key] = str(value)
+        return out
+
+    # Settings that must not change between an interrupted run and its --resume.
+    RESUME_KEYS = (
+        "arch",
+        "lmbdas",
+        "metric",
+        "configs",
+        "images",
+        "quality",
+        "overrides",
+        "batch_size",
+        "patch_size",
+        "seed",
+    )

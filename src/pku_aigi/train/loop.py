@@ -1,0 +1,618 @@
+"""The training loop: CompressAI's recipe, resumable, on CPU, one GPU or many (accelerate).
+
+Per model (one per lambda, all on the same batches): the rate-distortion loss, Adam on
+every parameter but the entropy bottleneck quantiles, a separate Adam on the quantiles
+for the auxiliary loss (CompressAI's ``configure_optimizers`` split), gradient clipping,
+MultiStepLR. Checkpoints every K steps and on SIGINT/SIGTERM; ``resume`` restores models,
+optimizers, schedulers, RNG states and the data position, so a resumed run ends with the
+same weights as an uninterrupted one (bit-exact on CPU). At the end each model is
+validated with real bitstreams and written as a Hub model folder with its card.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import shutil
+import signal
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import checkpoint as ckpt
+from .config import TrainConfig, TrainingError
+from .data import PAPER_REPEATS, CropStream, DatasetSource, FolderSource, batch_loader
+from .data import split_folder, validation_crops
+from .losses import RateDistortionLoss, psnr
+from .speed import GraphedStep, remove_host_syncs
+from .validate import evaluate, rd_point
+
+logger = logging.getLogger(__name__)
+
+GRAPH_WARMUP_STEPS = 3  # eager steps before capture (optimizer state, cuDNN autotuning)
+LOGS_DIR = "logs"
+ARGS_FILE = "train_args.json"
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: model folders (empty if interrupted), metrics, speed."""
+
+    out: Path
+    steps: int
+    interrupted: bool = False
+    model_dirs: list[Path] = field(default_factory=list)
+    rd_points: list[dict] = field(default_factory=list)
+    steps_per_second: float = 0.0
+
+
+def split_parameters(model: torch.nn.Module) -> tuple[list, list]:
+    """CompressAI's ``configure_optimizers``: (main parameters, entropy bottleneck quantiles)."""
+    named = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    aux = sorted(n for n in named if n.endswith(".quantiles"))
+    main = sorted(n for n in named if not n.endswith(".quantiles"))
+    return [named[n] for n in main], [named[n] for n in aux]
+
+
+def run_name(config: TrainConfig, lmbda: float) -> str:
+    return f"{config.arch}-{config.metric}-lmbda{lmbda:g}"
+
+
+def pick_quality(arch: str, metric: str, lmbda: float, quality: int | None) -> int | None:
+    """``quality``, or the quality of the architecture whose lambda is nearest ``lmbda``
+    (so the model gets the width CompressAI uses at that rate)."""
+    from ..models import get_spec
+
+    spec = get_spec(arch)
+    if quality is not None:
+        spec.hyperparameters(quality)  # a clear error for an unknown quality
+        return quality
+    ladder = spec.lambdas.get(metric) or spec.lambdas.get("mse") or {}
+    if not ladder:
+        return spec.default_quality
+    return min(ladder, key=lambda q: abs(math.log(ladder[q] / lmbda)))
+
+
+class ModelRun:
+    """One model trained at one lambda: the model, its loss, optimizers and scheduler."""
+
+    def __init__(self, model, name: str, lmbda: float, config: TrainConfig, accelerator, graphs):
+        self.raw = model
+        self.name = name
+        self.lmbda = lmbda
+        self.device = accelerator.device
+        self.criterion = RateDistortionLoss(lmbda, config.metric)
+        self.clip_max_norm = config.clip_max_norm
+        self.uses_graphs = graphs
+        main, aux = split_parameters(model)
+        self.main_params = main
+        self.optimizer = torch.optim.Adam(main, lr=self._lr(config.lr), capturable=graphs)
+        self.aux_optimizer = (
+            torch.optim.Adam(aux, lr=self._lr(config.aux_lr), capturable=graphs) if aux else None
+        )
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, milestones=config.milestones or [], gamma=config.gamma
+        )
+        if accelerator.num_processes > 1 and aux:
+            # The quantiles only get gradients from the aux loss, outside DDP's forward;
+            # their updates are identical on every process, so DDP leaves them alone.
+            names = [n for n, p in model.named_parameters() if n.endswith(".quantiles")]
+            torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(
+                model, names
+            )
+        self.model = accelerator.prepare_model(model)
+        self.stream = torch.cuda.Stream() if graphs else None
+        self.graphed: GraphedStep | None = None
+        self._sums: dict[str, torch.Tensor] = {}
+        self._count = 0
+
+    def _lr(self, value: float):
+        # CUDA graphs replay a tensor learning rate that the scheduler updates in place.
+        return torch.tensor(value, device=self.device) if self.uses_graphs else value
+
+    @property
+    def optimizers(self) -> list:
+        return [o for o in (self.optimizer, self.aux_optimizer) if o is not None]
+
+    def train_step(self, x: torch.Tensor, text: torch.Tensor | None) -> dict[str, torch.Tensor]:
+        """Forward, backward, clipping and both optimizer steps (grads must be cleared)."""
+        out = self.model(x) if text is None else self.model(x, text=text)
+        losses = self.criterion(out, x)
+        aux = self.raw.aux_loss() if self.aux_optimizer else torch.zeros((), device=x.device)
+        # One backward: the RD loss gives no gradient to the quantiles and the aux loss
+        # only to them, so this equals CompressAI's two backward passes.
+        (losses["loss"] + aux).backward()
+        if self.clip_max_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.main_params, self.clip_max_norm)
+        for optimizer in self.optimizers:
+            optimizer.step()
+        return {
+            "loss": losses["loss"].detach(),
+            "bpp": losses["bpp_loss"].detach(),
+            "mse": losses["mse_loss"].detach(),
+            "aux": aux.detach(),
+        }
+
+    def step(self, x: torch.Tensor, text: torch.Tensor | None) -> None:
+        if self.graphed is not None:
+            out = self.graphed(x, text)
+        else:
+            for optimizer in self.optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            out = self.train_step(x, text)
+        self.scheduler.step()
+        for key, value in out.items():
+            self._sums[key] = self._sums[key] + value if key in self._sums else value.clone()
+        self._count += 1
+
+    def capture(self, x: torch.Tensor, text: torch.Tensor | None) -> None:
+        self.graphed = GraphedStep(self.train_step, x, text, self.optimizers, self.stream)
+
+    def pop_means(self) -> dict[str, float]:
+        """Mean training metrics since the last call (one device sync)."""
+        if not self._count:
+            return {}
+        keys = sorted(self._sums)
+        values = torch.stack([self._sums[k].float() for k in keys]).div(self._count).tolist()
+        self._sums, self._count = {}, 0
+        means = dict(zip(keys, values))
+        means["psnr"] = psnr(means["mse"])
+        means["lr"] = float(self.optimizer.param_groups[0]["lr"])
+        return means
+
+    def state_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "model": self.raw.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "aux_optimizer": self.aux_optimizer.state_dict() if self.aux_optimizer else {},
+            "scheduler": self.scheduler.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.raw.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.aux_optimizer:
+            self.aux_optimizer.load_state_dict(state["aux_optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        for optimizer in self.optimizers:  # lr as this run needs it (tensor for graphs)
+            for group in optimizer.param_groups:
+                group["lr"] = self._lr(float(group["lr"]))
+
+
+class PromptEmbedder:
+    """Prompt embeddings of a text-conditioned model, computed once per distinct prompt."""
+
+    def __init__(self, model, device):
+        self.model = model
+        self.device = device
+        self.cache: dict[str, torch.Tensor] = {}
+
+    @torch.no_grad()
+    def __call__(self, prompts: list[str]) -> torch.Tensor:
+        missing = list(dict.fromkeys(p for p in prompts if p not in self.cache))
+        if missing:
+            for prompt, vector in zip(missing, self.model.encode_prompts(missing)):
+                self.cache[prompt] = vector.detach().float().cpu()
+        return torch.stack([self.cache[p] for p in prompts]).to(self.device, non_blocking=True)
+
+
+class StopSignals:
+    """SIGINT/SIGTERM ask the loop to checkpoint and stop; a second SIGINT stops at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = {}
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        logger.warning("%s received: checkpointing, then stopping", signal.Signals(signum).name)
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+
+def check_names(config: TrainConfig) -> None:
+    """Unknown architecture, quality or config: one clear error before anything starts."""
+    from ..models import get_spec
+    from ..subsets import get_subset
+
+    spec = get_spec(config.arch)
+    if config.quality is not None:
+        spec.hyperparameters(config.quality)
+    for name in config.configs or []:
+        get_subset(name)
+
+
+def make_accelerator(device: str):
+    from accelerate import Accelerator
+
+    if device.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise TrainingError(f"--device {device}: CUDA is not available on this machine")
+        if ":" in device:
+            torch.cuda.set_device(int(device.split(":", 1)[1]))
+    elif device not in ("auto", "cpu"):
+        raise TrainingError(f"unknown --device {device!r}: use auto, cpu, cuda or cuda:N")
+    return Accelerator(cpu=device == "cpu")
+
+
+def prepare_out_dir(config: TrainConfig, names: list[str]) -> None:
+    """Refuse to overwrite a previous run unless --resume or --force."""
+    out = config.out
+    busy = out.exists() and any(out.iterdir())
+    if config.resume:
+        if not ckpt.checkpoint_path(out).is_file():
+            raise TrainingError(f"--resume: no checkpoint in {out}: start without --resume")
+        return
+    if busy and not config.force:
+        raise TrainingError(
+            f"{out} already exists and is not empty: use --resume to continue its run, "
+            "--force to overwrite it, or another --out"
+        )
+    if busy:  # --force: remove what a previous run wrote, nothing else
+        for name in [ckpt.CHECKPOINT_DIR, LOGS_DIR, *names]:
+            shutil.rmtree(out / name, ignore_errors=True)
+        (out / ARGS_FILE).unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def build_data(config: TrainConfig, rank: int, world: int):
+    """(train stream, validation sources, training data and validation data descriptions)."""
+    if config.images:
+        if config.val_images:
+            train_sources = [FolderSource(config.images)]
+            val_sources = [FolderSource(config.val_images)]
+            val_description = f"{len(val_sources[0])} images of {config.val_images}"
+        else:
+            train, val = split_folder(config.images, config.val_holdout)
+            train_sources, val_sources = [train], [val]
+            val_description = f"{len(val)} images held out of {config.images}"
+        repeats = [1]
+        description = f"{len(train_sources[0])} images of {config.images}"
+    else:
+        if config.streaming:
+            raise TrainingError(
+                "--streaming is not supported by training yet: download the configs "
+                "(drop --streaming) so that crops can be read in a resumable random order"
+            )
+        train_sources = [DatasetSource.load(c, "train", config.data_dir) for c in config.configs]
+        val_sources = [DatasetSource.load(c, "validation", config.data_dir) for c in config.configs]
+        repeats = [PAPER_REPEATS.get(c, 1) for c in config.configs]
+        val_description = "PKU-AIGI-500K validation split (" + ", ".join(config.configs) + ")"
+        description = "PKU-AIGI-500K train split, " + ", ".join(
+            f"{c} x{r}" for c, r in zip(config.configs, repeats)
+        ) + " per epoch"
+    stream = CropStream(
+        train_sources,
+        repeats,
+        patch_size=config.patch_size,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        rank=rank,
+        world_size=world,
+    )
+    stream.check_sizes()
+    return stream, val_sources, description, val_description
+
+
+def _resolve(flag: str, default: bool) -> bool:
+    return default if flag == "auto" else flag == "on"
+
+
+def train(config: TrainConfig, callback=None) -> TrainResult:
+    """Run (or resume) the training described by ``config``.
+
+    ``callback(step, runs)`` is called after every step (tests use it to interrupt).
+    """
+    check_names(config)
+    accelerator = make_accelerator(config.device)
+    device = accelerator.device
+    is_main = accelerator.is_main_process
+    rank, world = accelerator.process_index, accelerator.num_processes
+    on_cuda = device.type == "cuda"
+    graphs = _resolve(config.cuda_graphs, on_cuda and world == 1)
+    if graphs and not on_cuda:
+        raise TrainingError("--cuda-graphs on needs a CUDA device")
+    if graphs and world > 1:
+        logger.warning("CUDA graphs are off with several processes (DDP)")
+        graphs = False
+    channels_last = _resolve(config.channels_last, on_cuda)
+    if on_cuda:
+        torch.backends.cudnn.benchmark = True
+
+    names = [run_name(config, lmbda) for lmbda in config.lmbdas]
+    if is_main:
+        prepare_out_dir(config, names)
+    accelerator.wait_for_everyone()
+
+    stream, val_sources, data_description, val_description = build_data(config, rank, world)
+    max_steps = config.max_steps or stream.steps_per_epoch()
+    if config.milestones is None:
+        config.milestones = sorted({max(1, int(max_steps * f)) for f in (0.8, 0.95)})
+
+    runs = build_runs(config, accelerator, graphs, channels_last)
+    torch.manual_seed(config.seed + 1 + rank)  # training noise differs per process
+
+    start = 0
+    if config.resume:
+        state = ckpt.load_checkpoint(config.out, config)
+        for run, run_state in zip(runs, state["runs"]):
+            run.load_state_dict(run_state)
+        start = state["step"]
+        ckpt.restore_rng(config.out, rank)
+        logger.info("resumed from step %d", start)
+    elif is_main:
+        (config.out / ARGS_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n")
+
+    embed = None
+    if getattr(runs[0].raw, "text_conditioned", False):
+        embed = PromptEmbedder(runs[0].raw, device)
+    val_crops = []
+    if is_main:
+        val_crops = validation_crops(val_sources, config.val_crop, _pad_multiple(runs[0].raw))
+        if config.val_max_images:
+            val_crops = val_crops[: config.val_max_images]
+    writer = _summary_writer(config.out / LOGS_DIR) if is_main else None
+    logger.info(
+        "training %s (%s) on %s: steps %d..%d, batch %d x %d processes, %s",
+        config.arch,
+        ", ".join(f"lambda {r.lmbda:g}" for r in runs),
+        data_description,
+        start,
+        max_steps,
+        config.batch_size,
+        world,
+        device,
+    )
+
+    step, interrupted = start, False
+    started = time.perf_counter()
+    batches = batch_loader(stream, start, max_steps, config.workers, pin=on_cuda)
+    from tqdm.auto import tqdm
+
+    progress = tqdm(
+        total=max_steps, initial=start, disable=not (is_main and config.progress), unit="step"
+    )
+    with StopSignals() as stop:
+        for images, prompts in batches:
+            x = images.to(device, non_blocking=True).float().div_(255)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            text = embed(prompts) if embed else None
+            if graphs and runs[0].graphed is None and step - start >= GRAPH_WARMUP_STEPS:
+                graphs = capture(runs, x, text)
+            step_all(runs, x, text, graphs)
+            step += 1
+            progress.update(1)
+            if callback:
+                callback(step, runs)
+            if step % config.log_every == 0 or step == max_steps:
+                _log_train(runs, step, writer, progress)
+            val_every = config.val_every or config.checkpoint_every
+            if is_main and val_crops and step % val_every == 0 and step < max_steps:
+                _log_validation(runs, val_crops, step, writer, device, embed)
+            if _agree(accelerator, stop.requested, step):
+                interrupted = True
+                break
+            if step % config.checkpoint_every == 0 and step < max_steps:
+                _checkpoint(accelerator, config, step, runs)
+    progress.close()
+    elapsed = time.perf_counter() - started
+    _checkpoint(accelerator, config, step, runs)
+    result = TrainResult(
+        config.out, step, interrupted, steps_per_second=(step - start) / max(elapsed, 1e-9)
+    )
+    if interrupted:
+        logger.warning("stopped at step %d; continue with --resume", step)
+    elif is_main:
+        _finish(config, runs, val_crops, (data_description, val_description), step, writer, result)
+    if writer:
+        writer.close()
+    accelerator.wait_for_everyone()
+    return result
+
+
+def build_runs(config: TrainConfig, accelerator, graphs: bool, channels_last: bool) -> list:
+    """One :class:`ModelRun` per lambda, each model initialised from ``config.seed``."""
+    from .. import models
+
+    runs = []
+    for lmbda in config.lmbdas:
+        quality = pick_quality(config.arch, config.metric, lmbda, config.quality)
+        torch.manual_seed(config.seed)  # same initial weights on every process
+        model = models.create(
+            config.arch, quality=quality, metric=config.metric, lmbda=lmbda, **config.overrides
+        )
+        remove_host_syncs(model)
+        model.to(accelerator.device)
+        if channels_last:
+            model.to(memory_format=torch.channels_last)
+        if config.compile:
+            model.forward = torch.compile(model.forward)
+        name = run_name(config, lmbda)
+        runs.append(ModelRun(model, name, lmbda, config, accelerator, graphs))
+    return runs
+
+
+def _pad_multiple(model) -> int:
+    return int(getattr(model, "pad_multiple", 64))
+
+
+def _summary_writer(path: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(str(path))
+
+
+def capture(runs: list[ModelRun], x, text) -> bool:
+    """Capture each run's step into a CUDA graph; False (eager from now on) if it fails."""
+    try:
+        torch.cuda.synchronize()
+        for run in runs:
+            run.capture(x, text)
+        torch.cuda.synchronize()
+        logger.info("training steps captured into CUDA graphs")
+        return True
+    except Exception as error:  # capture is an optimisation: fall back, loudly
+        logger.warning("CUDA graph capture failed (%s): training without graphs", error)
+        for run in runs:
+            run.graphed = None
+        return False
+
+
+def step_all(runs: list[ModelRun], x, text, graphs: bool) -> None:
+    if not graphs:
+        for run in runs:
+            run.step(x, text)
+        return
+    # Each model on its own stream: the graphs of several lambdas run concurrently.
+    current = torch.cuda.current_stream()
+    for run in runs:
+        run.stream.wait_stream(current)
+        with torch.cuda.stream(run.stream):
+            run.step(x, text)
+    for run in runs:
+        current.wait_stream(run.stream)
+
+
+def _agree(accelerator, requested: bool, step: int) -> bool:
+    """Whether every process stops now (processes compare their flags every 10 steps)."""
+    if accelerator.num_processes == 1:
+        return requested
+    if step % 10:
+        return False
+    flag = torch.tensor([1.0 if requested else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(flag, reduction="sum").item() > 0)
+
+
+def _checkpoint(accelerator, config: TrainConfig, step: int, runs: list[ModelRun]) -> None:
+    accelerator.wait_for_everyone()
+    ckpt.save_rng(config.out, accelerator.process_index)
+    if accelerator.is_main_process:
+        ckpt.save_checkpoint(config.out, step, runs, config)
+    accelerator.wait_for_everyone()
+
+
+def _log_train(runs, step, writer, progress) -> None:
+    summary = {}
+    for run in runs:
+        means = run.pop_means()
+        for key, value in means.items():
+            if writer:
+                writer.add_scalar(f"{run.name}/train/{key}", value, step)
+        summary[run.name] = means
+        logger.info(
+            "step %d %s: loss %.4f, bpp %.4f, PSNR %.2f dB, aux %.1f",
+            step,
+            run.name,
+            means["loss"],
+            means["bpp"],
+            means["psnr"],
+            means["aux"],
+        )
+    if len(runs) == 1:
+        means = summary[runs[0].name]
+        progress.set_postfix(loss=f"{means['loss']:.4f}", bpp=f"{means['bpp']:.3f}")
+
+
+def _log_validation(runs, crops, step, writer, device, embed) -> None:
+    for run in runs:
+        metrics = evaluate(run.raw, crops, run.criterion, device, embed)
+        for key, value in metrics.items():
+            writer.add_scalar(f"{run.name}/validation/{key}", value, step)
+        logger.info(
+            "step %d %s validation: loss %.4f, bpp %.4f, PSNR %.2f dB",
+            step,
+            run.name,
+            metrics["loss"],
+            metrics["bpp"],
+            metrics["psnr"],
+        )
+
+
+def _finish(config, runs, val_crops, descriptions, step, writer, result) -> None:
+    """Each model: entropy tables, real-bitstream validation, Hub folder with a card."""
+    from ..models.card import write_model_card
+
+    data_description, val_description = descriptions
+    for run in runs:
+        model = run.raw
+        model.to("cpu", memory_format=torch.contiguous_format)  # portable bitstreams
+        model.update(force=True)
+        model.eval()
+        folder = config.out / run.name
+        point = rd_point(model, val_crops) if val_crops else {}
+        if point:
+            point = {"dataset": f"{val_description}, centre crops up to {config.val_crop} px", **point}
+            writer.add_scalar(f"{run.name}/validation/real_bpp", point["bpp"], step)
+            writer.add_scalar(f"{run.name}/validation/real_psnr", point["psnr"], step)
+            logger.info(
+                "%s: %.4f bpp, %.2f dB PSNR on %d validation crops (real bitstreams)",
+                run.name,
+                point["bpp"],
+                point["psnr"],
+                point["images"],
+            )
+        write_model_card(  # records the card on the model; save_pretrained keeps it
+            model,
+            folder,
+            training=_training_summary(config, run, data_description, step),
+            rd_points=[point] if point else None,
+        )
+        model.save_pretrained(folder)
+        result.model_dirs.append(folder)
+        result.rd_points.append(point)
+        if config.push_to_hub:
+            _push(folder, _repo_id(config.push_to_hub, run, len(runs)))
+        logger.info("model written to %s", folder)
+
+
+def _training_summary(config: TrainConfig, run: ModelRun, data: str, steps: int) -> dict:
+    distortion = "255^2 * MSE" if config.metric == "mse" else "(1 - MS-SSIM)"
+    return {
+        "recipe": {
+            "loss": f"{run.lmbda:g} * {distortion} + bpp",
+            "lmbda": run.lmbda,
+            "metric": config.metric,
+            "optimizer": f"Adam, lr {config.lr:g}; aux Adam (quantiles), lr {config.aux_lr:g}",
+            "lr_milestones": list(config.milestones or []),
+            "lr_gamma": config.gamma,
+            "gradient_clipping": config.clip_max_norm,
+            "batch_size": config.batch_size,
+            "patch_size": config.patch_size,
+            "augmentation": "random crops, horizontal and vertical flips",
+            "seed": config.seed,
+        },
+        "data": data,
+        "steps": steps,
+        "images_seen": steps * config.batch_size,
+    }
+
+
+def _repo_id(template: str, run: ModelRun, count: int) -> str:
+    if "{" in template:
+        return template.format(lmbda=f"{run.lmbda:g}", name=run.name)
+    return template if count == 1 else f"{template}-lmbda{run.lmbda:g}"
+
+
+def _push(folder: Path, repo_id: str) -> None:
+    from huggingface_hub import HfApi
+
+    api = HfApi()
+    api.create_repo(repo_id, exist_ok=True)
+    api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="pku-aigi train")
+    logger.info("pushed %s to the Hub as %s", folder, repo_id)

@@ -1,0 +1,156 @@
+"""`pku-aigi bench` end to end: folder and dataset inputs, outputs, errors, resume."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+
+import pytest
+from PIL import Image
+
+from pku_aigi.cli import main
+
+ZIP = shutil.which("zip")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def crop(source, target, box=(0, 0, 256, 192)):
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with Image.open(source) as image:
+        image.convert("RGB").crop(box).save(target)
+
+
+@pytest.fixture(scope="module")
+def folder(pku_examples, tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    for subset in ("sd21b", "mod"):
+        for n in (1, 2):
+            crop(pku_examples / subset / f"{n}.png", root / subset / f"{n}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def bench_run(folder, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "results"
+    argv = ["bench", "--images", str(folder), "--codecs", "jpeg,webp", "--anchor", "jpeg",
+            "--qualities", "jpeg=10,30,60,90", "--qualities", "webp=10,40,70,95",
+            "--out", str(out), "--workers", "2", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    return argv, out
+
+
+def test_outputs_are_written(bench_run):
+    _, out = bench_run
+    names = {p.name for p in out.iterdir()}
+    assert {"measurements.jsonl", "measurements.csv", "report.md", "bd.json", "compressai"} <= names
+    assert {"rd_psnr_all.png", "rd_ms_ssim_db_all.png", "rd_psnr_sd21b.png", "rd_ms_ssim_db_mod.png"} <= names
+    with (out / "measurements.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 4 * 2 * 4  # images x codecs x qualities
+    assert {r["subset"] for r in rows} == {"sd21b", "mod"}
+    for row in rows:
+        assert float(row["bpp"]) == pytest.approx(int(row["bytes"]) * 8 / (256 * 192))
+
+
+def test_compressai_json_is_the_mean_of_the_csv_and_compressai_plots_it(bench_run, tmp_path):
+    _, out = bench_run
+    data = json.loads((out / "compressai" / "webp.json").read_text())
+    assert data["name"] == "webp" and data["results"]["quality"] == [10, 40, 70, 95]
+    with (out / "measurements.csv").open() as file:
+        rows = [r for r in csv.DictReader(file) if r["codec"] == "webp" and r["quality"] == "40"]
+    assert data["results"]["bpp"][1] == pytest.approx(sum(float(r["bpp"]) for r in rows) / 4)
+    assert data["results"]["psnr-rgb"][1] == pytest.approx(sum(float(r["psnr"]) for r in rows) / 4)
+    assert set(data["subsets"]) == {"sd21b", "mod"}
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from compressai.utils.plot.__main__ import main as compressai_plot
+
+    files = [str(out / "compressai" / "jpeg.json"), str(out / "compressai" / "webp.json")]
+    for metric in ("psnr", "ms-ssim"):  # the same entry point as python -m compressai.utils.plot
+        png = tmp_path / f"{metric}.png"
+        compressai_plot(["-f", *files, "-m", metric, "-o", str(png)])
+        assert png.stat().st_size > 10_000
+
+
+def test_report_has_bd_tables_and_settings(bench_run):
+    _, out = bench_run
+    report = (out / "report.md").read_text()
+    for text in ("## All images", "## Subset sd21b", "## Subset mod", "akima interpolation",
+                 "anchor **jpeg**", "| webp |", "**command**: pku-aigi bench --codecs jpeg,webp",
+                 "--qualities webp=10,40,70,95 --anchor jpeg --images"):  # fmt: skip
+        assert text in report
+    bd = json.loads((out / "bd.json").read_text())
+    assert bd["anchor"] == "jpeg" and bd["interpolation"] == "akima"
+    overall = bd["tables"]["all"]["webp"]
+    assert overall["bd_rate_psnr"]["value"] < 0  # WebP beats JPEG on these images
+    assert overall["bd_psnr"]["value"] > 0
+    assert f"{overall['bd_rate_psnr']['value']:+.2f} %" in report
+
+
+def test_rerun_reuses_every_measurement(bench_run, capsys):
+    argv, out = bench_run
+    assert main(argv) == 0
+    assert "32 measurements (0 new)" in capsys.readouterr().out
+
+
+def test_bad_input_is_one_clear_error(folder, tmp_path, capsys):
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "thesis.tex").write_text("mine")
+    cases = [
+        (["--images", str(folder), "--codecs", "jpeg", "--out", str(busy)], "not a bench folder"),
+        (["--images", str(folder), "--codecs", "jpgg"], "unknown codec 'jpgg'"),
+        (["--images", str(folder), "--codecs", "jpeg", "--qualities", "jpeg=low"], "expected CODEC=Q1,Q2"),
+        (["--images", str(folder), "--codecs", "jpeg", "--qualities", "jpeg=500"], "out of range"),
+        (["--images", str(tmp_path / "nope"), "--codecs", "jpeg"], "not a folder"),
+        (["--images", str(folder), "--config", "mj52", "--codecs", "jpeg"], "choose one input"),
+        (["--config", "mj5", "--codecs", "jpeg"], "unknown config 'mj5'"),
+    ]
+    for args, message in cases:
+        code = main(["bench", *args] + ([] if "--out" in args else ["--out", str(tmp_path / "o")]))
+        assert code == 2, args
+        assert message in capsys.readouterr().err
+    assert (busy / "thesis.tex").read_text() == "mine"
+
+
+def test_default_input_offline_names_the_fix(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    code = main(["bench", "--codecs", "jpeg", "--out", str(tmp_path / "o"),
+                 "--cache-dir", str(tmp_path / "cache")])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "--data-dir" in err and "--images" in err and "vaild.zip" in err
+
+
+@pytest.mark.skipif(ZIP is None, reason="needs Info-ZIP zip")
+def test_dataset_input_from_a_local_copy_of_the_hub_repo(pku_examples, tmp_path, capsys):
+    work = tmp_path / "work"
+    for n in (1, 2):
+        crop(pku_examples / "mj52" / f"{n}.png", work / "vaild" / "MJ" / f"000{n}_1.png")
+    (work / "vaild" / "MJ.txt").write_text("a red fox in snow\na lighthouse at dusk")
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run([ZIP, "-q", "-r", str(repo / "vaild.zip"), "vaild"], cwd=work, check=True)
+    out = tmp_path / "out"
+    code = main(["bench", "--config", "mj52", "--data-dir", str(repo), "--codecs", "jpeg,webp",
+                 "--qualities", "jpeg=20,80", "--qualities", "webp=20,80", "--anchor", "jpeg",
+                 "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--workers", "1",
+                 "--no-progress"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    with (out / "measurements.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 2 * 2 * 2 and {r["subset"] for r in rows} == {"mj52"}
+    assert sorted({int(r["prompt_chars"]) for r in rows}) == [17, 20]
+    assert "mj52 / validation from" in (out / "report.md").read_text()

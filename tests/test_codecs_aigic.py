@@ -1,0 +1,199 @@
+"""LearnedCodec: .aigic round trips, modes, padding, limits, deterministic coding, desync."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from pku_aigi import models
+from pku_aigi.codecs import container, from_model, latent_coding
+from pku_aigi.codecs.learned import LearnedCodec
+from pku_aigi.errors import CodecError, CorruptStreamError
+
+TINY = {
+    "bmshj2018-factorized": {"N": 16, "M": 16},
+    "bmshj2018-hyperprior": {"N": 16, "M": 16},
+    "mbt2018-mean": {"N": 16, "M": 16},
+    "mbt2018": {"N": 16, "M": 24},
+    "cheng2020-anchor": {"N": 16},
+}
+
+
+def tiny_model(arch: str, seed: int = 0):
+    torch.manual_seed(seed)
+    return models.create(arch, quality=1, **TINY[arch])
+
+
+@pytest.fixture(scope="module")
+def image(pku_examples) -> Image.Image:
+    """An odd-sized crop of a real SDXL image (not a multiple of 64)."""
+    path = sorted((pku_examples / "sdxl").iterdir())[0]
+    return Image.open(path).convert("RGB").crop((300, 200, 397, 261))
+
+
+def compressai_reconstruction(model, image: Image.Image) -> np.ndarray:
+    """CompressAI's own compress/decompress of the same padded image."""
+    x = torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)[None].float() / 255
+    x = F.pad(x, (0, -image.width % 64, 0, -image.height % 64), mode="replicate")
+    with torch.no_grad():
+        out = model.compress(x)
+        x_hat = model.decompress(out["strings"], out["shape"])["x_hat"]
+    x_hat = x_hat[0, :, : image.height, : image.width]
+    return (x_hat * 255).round().clamp(0, 255).byte().permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize("arch", sorted(TINY))
+def test_round_trip_matches_compressai(arch, image):
+    model = tiny_model(arch)
+    codec = from_model(model, device="cpu")
+    data = codec.encode(image)
+    header = container.parse(data)
+    assert (header.architecture, header.quality, header.mode) == (arch, 1, "RGB")
+    assert (header.width, header.height) == image.size
+    decoded = codec.decode(data)
+    assert decoded.size == image.size and decoded.mode == "RGB"
+    ours = np.asarray(decoded).astype(int)
+    reference = compressai_reconstruction(model, image).astype(int)
+    if arch in ("bmshj2018-factorized", "bmshj2018-hyperprior"):
+        np.testing.assert_array_equal(ours, reference)  # no means: same latent exactly
+    else:  # means on a 1/1024 grid: the same image within rounding
+        assert np.abs(ours - reference).mean() < 0.5
+
+
+@pytest.mark.parametrize("arch", ["mbt2018-mean", "mbt2018"])
+def test_coding_is_deterministic(arch, image):
+    codec = from_model(tiny_model(arch), device="cpu")
+    first, second = codec.encode(image), codec.encode(image)
+    assert first == second
+    assert np.array_equal(np.asarray(codec.decode(first)), np.asarray(codec.decode(first)))
+
+
+def test_indexes_equal_compressai_build_indexes():
+    model = tiny_model("mbt2018-mean")
+    model.update(force=True)
+    gc = model.gaussian_conditional
+    scales = torch.exp(torch.linspace(-4, 7, 5000)).reshape(1, 5, 10, 100)
+    ours = latent_coding._GaussianTables(gc).indexes(scales)
+    np.testing.assert_array_equal(ours.numpy(), gc.build_indexes(scales).numpy())
+
+
+def test_deterministic_settings_are_restored():
+    cudnn = torch.backends.cudnn
+    before = (cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32)
+    with latent_coding.deterministic_torch():
+        assert cudnn.deterministic and not cudnn.benchmark and not cudnn.allow_tf32
+        assert not torch.backends.cuda.matmul.allow_tf32
+    assert (cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32) == before
+
+
+@pytest.mark.parametrize("arch", ["mbt2018-mean", "mbt2018", "bmshj2018-hyperprior"])
+def test_perturbed_entropy_model_is_a_detected_desync(arch, image):
+    model = tiny_model(arch)
+    codec = from_model(model, device="cpu")
+    data = codec.encode(image)
+    with torch.no_grad():
+        model.h_s[0].bias.add_(0.5)  # what float noise on another device does, amplified
+    with pytest.raises(CorruptStreamError, match="decoder desync: the entropy parameters") as e:
+        codec.decode(data)
+    assert "encoded on cpu" in str(e.value) and "decoding on cpu" in str(e.value)
+
+
+def test_changed_factorized_tables_are_a_detected_desync(image):
+    model = tiny_model("bmshj2018-factorized")
+    codec = from_model(model, device="cpu")
+    data = codec.encode(image)
+    with torch.no_grad():
+        model.entropy_bottleneck.quantiles.add_(3.0)
+    model.update(force=True)
+    with pytest.raises(CorruptStreamError, match="decoder desync: the decoded symbols"):
+        codec.decode(data)
+
+
+def test_file_from_another_model_is_rejected(image):
+    data = from_model(tiny_model("mbt2018-mean", seed=0), device="cpu").encode(image)
+    other_weights = from_model(tiny_model("mbt2018-mean", seed=1), device="cpu")
+    with pytest.raises(CorruptStreamError, match="decoder desync"):
+        other_weights.decode(data)
+    other_arch = from_model(tiny_model("bmshj2018-hyperprior"), device="cpu")
+    with pytest.raises(CorruptStreamError, match="made by mbt2018-mean-q1 .* decode it with"):
+        other_arch.decode(data)
+
+
+def test_header_fields_are_bound_to_the_strings(image):
+    codec = from_model(tiny_model("mbt2018-mean"), device="cpu")
+    header = container.parse(codec.encode(image))
+    header.width -= 1  # a forged header with a valid CRC32
+    with pytest.raises(CorruptStreamError, match="desync"):
+        codec.decode(container.pack(header))
+
+
+@pytest.mark.parametrize(
+    "mode, back",
+    [("RGBA", "RGB"), ("L", "L"), ("I;16", "I;16"), ("P", "RGB"), ("CMYK", "RGB")],
+)
+def test_modes(mode, back, image):
+    codec = from_model(tiny_model("bmshj2018-hyperprior"), device="cpu")
+    if mode == "I;16":
+        gray = np.asarray(image.convert("L"), dtype=np.uint16) * 257
+        source = Image.fromarray(gray, "I;16")
+    else:
+        source = image.convert(mode)
+    decoded = codec.decode(codec.encode(source))
+    assert decoded.mode == back and decoded.size == image.size
+    if mode == "I;16":
+        assert np.all(np.asarray(decoded) % 257 == 0)
+    if mode == "L":
+        rgb = codec.decode(codec.encode(image.convert("L").convert("RGB")))
+        np.testing.assert_array_equal(np.asarray(decoded), np.asarray(rgb.convert("L")))
+
+
+def test_pad_multiple_override(image):
+    model = tiny_model("mbt2018-mean")
+    data = LearnedCodec(model, device="cpu", pad_multiple=128).encode(image)
+    assert container.parse(data).latent_shape == (2, 2)  # 128x128 padded, z at 1/64
+    default = LearnedCodec(model, device="cpu").encode(image)
+    assert container.parse(default).latent_shape == (1, 2)  # 64x128 padded
+    with pytest.raises(CodecError, match="multiple of the model's 64"):
+        LearnedCodec(model, device="cpu", pad_multiple=100)
+
+
+def test_pixel_limit(image):
+    model = tiny_model("mbt2018-mean")
+    with pytest.raises(CodecError, match="more than the limit"):
+        LearnedCodec(model, device="cpu", max_pixels=1000).encode(image)
+    data = LearnedCodec(model, device="cpu").encode(image)
+    with pytest.raises(CorruptStreamError, match="more than the limit"):
+        LearnedCodec(model, device="cpu", max_pixels=1000).decode(data)
+
+
+def test_quality_is_the_models(image):
+    codec = from_model(tiny_model("mbt2018-mean"), device="cpu")
+    assert codec.quality_range == (1, 1) and codec.name == "mbt2018-mean"
+    assert codec.encode(image, 1) == codec.encode(image)
+    with pytest.raises(CodecError, match="quality 1 only"):
+        codec.encode(image, 5)
+
+
+def test_family_dispatches_on_quality(image):
+    low = tiny_model("mbt2018-mean", seed=0)
+    torch.manual_seed(1)
+    high = models.create("mbt2018-mean", quality=2, N=16, M=16)
+    family = LearnedCodec.family("mbt2018-mean", {1: low, 2: high}, device="cpu")
+    assert family.quality_range == (1, 2) and family.default_qualities == (1, 2)
+    data = family.encode(image, 2)
+    assert container.parse(data).quality == 2
+    assert family.decode(data).size == image.size
+    with pytest.raises(CodecError, match="no model for quality 3"):
+        family.encode(image, 3)
+
+
+def test_from_pretrained_records_the_model(tmp_path, image):
+    tiny_model("mbt2018-mean").save_pretrained(tmp_path / "tiny")
+    codec = LearnedCodec.from_pretrained(tmp_path / "tiny", device="cpu")
+    header = container.parse(codec.encode(image))
+    assert header.model_id == str((tmp_path / "tiny").resolve())
+    assert codec.decode(codec.encode(image)).size == image.size
+    assert len(codec.version) > 20 and codec.version.endswith("aigic1")

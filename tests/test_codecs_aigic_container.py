@@ -1,0 +1,152 @@
+"""The .aigic container: layout, strict parsing, bounded lengths, payload size."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+
+from pku_aigi.codecs import container
+from pku_aigi.errors import CorruptStreamError
+
+
+def sample(**changes) -> container.AigicFile:
+    fields = dict(
+        architecture="mbt2018-mean",
+        model_id="org/mbt2018-mean-mse-q3",
+        revision="v1.0",
+        quality=3,
+        width=1408,
+        height=640,
+        mode="RGB",
+        latent_shape=(10, 22),
+        strings=[[b"\x01\x02\x03" * 50], [b"zz" * 7]],
+        params_crc=0xDEADBEEF,
+        symbols_crc=0x01234567,
+        device="cuda (NVIDIA H100)",
+        prompt="a castle on a hill, 雪",
+    )
+    fields.update(changes)
+    return container.AigicFile(**fields)
+
+
+def refresh_crc(data: bytes) -> bytes:
+    return data[:-4] + struct.pack("<I", zlib.crc32(data[:-4]))
+
+
+def test_round_trip_keeps_every_field():
+    original = sample()
+    parsed = container.parse(container.pack(original))
+    assert parsed == original
+
+
+def test_layout_matches_the_documented_table():
+    data = container.pack(sample(prompt=None, symbols_crc=None))
+    assert data[:6] == b"\x89AIGIC"
+    assert data[6] == container.FORMAT_VERSION
+    assert data[7] == 0  # flags: no prompt, no symbol check
+    assert data[8] == len("mbt2018-mean") and data[9:21] == b"mbt2018-mean"
+    assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
+    with_prompt = container.pack(sample())
+    assert with_prompt[7] == container.FLAG_PROMPT | container.FLAG_SYMBOLS_CHECK
+    assert len(with_prompt) - len(data) == 2 + len("a castle on a hill, 雪".encode())
+
+
+def test_payload_size_counts_only_the_entropy_coded_strings():
+    data = container.pack(sample())
+    assert container.payload_size(data) == 150 + 14
+    assert container.payload_size(data) < len(data)
+
+
+def test_optional_fields_absent():
+    parsed = container.parse(container.pack(sample(prompt=None, symbols_crc=None)))
+    assert parsed.prompt is None and parsed.symbols_crc is None
+
+
+def test_every_truncation_is_rejected():
+    data = container.pack(sample())
+    for n in range(len(data)):
+        with pytest.raises(CorruptStreamError):
+            container.parse(data[:n])
+
+
+def test_every_single_bit_flip_is_rejected():
+    data = container.pack(sample())
+    for i in range(len(data)):
+        for bit in (0, 3, 7):
+            mutated = bytearray(data)
+            mutated[i] ^= 1 << bit
+            with pytest.raises(CorruptStreamError):
+                container.parse(bytes(mutated))
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "wrong magic"),
+        (b"\xff\xd8\xff\xe0 a JPEG file", "wrong magic"),
+        (b"\x89AIGIC\x01", "truncated"),
+    ],
+)
+def test_clear_message_for_foreign_or_tiny_input(data, message):
+    with pytest.raises(CorruptStreamError, match=message):
+        container.parse(data)
+
+
+def test_crc_mismatch_message():
+    data = bytearray(container.pack(sample()))
+    data[40] ^= 0xFF
+    with pytest.raises(CorruptStreamError, match="CRC32 mismatch"):
+        container.parse(bytes(data))
+
+
+def test_future_version_is_named():
+    data = bytearray(container.pack(sample()))
+    data[6] = 9
+    with pytest.raises(CorruptStreamError, match="version 9 is not supported"):
+        container.parse(refresh_crc(bytes(data)))
+
+
+def test_unknown_flags_and_trailing_bytes_are_rejected():
+    data = bytearray(container.pack(sample()))
+    data[7] |= 0x80
+    with pytest.raises(CorruptStreamError, match="unknown flags"):
+        container.parse(refresh_crc(bytes(data)))
+    data = container.pack(sample())
+    padded = data[:-4] + b"\x00\x00" + data[-4:]
+    with pytest.raises(CorruptStreamError, match="unexpected bytes"):
+        container.parse(refresh_crc(padded))
+
+
+def test_huge_lengths_do_not_allocate():
+    data = container.pack(sample(strings=[[b"abc"]], prompt=None))
+    # Overwrite the length of the only string with 4 GiB - 1, keep the CRC valid.
+    at = data.rindex(struct.pack("<I", 3) + b"abc")
+    forged = data[:at] + struct.pack("<I", 0xFFFFFFFF) + data[at + 4 :]
+    with pytest.raises(CorruptStreamError, match="truncated while reading the entropy-coded"):
+        container.parse(refresh_crc(forged))
+
+
+def test_pixel_limit_of_the_parser():
+    data = container.pack(sample())
+    with pytest.raises(CorruptStreamError, match="more than the limit"):
+        container.parse(data, max_pixels=1000)
+    assert container.parse(data, max_pixels=1408 * 640).width == 1408
+
+
+def test_invalid_fields_are_rejected():
+    with pytest.raises(CorruptStreamError, match="image mode"):
+        data = container.pack(sample(mode="RGB"))
+        container.parse(refresh_crc(data.replace(b"\x03RGB", b"\x03XYZ", 1)))
+    with pytest.raises(CorruptStreamError, match="latent shape"):
+        container.parse(container.pack(sample(latent_shape=(10, 5000))))
+    with pytest.raises(CorruptStreamError, match="string groups"):
+        container.parse(container.pack(sample(strings=[])))
+
+
+def test_pack_refuses_oversized_text():
+    with pytest.raises(ValueError, match="architecture"):
+        container.pack(sample(architecture="x" * 300))
+    with pytest.raises(ValueError, match="mode"):
+        container.pack(sample(mode="CMYK"))

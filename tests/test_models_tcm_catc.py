@@ -1,0 +1,286 @@
+"""TCM and CATC: shapes, exact coding round trips, Hub round trips, prompts, sizes.
+
+Tiny widths keep the models fast; the default configurations are only instantiated to
+count their parameters. Images and prompts are real (DiffusionDB sample).
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from pku_aigi import codecs
+from pku_aigi.errors import CorruptStreamError, ModelError, PkuAigiError
+from pku_aigi.models import AutoCodec, create
+from pku_aigi.models.card import render_model_card
+from pku_aigi.models.catc import CATC
+from pku_aigi.models.tcm import TCM
+from pku_aigi.models.text_encoder import load_text_encoder, save_tiny_text_encoder
+
+TINY_TCM = dict(
+    N=16, M=40, z_channels=16, head_dims=[8] * 6, hyper_head_dim=8, atten_dim=32,
+    atten_head_dim=8,
+)  # fmt: skip
+TINY_CATC = dict(
+    N=32, M=40, z_channels=16, encoder_heads=[4, 4, 4], decoder_heads=[4, 4, 4],
+    hyper_heads=4, kv_tokens=4, attention_dim=32, attention_heads=4, text_dim=16,
+)  # fmt: skip
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """One intra-op thread: tiny convolutions on a loaded 2-core machine run ~10x faster."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def samples(diffusiondb):
+    """(image, prompt) pairs: real DiffusionDB images with their prompts."""
+    rows = [json.loads(line) for line in (diffusiondb / "metadata.jsonl").read_text().splitlines()]
+    return [(Image.open(diffusiondb / r["file_name"]).convert("RGB"), r["prompt"]) for r in rows[:3]]
+
+
+def to_tensor(image: Image.Image, height: int, width: int, pad_to: int | None = None):
+    """A top-left crop as a (1, 3, H, W) tensor, replicate-padded to ``pad_to``."""
+    rgb = np.asarray(image.crop((0, 0, width, height)), dtype=np.float32) / 255.0
+    x = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    if pad_to:
+        x = F.pad(x, (0, -width % pad_to, 0, -height % pad_to), mode="replicate")
+    return x
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    return save_tiny_text_encoder(tmp_path_factory.mktemp("clip") / "tiny-clip", dim=16)
+
+
+def ready(model):
+    """Eval mode, entropy coder ready, latents scaled up: an untrained model's latents
+    round to almost all zeros, a trained one's do not (the tests want real symbols)."""
+    with torch.no_grad():
+        model.g_a[-1].weight.mul_(10)
+    model.eval().update(force=True)
+    return model
+
+
+@pytest.fixture(scope="module")
+def tcm():
+    torch.manual_seed(0)
+    return ready(create("tcm-small", **TINY_TCM))
+
+
+@pytest.fixture(scope="module")
+def catc(clip_dir):
+    torch.manual_seed(0)
+    return ready(
+        create("catc", text_encoder=str(clip_dir), text_encoder_revision=None, **TINY_CATC)
+    )
+
+
+# ------------------------------------------------------------------ shapes and inputs
+@pytest.mark.parametrize("name", ["tcm", "catc"])
+def test_forward_shapes_at_odd_sizes_after_padding(name, request, samples):
+    model = request.getfixturevalue(name)
+    multiple = model.pad_multiple
+    x = to_tensor(samples[0][0], 97, 145, pad_to=multiple)
+    assert x.shape[-2:] == (-(-97 // multiple) * multiple, -(-145 // multiple) * multiple)
+    with torch.no_grad():
+        text = model.encode_prompts([samples[0][1]])
+        out = model(x, text)
+    h, w = x.shape[-2:]
+    assert out["x_hat"].shape == x.shape
+    assert out["likelihoods"]["y"].shape == (1, 40, h // 16, w // 16)
+    assert out["likelihoods"]["z"].shape == (1, 16, h // 64, w // 64)
+    assert bool(((out["likelihoods"]["y"] > 0) & (out["likelihoods"]["y"] <= 1)).all())
+
+
+@pytest.mark.parametrize("name", ["tcm", "catc"])
+def test_unpadded_input_is_refused(name, request):
+    model = request.getfixturevalue(name)
+    with pytest.raises(ModelError, match="multiples of"):
+        model(torch.rand(1, 3, 96, 130), model.encode_prompts([""]))
+
+
+def test_pad_multiples_follow_the_paper():
+    assert TCM.pad_multiple == 128  # 8x8 windows on the 16x-downsampled latent
+    assert CATC.pad_multiple == 64 and CATC.text_conditioned and not TCM.text_conditioned
+
+
+def test_codec_wrapper_codes_odd_sized_images(tcm, samples):
+    codec = codecs.from_model(tcm, device="cpu")
+    image = samples[1][0].crop((0, 0, 131, 70))
+    decoded = codec.decode(codec.encode(image))
+    assert decoded.size == (131, 70) and decoded.mode == "RGB"
+
+
+# ------------------------------------------------------------------ exact round trips
+@pytest.mark.parametrize("name", ["tcm", "catc"])
+def test_compress_decompress_equals_forward_reconstruction(name, request, samples):
+    model = request.getfixturevalue(name)
+    x = torch.cat([to_tensor(image, 128, 128) for image, _ in samples[:2]])
+    text = model.encode_prompts([prompt for _, prompt in samples[:2]])
+    with torch.no_grad():
+        expected = model(x, text)["x_hat"].clamp(0, 1)
+        coded = model.compress(x, text)
+        decoded = model.decompress(coded["strings"], coded["shape"], text)["x_hat"]
+    y_strings, z_strings = coded["strings"]
+    assert len(y_strings) == len(z_strings) == 2 and coded["shape"] == (2, 2)
+    assert y_strings[0] != y_strings[1]
+    torch.testing.assert_close(decoded, expected, atol=1e-6, rtol=0)
+    # Decoding each image on its own gives the same pixels as the batch.
+    one_text = None if text is None else text[1:]
+    single = model.decompress([[y_strings[1]], [z_strings[1]]], coded["shape"], one_text)
+    torch.testing.assert_close(single["x_hat"], decoded[1:], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["tcm", "catc"])
+def test_training_forward_backpropagates(name, request, clip_dir):
+    kwargs = TINY_TCM if name == "tcm" else {**TINY_CATC, "text_encoder": str(clip_dir)}
+    model = create("tcm-small" if name == "tcm" else "catc", **kwargs).train()
+    x = torch.rand(1, 3, 128, 128)
+    text = model.encode_prompts(["a red fox"])
+    out = model(x, text)
+    bpp = sum(-torch.log2(v).sum() for v in out["likelihoods"].values()) / x[0, 0].numel()
+    (F.mse_loss(out["x_hat"], x) * 255**2 * 0.01 + bpp).backward()
+    assert model.g_a[0].conv1.weight.grad.abs().sum() > 0
+    assert model.g_s[-1][0].weight.grad.abs().sum() > 0
+    if name == "catc":  # the text path is trained too
+        assert model.g_a[1].attention.mixer.text_hidden.weight.grad.abs().sum() > 0
+    assert model.aux_loss().item() > 0
+
+
+# ------------------------------------------------------------------ Hub round trips
+@pytest.mark.parametrize("name", ["tcm", "catc"])
+def test_save_and_load_pretrained_round_trip(name, request, tmp_path, samples):
+    model = request.getfixturevalue(name)
+    model.save_pretrained(tmp_path / name)
+    loaded = AutoCodec.from_pretrained(tmp_path / name)
+    assert type(loaded) is type(model) and loaded.config == model.config
+    assert loaded.entropy_coder_ready()
+    loaded_state = loaded.state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded_state[key], value), key
+    x = to_tensor(samples[2][0], 128, 256)
+    text = model.encode_prompts([samples[2][1]])
+    with torch.no_grad():
+        assert loaded.compress(x, text)["strings"] == model.compress(x, text)["strings"]
+    card = (tmp_path / name / "README.md").read_text()
+    assert f"Parameters: {sum(p.numel() for p in model.parameters()):,}" in card
+
+
+def test_catc_config_names_the_text_encoder_and_weights_exclude_it(catc, clip_dir, tmp_path):
+    from safetensors.torch import load_file
+
+    catc.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["text_encoder"] == str(clip_dir) and "text_encoder_revision" in config
+    assert set(load_file(tmp_path / "model.safetensors")) == set(catc.state_dict())
+    encoder_params = sum(p.numel() for p in load_text_encoder(str(clip_dir)).model.parameters())
+    stored = sum(t.numel() for t in load_file(tmp_path / "model.safetensors").values())
+    buffers = sum(b.numel() for b in catc.buffers())
+    assert stored == sum(p.numel() for p in catc.parameters()) + buffers
+    assert encoder_params > 0 and not any("text_model" in k for k in catc.state_dict())
+    default = create("catc", N=32, M=40, z_channels=16, text_dim=16, kv_tokens=4,
+                     attention_dim=32, attention_heads=4, encoder_heads=[4, 4, 4],
+                     decoder_heads=[4, 4, 4], hyper_heads=4)  # fmt: skip
+    assert default.config["text_encoder"] == "openai/clip-vit-base-patch32"
+    assert default.config["text_encoder_revision"] == "3d74acf9a28c67741b2f4f2ea7635f0aaf6f0268"
+
+
+# ------------------------------------------------------------------ prompts
+def test_prompt_changes_bitstream_and_wrong_prompt_changes_reconstruction(catc, samples):
+    x = to_tensor(samples[0][0], 128, 128)
+    right, wrong = catc.encode_prompts([samples[0][1], samples[1][1]]).split(1)
+    with torch.no_grad():
+        coded = catc.compress(x, right)
+        other = catc.compress(x, wrong)
+        good = catc.decompress(coded["strings"], coded["shape"], right)["x_hat"]
+        bad = catc.decompress(coded["strings"], coded["shape"], wrong)["x_hat"]
+    assert coded["strings"][0] != other["strings"][0]
+    assert (good - bad).abs().max() > 1e-3
+
+
+def test_missing_text_means_the_empty_prompt(catc):
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        implicit = catc(x)["x_hat"]
+        explicit = catc(x, catc.encode_prompts([""]))["x_hat"]
+    torch.testing.assert_close(implicit, explicit)
+    with pytest.raises(ModelError, match=r"\(1, 16\) tensor"):
+        catc(x, torch.zeros(1, 512))
+
+
+def test_aigic_carries_the_prompt_and_detects_a_tampered_one(catc, samples):
+    codec = codecs.from_model(catc, device="cpu")
+    image, prompt = samples[0][0].crop((0, 0, 150, 100)), "a water city, matte painting"
+    data = codec.encode(image, prompt=prompt)
+    assert prompt.encode() in data
+    reference = np.asarray(codec.decode(data))
+    assert reference.shape == (100, 150, 3)
+    tampered = data.replace(prompt.encode(), b"a fire city, matte painting!")
+    with pytest.raises(CorruptStreamError, match="CRC32"):
+        codec.decode(tampered)
+    # Even with the file CRC fixed, the desync check (seeded by the prompt) catches it.
+    forged = tampered[:-4] + struct.pack("<I", zlib.crc32(tampered[:-4]))
+    with pytest.raises(CorruptStreamError):
+        codec.decode(forged)
+
+
+def test_text_encoder_truncates_to_77_tokens_and_fails_clearly_offline(clip_dir, tmp_path):
+    encoder = load_text_encoder(str(clip_dir))
+    assert encoder is load_text_encoder(str(clip_dir))  # cached
+    long = " ".join(["lighthouse"] * 100)
+    embeddings = encoder.encode([long, long + " at night", "", "a cat"])
+    assert embeddings.shape == (4, 16) and embeddings.dtype == torch.float32
+    torch.testing.assert_close(embeddings[0], embeddings[1])  # words past 77 tokens ignored
+    assert not torch.allclose(embeddings[2], embeddings[3])
+    with pytest.raises(ModelError, match="cannot load the CLIP text encoder"):
+        load_text_encoder("pku-aigi-test/no-such-clip", revision="main", cache_dir=tmp_path)
+    with pytest.raises(ModelError, match="list of strings"):
+        encoder.encode("a cat")
+
+
+def test_text_encoder_of_the_wrong_size_is_refused(clip_dir):
+    model = create("catc", **{**TINY_CATC, "text_dim": 32}, text_encoder=str(clip_dir))
+    with pytest.raises(ModelError, match="16-d embeddings"):
+        model.encode_prompts(["a cat"])
+
+
+# ------------------------------------------------------------------ default sizes
+def test_parameter_counts_of_the_default_configurations():
+    counts = {}
+    for name in ("tcm-small", "tcm-medium", "tcm-large", "catc"):
+        model = create(name)
+        counts[name] = sum(p.numel() for p in model.parameters())
+        if name == "catc":
+            assert model.config["N"] == 256 and model.config["M"] == 320
+            assert "109,303,820 (109.3 M, without the frozen text encoder)" in str(
+                render_model_card(model)
+            )
+        del model
+    # TCM paper, Table 3: 45.18 M, 59.13 M, 76.57 M; CATC paper: "about 109 M".
+    assert counts == {
+        "tcm-small": 45_180_752,
+        "tcm-medium": 59_133_650,
+        "tcm-large": 76_568_148,
+        "catc": 109_303_820,
+    }
+
+
+def test_unknown_hyperparameter_and_bad_slicing_are_clear_errors():
+    with pytest.raises(ModelError, match="no hyper-parameter"):
+        create("tcm-small", depth=3)
+    with pytest.raises(ModelError, match="multiple of num_slices"):
+        create("tcm-small", **{**TINY_TCM, "M": 42})
+    with pytest.raises(PkuAigiError, match="head width"):
+        create("tcm-small", **{**TINY_TCM, "head_dims": [7] * 6})

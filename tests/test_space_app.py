@@ -1,0 +1,218 @@
+"""The Space's handlers, codec catalog and files, without a browser."""
+
+from __future__ import annotations
+
+import json
+import runpy
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+import pku_aigi
+from pku_aigi import metrics
+from pku_aigi.demo import register
+from pku_aigi.demo.catalog import Catalog, CodecOption
+from pku_aigi.demo.handlers import MODE_BPP, MODE_LEVEL, Handlers
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_REPO = "local/tiny-factorized-q1"
+
+
+def no_progress(*args, **kwargs):
+    return None
+
+
+@pytest.fixture(scope="module")
+def models_dir(tmp_path_factory) -> Path:
+    """A folder laid out like the Hub: one tiny learned model and one broken folder."""
+    root = tmp_path_factory.mktemp("models")
+    model = pku_aigi.models.create("bmshj2018-factorized", quality=1, N=16, M=16)
+    model.save_pretrained(root / TINY_REPO)
+    broken = root / "local" / "broken-q2"
+    broken.mkdir(parents=True)
+    (broken / "config.json").write_text(
+        json.dumps({"architecture": "mbt2018-mean", "quality": 2, "metric": "mse"})
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def catalog(models_dir) -> Catalog:
+    return Catalog.discover(models_dir)
+
+
+@pytest.fixture(scope="module")
+def handlers(catalog) -> Handlers:
+    return Handlers(catalog)
+
+
+@pytest.fixture(scope="module")
+def image_path(pku_examples, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("upload") / "mj52-crop.png"
+    with Image.open(pku_examples / "mj52" / "1.png") as image:
+        image.convert("RGB").crop((256, 256, 512, 448)).save(path)
+    return path
+
+
+def compress(handlers, path, keys, mode=MODE_LEVEL, level=50, target=None, prompt=""):
+    path = str(path) if path else None
+    return handlers.compress(path, prompt, keys, mode, level, target, progress=no_progress)
+
+
+def test_catalog_lists_codecs_models_and_reasons(catalog, models_dir):
+    assert {"jpeg", "webp"} <= set(catalog.available_keys)
+    tiny = catalog.get("bmshj2018-factorized (mse)")
+    assert tiny.available and tiny.grid == (1,)
+    assert tiny.sources[1] == str((models_dir / TINY_REPO).resolve())
+    broken = catalog.get("mbt2018-mean (mse)")  # the broken folder and the offline zoo
+    assert not broken.available
+    assert "local/broken-q2" in broken.reason and "model.safetensors" in broken.reason
+    offline = catalog.get("cheng2020-attn (ms-ssim)")
+    assert not offline.available and "PKU_AIGI_MODELS_DIR" in offline.reason
+    assert "**cheng2020-attn (ms-ssim)**" in Handlers(catalog).unavailable_markdown()
+
+
+def test_quality_level_maps_onto_each_codec_scale():
+    jpeg = CodecOption("jpeg", "conventional", grid=(2, 5, 10, 50, 92))
+    assert [jpeg.quality_at(x) for x in (0, 50, 100, 150)] == [2, 47, 92, 92]
+    qp = CodecOption("vvc", "conventional", grid=(50, 41, 32, 20))  # lower QP = higher rate
+    assert [qp.quality_at(x) for x in (0, 100)] == [50, 20]
+    learned = CodecOption("m", "learned", grid=(1, 2, 3, 6))
+    assert [learned.quality_at(x) for x in (0, 40, 100)] == [1, 3, 6]
+    assert CodecOption("x", "conventional", grid=tuple(range(11))).rd_grid(6) == [0, 2, 4, 6, 8, 10]
+
+
+def test_compress_two_codecs_and_a_learned_model(handlers, image_path):
+    keys = ["jpeg", "webp", "bmshj2018-factorized (mse)"]
+    slider, dropdown, rows, notes, files, state = compress(handlers, image_path, keys)
+    original = Image.open(image_path).convert("RGB")
+    assert dropdown["choices"] == keys and dropdown["value"] == "jpeg"
+    assert [row[0] for row in rows] == keys
+    assert [Path(f).suffix for f in files] == [".jpg", ".webp", ".aigic"]
+    for row, file in zip(rows, files):
+        data = Path(file).read_bytes()
+        assert row[3] == f"{len(data):,}"
+        assert float(row[2]) == pytest.approx(metrics.bpp(len(data), 256, 192), abs=1e-4)
+        reconstruction = Image.open(state["reconstructions"][row[0]])
+        assert float(row[4]) == pytest.approx(metrics.psnr(original, reconstruction), abs=0.01)
+        assert row[5] != "" and row[6] == ""  # MS-SSIM dB shown, no CLIP without a prompt
+    assert rows[0][1] == "47" and rows[2][1] == "1"  # level 50 on jpeg's grid; fixed model q
+    assert "CLIP score needs a prompt" in notes
+    assert slider == (state["image"], state["reconstructions"]["jpeg"])
+    assert handlers.show("webp", state) == (state["image"], state["reconstructions"]["webp"])
+    decoded = handlers.decode(files[2])  # the .aigic file
+    assert np.array_equal(
+        np.asarray(Image.open(decoded[0])),
+        np.asarray(Image.open(state["reconstructions"][keys[2]])),
+    )
+    assert "bmshj2018-factorized" in decoded[1] and "quality 1" in decoded[1]
+
+    figure = handlers.rd_plot(state, True, progress=no_progress)
+    lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+    assert len(lines["jpeg"].get_xdata()) == 6 and len(lines["webp"].get_xdata()) == 6
+    figure = handlers.rd_plot(state, False, progress=no_progress)
+    assert len(figure.axes[0].get_lines()) == 3  # the current points only
+
+
+def test_target_bpp_stays_within_budget(handlers, image_path):
+    _, _, rows, _, files, _ = compress(handlers, image_path, ["jpeg"], mode=MODE_BPP, target=0.8)
+    assert 0.5 < float(rows[0][2]) <= 0.8
+    with pytest.raises(gr.Error, match="target bpp above 0"):
+        compress(handlers, image_path, ["jpeg"], mode=MODE_BPP, target=0)
+
+
+def test_bad_requests_give_clear_errors(handlers, image_path, tmp_path):
+    with pytest.raises(gr.Error, match="Upload, paste or pick"):
+        compress(handlers, None, ["jpeg"])
+    with pytest.raises(gr.Error, match="at least one codec"):
+        compress(handlers, image_path, [])
+    text = tmp_path / "readme.txt"
+    text.write_text("hello")
+    with pytest.raises(gr.Error, match="readme.txt is not an image"):
+        compress(handlers, text, ["jpeg"])
+    image, markdown = handlers.on_upload(str(text))
+    assert image is None and "Cannot use this file" in markdown
+
+
+def test_upload_replaces_a_converted_image(handlers, image_path, tmp_path):
+    gray = tmp_path / "gray.png"
+    Image.open(image_path).convert("L").save(gray)
+    converted, markdown = handlers.on_upload(str(gray))
+    assert Image.open(converted).mode == "RGB" and "grayscale" in markdown
+    unchanged, markdown = handlers.on_upload(str(image_path))
+    assert unchanged == {"__type__": "update"}  # gr.skip(): the upload stays as it is
+    assert markdown == "256x192 RGB image, ready to compress."
+
+
+def test_decode_tab_recognises_files_and_rejects_corrupt_ones(handlers, image_path, tmp_path):
+    _, _, _, _, files, state = compress(handlers, image_path, ["webp", "jpeg"])
+    renamed = tmp_path / "no-extension"
+    renamed.write_bytes(Path(files[0]).read_bytes())
+    decoded, info = handlers.decode(str(renamed))  # found by its magic bytes
+    assert info.startswith("Decoded webp file")
+    assert np.array_equal(
+        np.asarray(Image.open(decoded)), np.asarray(Image.open(state["reconstructions"]["webp"]))
+    )
+    _, _, _, _, files, _ = compress(handlers, image_path, ["bmshj2018-factorized (mse)"])
+    data = bytearray(Path(files[0]).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    corrupt = tmp_path / "corrupt.aigic"
+    corrupt.write_bytes(bytes(data))
+    with pytest.raises(gr.Error, match="CRC32 mismatch"):
+        handlers.decode(str(corrupt))
+    garbage = tmp_path / "garbage.jpg"
+    garbage.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(gr.Error, match="not a valid file of any codec"):
+        handlers.decode(str(garbage))
+    with pytest.raises(gr.Error, match="Upload a compressed file"):
+        handlers.decode(None)
+
+
+def test_empty_prompt_warns_for_text_conditioned_codecs(catalog, image_path, monkeypatch):
+    warnings = []
+    monkeypatch.setattr(gr, "Warning", lambda message, **kw: warnings.append(message))
+    monkeypatch.setattr(catalog.get("webp"), "text_conditioned", True)  # as CATC would be
+    _, _, _, notes, _, _ = compress(Handlers(catalog), image_path, ["webp"], prompt="   ")
+    assert any("no prompt given" in w for w in warnings)
+    assert "empty prompt" in notes
+
+
+def test_cli_and_space_build_the_same_app(catalog, monkeypatch, models_dir, shared_data):
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["demo", "--host", "0.0.0.0", "--port", "7999", "--share"])
+    assert (args.host, args.port, args.share) == ("0.0.0.0", 7999, True)
+    assert args.func.__module__ == "pku_aigi.demo"
+
+    monkeypatch.setenv("PKU_AIGI_MODELS_DIR", str(models_dir))
+    monkeypatch.setenv("PKU_AIGI_EXAMPLES_DIR", str(shared_data / "diffusiondb-sample"))
+    namespace = runpy.run_path(str(ROOT / "space" / "app.py"))
+    demo = namespace["demo"]
+    assert isinstance(demo, gr.Blocks)
+    config = demo.get_config_file()
+    ids = {c["props"].get("elem_id") for c in config["components"]}
+    assert {"input-image", "codecs", "slider", "metrics", "rd-plot", "downloads"} <= ids
+    codecs = next(c for c in config["components"] if c["props"].get("elem_id") == "codecs")
+    labels = [choice[0] for choice in codecs["props"]["choices"]]
+    assert "jpeg" in labels and "bmshj2018-factorized (mse)" in labels
+    assert any(c["type"] == "dataset" for c in config["components"])  # the examples
+    assert demo._queue.default_concurrency_limit == 1
+
+
+def test_space_metadata_matches_the_package():
+    import yaml
+
+    text = (ROOT / "space" / "README.md").read_text(encoding="utf-8")
+    header = yaml.safe_load(text.split("---")[1])
+    assert header["sdk"] == "gradio" and header["sdk_version"] == gr.__version__
+    assert header["app_file"] == "app.py" and (ROOT / "space" / header["app_file"]).is_file()
+    assert header["datasets"] == ["Forerunner/PKU-AIGI-500K"]
+    zoo = [entry["repo_id"] for entry in pku_aigi.models.zoo.load_zoo()["models"]]
+    assert header["models"] == zoo
+    requirements = (ROOT / "space" / "requirements.txt").read_text().splitlines()
+    assert f"pku-aigi=={pku_aigi.__version__}" in requirements
