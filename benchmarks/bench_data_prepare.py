@@ -1,6 +1,6 @@
 """Preparing a split of PKU-AIGI-500K, against the physical limit on this machine.
 
-Builds an SD21-style Info-ZIP split archive (``SD21.z01`` .. ``SD21.z18`` + ``SD21.zip``,
+Builds an SD21-style Info-ZIP split archive (``SD21.z01`` .. ``SD21.zNN`` + ``SD21.zip``,
 stored members, like the Hub's) from the real images in ../shared/data/pku-examples,
 repeated to ``--images`` members, then measures in one run, page cache warm for all:
 

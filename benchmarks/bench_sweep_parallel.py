@@ -31,30 +31,26 @@ def pick(grid: tuple, count: int) -> tuple:
     if count >= len(grid):
         return tuple(grid)
     step = (len(grid) - 1) / max(count - 1, 1)
-    return tuple(grid[round(i * step)] for i in range(count)) if count > 1 else (grid[len(grid) // 2],)
+    return (
+        tuple(grid[round(i * step)] for i in range(count)) if count > 1 else (grid[len(grid) // 2],)
+    )
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DATA))
-    parser.add_argument("--crop", type=int, default=0, help="centre crop side in px (0: full images)")
-    parser.add_argument("--qualities", type=int, default=2, help="points per codec")
-    parser.add_argument("--codecs", default=",".join(codecs.available()))
-    parser.add_argument("--workers", type=int, default=default_workers())
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING)
+def crop_images(images: list[BenchImage], side: int) -> list[BenchImage]:
+    """Centre crops of at most ``side`` x ``side`` px (0: the images unchanged)."""
+    if not side:
+        return images
+    cropped = []
+    for image in images:
+        h, w = image.rgb.shape[:2]
+        top, left = max(0, (h - side) // 2), max(0, (w - side) // 2)
+        rgb = image.rgb[top : top + side, left : left + side].copy()
+        cropped.append(BenchImage(image.name, image.subset, rgb, image.prompt))
+    return cropped
 
-    images = images_from_folder(args.data)
-    if args.crop:
-        cropped = []
-        for image in images:
-            h, w = image.rgb.shape[:2]
-            top, left = max(0, (h - args.crop) // 2), max(0, (w - args.crop) // 2)
-            rgb = image.rgb[top : top + args.crop, left : left + args.crop].copy()
-            cropped.append(BenchImage(image.name, image.subset, rgb, image.prompt))
-        images = cropped
-    names = [n.strip() for n in args.codecs.split(",") if n.strip()]
-    runs = [CodecRun(n, pick(codecs.codec_class(n).default_qualities, args.qualities)) for n in names]
+
+def compare(images: list[BenchImage], runs: list[CodecRun], workers: int) -> tuple[float, float]:
+    """(sweep seconds with ``workers`` processes, plain sequential loop seconds)."""
     work = len(images) * sum(len(r.qualities) for r in runs)
     pixels = sum(i.width * i.height for i in images)
     print(f"{len(images)} images ({pixels / 1e6:.1f} Mpixel), codecs: "
@@ -63,11 +59,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as out:
         start = time.perf_counter()
-        result = run_sweep(images, runs, out, workers=args.workers, progress=False)
+        result = run_sweep(images, runs, out, workers=workers, progress=False)
         parallel = time.perf_counter() - start
     assert result.measured == work and not result.failures, result.failures
 
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in each worker
     start = time.perf_counter()
     for run in runs:
         codec = codecs.get(run.name)
@@ -75,10 +72,30 @@ def main() -> None:
             for image in images:
                 measure(codec, image.rgb, quality, image.prompt)
     sequential = time.perf_counter() - start
+    torch.set_num_threads(threads)
 
-    print(f"sweep, {args.workers} worker processes: {parallel:8.1f} s")
+    print(f"sweep, {workers} worker processes: {parallel:8.1f} s")
     print(f"plain sequential loop:        {sequential:8.1f} s")
     print(f"speed-up: {sequential / parallel:.2f}x on {default_workers()} cores")
+    return parallel, sequential
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DATA))
+    parser.add_argument("--crop", type=int, default=0, help="centre crop side in px (0: full)")
+    parser.add_argument("--qualities", type=int, default=2, help="points per codec")
+    parser.add_argument("--codecs", default=",".join(codecs.available()))
+    parser.add_argument("--workers", type=int, default=default_workers())
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    images = crop_images(images_from_folder(args.data), args.crop)
+    names = [n.strip() for n in args.codecs.split(",") if n.strip()]
+    runs = [
+        CodecRun(n, pick(codecs.codec_class(n).default_qualities, args.qualities)) for n in names
+    ]
+    compare(images, runs, args.workers)
 
 
 if __name__ == "__main__":

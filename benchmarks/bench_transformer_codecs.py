@@ -64,7 +64,7 @@ def load_images(data: Path, size: int, limit: int) -> list[tuple[Image.Image, st
 def catc_text_encoder(workdir: Path) -> tuple[dict, str]:
     """CATC options for its text encoder: the cached CLIP, or a same-size random tower."""
     try:
-        text_encoders.load_text_encoder()
+        text_encoders.load_text_encoder(local_files_only=True)
         return {}, f"{text_encoders.DEFAULT_TEXT_ENCODER} (cached)"
     except Exception as error:  # noqa: BLE001 - any failure: fall back and say so
         logger.info("real CLIP text encoder unavailable (%s): using a random one", error)
@@ -94,20 +94,23 @@ def time_codec(model, images, device: str) -> dict:
     codec = codecs.from_model(model, device=device)
     warm_image, warm_prompt = images[0]
     codec.decode(codec.encode(warm_image, prompt=warm_prompt))
-    encode_s = decode_s = megapixels = 0.0
+    totals = dict.fromkeys(("encode_s", "decode_s", "encode_cpu_s", "decode_cpu_s"), 0.0)
+    megapixels = 0.0
     for image, prompt in images:
         synchronize(device)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         data = codec.encode(image, prompt=prompt)
         synchronize(device)
-        middle = time.perf_counter()
+        middle, middle_cpu = time.perf_counter(), time.process_time()
         decoded = codec.decode(data)
         synchronize(device)
-        decode_s += time.perf_counter() - middle
-        encode_s += middle - start
+        totals["decode_s"] += time.perf_counter() - middle
+        totals["decode_cpu_s"] += time.process_time() - middle_cpu
+        totals["encode_s"] += middle - start
+        totals["encode_cpu_s"] += middle_cpu - start_cpu
         megapixels += image.width * image.height / 1e6
         assert decoded.size == image.size
-    return {"encode_s": encode_s, "decode_s": decode_s, "megapixels": megapixels}
+    return {**totals, "megapixels": megapixels}
 
 
 def run(device: str, size: int, limit: int, names=CODECS, data: Path = DEFAULT_DATA) -> list:
@@ -133,7 +136,7 @@ def print_table(rows: list[dict], device: str, size: int, count: int) -> None:
     print(f"\nTransformer codecs vs {REFERENCE}: {count} image(s) of {size}x{size}, ", end="")
     print(f"device {device} ({label}), {threads} torch threads, random weights")
     print(f"{'codec':<16}{'params':>10}{'enc s/MP':>10}{'dec s/MP':>10}", end="")
-    print(f"{'enc vs ref':>12}{'dec vs ref':>12}")
+    print(f"{'enc vs ref':>12}{'dec vs ref':>12}{'enc cpu-s/MP':>14}{'dec cpu-s/MP':>14}")
     reference = next((r for r in rows if r["codec"] == REFERENCE), None)
     for row in rows:
         enc = row["encode_s"] / row["megapixels"]
@@ -145,7 +148,9 @@ def print_table(rows: list[dict], device: str, size: int, count: int) -> None:
                 f"{row['decode_s'] / reference['decode_s']:.2f}x",
             )
         print(f"{row['codec']:<16}{row['params'] / 1e6:>9.1f}M{enc:>10.3f}{dec:>10.3f}", end="")
-        print(f"{ratios[0]:>12}{ratios[1]:>12}")
+        cpu = (row["encode_cpu_s"] / row["megapixels"], row["decode_cpu_s"] / row["megapixels"])
+        print(f"{ratios[0]:>12}{ratios[1]:>12}{cpu[0]:>14.3f}{cpu[1]:>14.3f}")
+    print("s/MP: wall-clock seconds per megapixel (synchronised); cpu-s/MP: process CPU time")
     for row in rows:
         if row["note"]:
             print(f"note: {row['codec']} text encoder: {row['note']}")
@@ -157,11 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=512, help="side of the square crops")
     parser.add_argument("--limit", type=int, default=2, help="number of images")
     parser.add_argument("--codecs", default=",".join(CODECS), help="comma-separated")
-    parser.add_argument("--threads", type=int, help="torch intra-op threads")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads (0: torch's default)"
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="imagefolder + prompts")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    if args.threads:
+    if args.threads > 0:  # one thread by default: stable numbers on a shared machine
         torch.set_num_threads(args.threads)
     names = [n.strip() for n in args.codecs.split(",") if n.strip()]
     run(args.device, args.size, args.limit, names, args.data)

@@ -561,6 +561,11 @@ class ZipArchive:
         """The member's bytes, CRC-checked; a corrupt part raises an error naming it."""
         try:
             return self.zip.read(info)
+        except NotImplementedError as error:  # e.g. Deflate64 (method 9) from Windows tools
+            raise DatasetError(
+                f"{info.filename} in {self.name} uses a compression method Python's zipfile "
+                f"cannot read ({error})"
+            ) from None
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, struct.error) as error:
             raise DatasetError(
                 f"cannot read {info.filename} from archive part {self.part_of(info)} "
@@ -774,8 +779,9 @@ def test_split_error(subset: Subset, where: str) -> DatasetError:
     return DatasetError(
         f"the test split of {subset.config!r} is not on the Hugging Face Hub "
         f"({where}): PKU-AIGI-500K publishes only train and validation. If you have the "
-        f"test images, pass data_dir= a folder holding {TEST_FOLDER}/{folder}/<N>.png and "
-        f"optionally the prompts {TEST_FOLDER}/{folder}.txt (one per line)"
+        f"test images, pass data_dir= (--data-dir) a folder holding "
+        f"{TEST_FOLDER}/{folder}/<N>.png and optionally the prompts "
+        f"{TEST_FOLDER}/{folder}.txt (one per line)"
     )
 
 

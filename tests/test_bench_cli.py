@@ -54,7 +54,12 @@ def test_outputs_are_written(bench_run):
     _, out = bench_run
     names = {p.name for p in out.iterdir()}
     assert {"measurements.jsonl", "measurements.csv", "report.md", "bd.json", "compressai"} <= names
-    assert {"rd_psnr_all.png", "rd_ms_ssim_db_all.png", "rd_psnr_sd21b.png", "rd_ms_ssim_db_mod.png"} <= names
+    assert {
+        "rd_psnr_all.png",
+        "rd_ms_ssim_db_all.png",
+        "rd_psnr_sd21b.png",
+        "rd_ms_ssim_db_mod.png",
+    } <= names
     with (out / "measurements.csv").open() as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 4 * 2 * 4  # images x codecs x qualities
@@ -112,7 +117,10 @@ def test_bad_input_is_one_clear_error(folder, tmp_path, capsys):
     cases = [
         (["--images", str(folder), "--codecs", "jpeg", "--out", str(busy)], "not a bench folder"),
         (["--images", str(folder), "--codecs", "jpgg"], "unknown codec 'jpgg'"),
-        (["--images", str(folder), "--codecs", "jpeg", "--qualities", "jpeg=low"], "expected CODEC=Q1,Q2"),
+        (
+            ["--images", str(folder), "--codecs", "jpeg", "--qualities", "jpeg=low"],
+            "expected CODEC=Q1,Q2",
+        ),
         (["--images", str(folder), "--codecs", "jpeg", "--qualities", "jpeg=500"], "out of range"),
         (["--images", str(tmp_path / "nope"), "--codecs", "jpeg"], "not a folder"),
         (["--images", str(folder), "--config", "mj52", "--codecs", "jpeg"], "choose one input"),

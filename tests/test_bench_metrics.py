@@ -49,7 +49,9 @@ def test_ms_ssim_orders_distortions_and_matches_compressai_convention(crop):
     from pytorch_msssim import ms_ssim as reference
 
     rng = np.random.default_rng(0)
-    noisy = [np.clip(crop + rng.normal(0, s, crop.shape), 0, 255).astype(np.uint8) for s in (2, 8, 32)]
+    noisy = [
+        np.clip(crop + rng.normal(0, s, crop.shape), 0, 255).astype(np.uint8) for s in (2, 8, 32)
+    ]
     values = [metrics.ms_ssim(crop, n) for n in noisy]
     assert metrics.ms_ssim(crop, crop) == pytest.approx(1.0)
     assert 1 > values[0] > values[1] > values[2] > 0

@@ -30,7 +30,9 @@ def write_crops(pku_examples, folder, subsets=("sd21b", "mj52"), size=(192, 176)
     for subset in subsets:
         (folder / subset).mkdir(parents=True)
         with Image.open(pku_examples / subset / "1.png") as image:
-            image.convert("RGB").crop((64, 64, 64 + size[0], 64 + size[1])).save(folder / subset / "1.png")
+            image.convert("RGB").crop((64, 64, 64 + size[0], 64 + size[1])).save(
+                folder / subset / "1.png"
+            )
     return folder
 
 

@@ -166,6 +166,7 @@ def test_quality_is_checked(photo):
         codecs.get("webp").encode(photo, True)
     with pytest.raises(CodecError, match="out of range"):
         codecs.get("jpegxl").encode(photo, 0.0)
+    assert codecs.get("hevc").encode(photo, np.int64(40))  # numpy numbers are numbers
     with pytest.raises(CodecError, match="unknown preset 'fastest'"):
         codecs.get("vvc", preset="fastest")
 

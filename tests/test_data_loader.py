@@ -132,6 +132,7 @@ def test_missing_archive_part_is_named(hub_replica, tmp_path):
         pku_aigi.load_dataset("mj52", "train", data_dir=tmp_path / "b", cache_dir=tmp_path)
 
 
+@pytest.mark.filterwarnings("ignore:.*no prompt file")
 def test_corrupt_archive_part_is_named(hub_replica, tmp_path):
     local = tmp_path / "copy"
     shutil.copytree(hub_replica.root, local)

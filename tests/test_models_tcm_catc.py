@@ -47,7 +47,9 @@ def one_thread():
 def samples(diffusiondb):
     """(image, prompt) pairs: real DiffusionDB images with their prompts."""
     rows = [json.loads(line) for line in (diffusiondb / "metadata.jsonl").read_text().splitlines()]
-    return [(Image.open(diffusiondb / r["file_name"]).convert("RGB"), r["prompt"]) for r in rows[:3]]
+    return [
+        (Image.open(diffusiondb / r["file_name"]).convert("RGB"), r["prompt"]) for r in rows[:3]
+    ]
 
 
 def to_tensor(image: Image.Image, height: int, width: int, pad_to: int | None = None):
@@ -232,7 +234,7 @@ def test_aigic_carries_the_prompt_and_detects_a_tampered_one(catc, samples):
         codec.decode(tampered)
     # Even with the file CRC fixed, the desync check (seeded by the prompt) catches it.
     forged = tampered[:-4] + struct.pack("<I", zlib.crc32(tampered[:-4]))
-    with pytest.raises(CorruptStreamError):
+    with pytest.raises(CorruptStreamError, match="desync"):
         codec.decode(forged)
 
 
@@ -284,3 +286,61 @@ def test_unknown_hyperparameter_and_bad_slicing_are_clear_errors():
         create("tcm-small", **{**TINY_TCM, "M": 42})
     with pytest.raises(PkuAigiError, match="head width"):
         create("tcm-small", **{**TINY_TCM, "head_dims": [7] * 6})
+
+
+# ------------------------------------------------------------------ prompt ablation
+PROMPTS = ["a red fox in the snow", None, "the old lighthouse at night, oil painting", "cat"]
+
+
+def test_prompt_modes_transform_prompts_deterministically():
+    from pku_aigi.bench.prompt_modes import apply_prompt_mode
+
+    assert apply_prompt_mode(PROMPTS, "correct") == PROMPTS
+    assert apply_prompt_mode(PROMPTS, "empty") == [None] * 4
+    shuffled = apply_prompt_mode(PROMPTS, "shuffled", seed=1)
+    assert shuffled == apply_prompt_mode(PROMPTS, "shuffled", seed=1)
+    assert shuffled[1] is None and shuffled[3] == "cat"
+    assert sorted(shuffled[2].split()) == sorted(PROMPTS[2].split()) and shuffled[2] != PROMPTS[2]
+    swapped = apply_prompt_mode(PROMPTS, "swapped", seed=1)
+    assert swapped[1] is None and sorted(filter(None, swapped)) == sorted(filter(None, PROMPTS))
+    assert all(a != b for a, b in zip(swapped, PROMPTS) if b)  # nobody keeps its own
+    assert apply_prompt_mode(PROMPTS, "swapped", seed=1) == swapped
+    with pytest.raises(PkuAigiError, match="at least two images"):
+        apply_prompt_mode(["only one", None], "swapped")
+    with pytest.raises(PkuAigiError, match="unknown prompt mode"):
+        apply_prompt_mode(PROMPTS, "reversed")
+
+
+def test_bench_prompt_mode_codes_other_prompts_and_labels_the_curves(catc, samples, tmp_path):
+    from pku_aigi.cli import main
+
+    folder = tmp_path / "images" / "sd"
+    folder.mkdir(parents=True)
+    with (folder / "metadata.jsonl").open("w") as metadata:
+        for i, (image, prompt) in enumerate(samples):
+            image.crop((0, 0, 192, 176)).save(folder / f"{i}.png")
+            metadata.write(json.dumps({"file_name": f"{i}.png", "prompt": prompt}) + "\n")
+    catc.save_pretrained(tmp_path / "catc")
+    out = tmp_path / "out"
+    for mode in ("correct", "empty", "swapped"):
+        argv = ["bench", "--images", str(tmp_path / "images"), "--model", str(tmp_path / "catc")]
+        argv += ["--anchor", "catc", "--prompt-mode", mode, "--out", str(out), "--no-progress"]
+        assert main(argv + ["--workers", "1"]) == 0
+    rows = [json.loads(line) for line in (out / "measurements.jsonl").read_text().splitlines()]
+    by_mode = {
+        label: {r["image"]: r for r in rows if r["codec"] == label}
+        for label in ("catc", "catc (prompt empty)", "catc (prompt swapped)")
+    }
+    assert all(len(found) == 3 for found in by_mode.values())
+    overheads = set()
+    for i, (_, prompt) in enumerate(samples):
+        right, empty = by_mode["catc"][f"sd/{i}.png"], by_mode["catc (prompt empty)"][f"sd/{i}.png"]
+        assert right["prompt_chars"] == len(prompt) and empty["prompt_chars"] == 0
+        stored = (right["bytes"] - right["payload_bytes"]) - (
+            empty["bytes"] - empty["payload_bytes"]
+        )
+        overheads.add(stored - len(prompt.encode()))  # the prompt is in the file and counted
+    assert len(overheads) == 1 and 0 < overheads.pop() <= 8
+    own = [by_mode["catc"][f"sd/{i}.png"]["prompt_chars"] for i in range(3)]
+    other = [by_mode["catc (prompt swapped)"][f"sd/{i}.png"]["prompt_chars"] for i in range(3)]
+    assert sorted(own) == sorted(other) and all(a != b for a, b in zip(own, other))

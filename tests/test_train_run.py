@@ -73,7 +73,7 @@ def test_trained_folder_is_a_hub_model_whose_bitstreams_decode(pku_examples, tmp
     error = np.abs(np.asarray(decoded, float) - np.asarray(image, float)).mean()
     assert error < 128  # a real (if barely trained) reconstruction, not noise
     card = (folder / "README.md").read_text()
-    assert "- Steps: 3" in card and "real" not in card.lower() or "bpp" in card
+    assert "- Steps: 3" in card and "lr_milestones=[2]" in card
     point = result.rd_points[0]
     assert point["images"] == 2 and point["bpp"] > 0 and 0 < point["psnr"] < 60
     assert f"{point['bpp']:.4g}" in card or str(round(point["bpp"], 4)) in card
@@ -108,10 +108,6 @@ def test_interrupted_then_resumed_equals_uninterrupted(pku_examples, tmp_path):
     for pa, pb in zip(sa["optimizer"]["state"].values(), sb["optimizer"]["state"].values()):
         assert torch.equal(pa["exp_avg_sq"], pb["exp_avg_sq"])
     assert sa["scheduler"] == sb["scheduler"]
-    # and a run interrupted without --resume keeps training different noise: sanity
-    # check that the test can fail, the weights do change between steps
-    first = load_file(whole.model_dirs[0] / "model.safetensors")
-    assert not torch.equal(first["g_a.0.weight"], torch.zeros_like(first["g_a.0.weight"]))
 
 
 def test_several_lambdas_give_one_model_each(pku_examples, tmp_path):
@@ -142,7 +138,9 @@ def test_cli_errors(pku_examples, tmp_path, capsys):
     code = main(_cli(pku_examples, tmp_path / "a", "--arch", "nope", "--lmbda", "0.01"))
     assert code == 2 and "unknown architecture 'nope'" in capsys.readouterr().err
     assert not (tmp_path / "a").exists()
-    code = main(_cli(pku_examples, tmp_path / "b", "--arch", "mbt2018-mean", "--lmbda", "0.01", "--resume"))
+    code = main(
+        _cli(pku_examples, tmp_path / "b", "--arch", "mbt2018-mean", "--lmbda", "0.01", "--resume")
+    )
     assert code == 2 and "no checkpoint" in capsys.readouterr().err
     code = main(
         ["train", "--arch", "mbt2018-mean", "--lmbda", "0.01", "--config", "mj52,nope"]
@@ -197,11 +195,62 @@ def test_text_conditioned_models_get_the_prompts(diffusiondb, tmp_path, monkeypa
     overrides = {**TINY_CATC, "text_encoder": str(clip), "text_encoder_revision": None}
     config = tiny_config(diffusiondb, tmp_path / "catc", arch="catc", overrides=overrides)
     result = train(config, callback=lambda step, runs: seen.append(step))
-    prompts = {json.loads(line)["file_name"]: json.loads(line)["prompt"].strip()
-               for line in (diffusiondb / "metadata.jsonl").read_text().splitlines()}
+    prompts = {
+        json.loads(line)["file_name"]: json.loads(line)["prompt"].strip()
+        for line in (diffusiondb / "metadata.jsonl").read_text().splitlines()
+    }
     batches = [s for s in seen if isinstance(s, list)]
     assert len(batches) == 3 and all(len(b) == 2 for b in batches)
     assert all(p in prompts.values() and p for b in batches for p in b)
     (folder,) = result.model_dirs
     assert json.loads((folder / "config.json").read_text())["architecture"] == "catc"
     assert result.rd_points[0]["bpp"] > 0
+
+
+def test_dataset_configs_are_interleaved_as_in_the_paper(hub_replica, tmp_path):
+    config = TrainConfig(
+        arch="mbt2018-mean",
+        lmbdas=[0.0067],
+        configs=["mj52", "mod"],
+        data_dir=str(hub_replica.root),
+        cache_dir=str(tmp_path / "cache"),
+        out=tmp_path / "run",
+        overrides=TINY,
+        max_steps=2,
+        batch_size=2,
+        patch_size=64,
+        val_crop=64,
+        workers=0,
+        progress=False,
+    )
+    result = train(config)
+    (folder,) = result.model_dirs
+    card = (folder / "README.md").read_text()
+    assert "PKU-AIGI-500K train split, mj52 x4, mod x7 per epoch" in card
+    assert "Forerunner/PKU-AIGI-500K" in card  # the card's datasets metadata
+    n_val = len(hub_replica.expected[("mj52", "validation")]) + len(
+        hub_replica.expected[("mod", "validation")]
+    )
+    assert result.rd_points[0]["images"] == n_val
+
+
+def test_two_processes_with_torchrun(pku_examples, tmp_path):
+    """Data-parallel training (DDP over gloo on CPU), as accelerate/torchrun launch it."""
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    command += ["--master_port", str(29500 + os.getpid() % 1000)]
+    command += ["-m", "pku_aigi.train", "--device", "cpu", "--arch", "mbt2018-mean"]
+    command += ["--lmbda", "0.0067", "--images", str(pku_examples), "--out", str(out)]
+    command += ["--arch-override", "N=16,M=24", "--patch-size", "64", "--batch-size", "1"]
+    command += ["--max-steps", "3", "--val-crop", "64", "--workers", "0", "--no-progress"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1")
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "batch 1 x 2 processes" in done.stderr
+    assert (out / "checkpoint" / "rng-0.pt").is_file() and (
+        out / "checkpoint" / "rng-1.pt"
+    ).is_file()
+    assert torch.load(checkpoint_path(out), weights_only=True)["step"] == 3
+    from pku_aigi import AutoCodec
+
+    AutoCodec.from_pretrained(str(out / "mbt2018-mean-mse-lmbda0.0067"))

@@ -10,8 +10,8 @@ import torch
 
 from pku_aigi.errors import PkuAigiError
 from pku_aigi.train.data import CropStream, FolderSource, split_folder, validation_crops
-from pku_aigi.train.losses import RateDistortionLoss
 from pku_aigi.train.loop import split_parameters
+from pku_aigi.train.losses import RateDistortionLoss
 
 
 def _fake_output(shape, seed=0):
@@ -95,7 +95,7 @@ def test_crops_come_from_the_image(pku_examples):
     found = False
     for candidate in (crop, crop[:, ::-1], crop[::-1], crop[::-1, ::-1]):
         # find the crop's top-left pixel row in the image
-        hits = np.argwhere((full[:, :, 0] == candidate[0, 0, 0]))
+        hits = np.argwhere(full[:, :, 0] == candidate[0, 0, 0])
         for top, left in hits[:20000]:
             if np.array_equal(full[top : top + 48, left : left + 48], candidate):
                 found = True
@@ -137,3 +137,36 @@ def test_small_images_are_a_clear_error(pku_examples, tmp_path):
         FolderSource(tmp_path)
     with pytest.raises(PkuAigiError, match="does not exist"):
         FolderSource(tmp_path / "missing")
+
+
+def _config(tmp_path, **kwargs):
+    from pku_aigi.train import TrainConfig
+
+    return TrainConfig(arch="mbt2018-mean", lmbdas=[0.0067], images=tmp_path, **kwargs)
+
+
+def test_out_dir_is_never_overwritten_without_force(tmp_path):
+    from pku_aigi.train.loop import prepare_out_dir
+
+    out = tmp_path / "run"
+    (out / "checkpoint").mkdir(parents=True)
+    (out / "checkpoint" / "state.pt").write_bytes(b"old")
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(PkuAigiError, match="--resume to continue its run, --force"):
+        prepare_out_dir(_config(tmp_path, out=out), ["m"])
+    prepare_out_dir(_config(tmp_path, out=out, force=True), ["m"])
+    assert not (out / "checkpoint").exists()  # the old run is gone: no accidental resume
+    assert (out / "notes.txt").read_text() == "mine"  # what we did not write stays
+    with pytest.raises(PkuAigiError, match="no checkpoint"):
+        prepare_out_dir(_config(tmp_path, out=out, resume=True), ["m"])
+
+
+def test_hub_repo_names_per_lambda(tmp_path):
+    from types import SimpleNamespace
+
+    from pku_aigi.train.loop import _repo_id
+
+    run = SimpleNamespace(lmbda=0.013, name="mbt2018-mean-mse-lmbda0.013")
+    assert _repo_id("me/aigi-mbt", run, 1) == "me/aigi-mbt"
+    assert _repo_id("me/aigi-mbt", run, 4) == "me/aigi-mbt-lmbda0.013"
+    assert _repo_id("me/mbt-{lmbda}-x", run, 4) == "me/mbt-0.013-x"

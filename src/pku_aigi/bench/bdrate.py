@@ -67,8 +67,12 @@ def _delta(anchor, test, kind: str, method: str) -> BDValue:
     function = bjontegaard.bd_rate if kind == "rate" else bjontegaard.bd_psnr
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the overlap is reported by us, below
-        value = float(function(ra, qa, rt, qt, method, require_matching_points=False, min_overlap=0))
-    note = None if overlap >= MIN_OVERLAP else f"curves overlap on only {overlap:.0%} of their range"
+        value = float(
+            function(ra, qa, rt, qt, method, require_matching_points=False, min_overlap=0)
+        )
+    note = (
+        None if overlap >= MIN_OVERLAP else f"curves overlap on only {overlap:.0%} of their range"
+    )
     return BDValue(value, note)
 
 
@@ -82,7 +86,9 @@ def bd_quality(anchor, test, method: str = INTERPOLATION) -> BDValue:
     return _delta(anchor, test, "quality", method)
 
 
-def compare(anchor: list[dict], test: list[dict], method: str = INTERPOLATION) -> dict[str, BDValue]:
+def compare(
+    anchor: list[dict], test: list[dict], method: str = INTERPOLATION
+) -> dict[str, BDValue]:
     """All deltas of one codec vs the anchor from RD points with bpp, psnr, ms_ssim_db."""
 
     def pairs(points, metric):
@@ -91,6 +97,8 @@ def compare(anchor: list[dict], test: list[dict], method: str = INTERPOLATION) -
     return {
         "bd_rate_psnr": bd_rate(pairs(anchor, "psnr"), pairs(test, "psnr"), method),
         "bd_psnr": bd_quality(pairs(anchor, "psnr"), pairs(test, "psnr"), method),
-        "bd_rate_ms_ssim_db": bd_rate(pairs(anchor, "ms_ssim_db"), pairs(test, "ms_ssim_db"), method),
+        "bd_rate_ms_ssim_db": bd_rate(
+            pairs(anchor, "ms_ssim_db"), pairs(test, "ms_ssim_db"), method
+        ),
         "bd_ms_ssim_db": bd_quality(pairs(anchor, "ms_ssim_db"), pairs(test, "ms_ssim_db"), method),
     }

@@ -43,20 +43,34 @@ def register(subparsers) -> None:
     data.add_argument("--config", help="dataset config(s), comma-separated, or 'all'")
     data.add_argument("--split", default="validation", help="dataset split")
     data.add_argument("--data-dir", metavar="DIR", help="local folder laid out like the Hub repo")
-    data.add_argument("--cache-dir", metavar="DIR", help="cache of downloads and Arrow files (datasets' default if unset)")
+    data.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="cache of downloads and Arrow files (datasets' default if unset)",
+    )
     data.add_argument("--limit", type=int, metavar="N", help="first N images of each subset")
     run = parser.add_argument_group("run")
-    run.add_argument("--out", default=DEFAULT_OUT, help="output folder (also the measurement cache)")
-    run.add_argument("--workers", type=int, metavar="N", help="worker processes (default: all cores)")
-    run.add_argument("--device", default="auto", help="device of learned codecs: auto, cpu, cuda, cuda:1")
+    run.add_argument(
+        "--out", default=DEFAULT_OUT, help="output folder (also the measurement cache)"
+    )
+    run.add_argument(
+        "--workers", type=int, metavar="N", help="worker processes (default: all cores)"
+    )
+    run.add_argument(
+        "--device", default="auto", help="device of learned codecs: auto, cpu, cuda, cuda:1"
+    )
     run.add_argument("--clip", action="store_true", help="also score CLIP similarity to the prompt")
     run.add_argument("--clip-model", default=None, help="transformers CLIP model id")
     run.add_argument("--prompt-mode", choices=PROMPT_MODES, default="correct",
                      help="prompt given to the codecs (ablation, see prompt_modes.py): own, none, "
                      "words shuffled, or another image's")  # fmt: skip
     run.add_argument("--prompt-seed", type=int, default=0, help="seed of shuffled/swapped prompts")
-    run.add_argument("--lpips", action="store_true", help="also score LPIPS (needs the lpips package)")
-    run.add_argument("--force", action="store_true", help="write into a non-empty --out not made by bench")
+    run.add_argument(
+        "--lpips", action="store_true", help="also score LPIPS (needs the lpips package)"
+    )
+    run.add_argument(
+        "--force", action="store_true", help="write into a non-empty --out not made by bench"
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_bench, bench_parser=parser)
 
@@ -102,7 +116,9 @@ def _load_images(args):
 
     if args.images:
         if args.config or args.data_dir or args.cache_dir:
-            raise PkuAigiError("--images cannot be combined with --config/--data-dir/--cache-dir: choose one input")
+            raise PkuAigiError(
+                "--images cannot be combined with --config/--data-dir/--cache-dir: choose one input"
+            )
         return images_from_folder(args.images, args.limit), f"folder {args.images}"
     configs = list(subsets.CONFIGS)
     if args.config and args.config != "all":
@@ -146,7 +162,9 @@ def _select(args, device: str):
         selection.unavailable.update(unavailable)
     unknown = set(grids) - {r.name for r in selection.runs} - set(selection.unavailable)
     if unknown:
-        raise PkuAigiError(f"--qualities names codecs not in this run: {', '.join(sorted(unknown))}")
+        raise PkuAigiError(
+            f"--qualities names codecs not in this run: {', '.join(sorted(unknown))}"
+        )
     if not selection.runs:
         reasons = "; ".join(f"{k}: {v}" for k, v in selection.unavailable.items())
         raise PkuAigiError(f"no codec to benchmark ({reasons or 'none selected'})")
@@ -226,7 +244,9 @@ def run_bench(args) -> int:
         result.rows, out, images_per_subset=per_subset, anchor=args.anchor,
         settings=settings, notes=notes,
     )  # fmt: skip
-    print(f"bench: {len(result.rows)} measurements ({result.measured} new); report: {out / 'report.md'}")
+    print(
+        f"bench: {len(result.rows)} measurements ({result.measured} new); report: {out / 'report.md'}"
+    )
     for note in report["notes"]:
         print(f"note: {note}")
     return 1 if result.failures else 0

@@ -61,7 +61,11 @@ class BenchImage:
 
 def check_sizes(images: list[BenchImage]) -> list[BenchImage]:
     """Fail early (before hours of coding) on images too small for MS-SSIM."""
-    small = [f"{i.name} ({i.width}x{i.height})" for i in images if min(i.rgb.shape[:2]) < MS_SSIM_MIN_SIDE]
+    small = [
+        f"{i.name} ({i.width}x{i.height})"
+        for i in images
+        if min(i.rgb.shape[:2]) < MS_SSIM_MIN_SIDE
+    ]
     if small:
         raise ImageTooSmallError(
             f"{len(small)} image(s) are smaller than {MS_SSIM_MIN_SIDE} px on a side, the minimum "
@@ -94,7 +98,9 @@ def images_from_folder(folder: str | Path, limit: int | None = None) -> list[Ben
     root = Path(folder)
     if not root.is_dir():
         raise PkuAigiError(f"--images {folder}: not a folder; pass a folder of images")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    files = sorted(
+        p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    )
     if not files:
         raise PkuAigiError(
             f"--images {folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})"
@@ -113,9 +119,7 @@ def images_from_folder(folder: str | Path, limit: int | None = None) -> list[Ben
         except OSError as error:
             raise PkuAigiError(f"cannot read image {path}: {error}") from error
         per_subset[subset] = per_subset.get(subset, 0) + 1
-        images.append(
-            BenchImage(relative.as_posix(), subset, rgb, prompts.get(path.resolve()))
-        )
+        images.append(BenchImage(relative.as_posix(), subset, rgb, prompts.get(path.resolve())))
     return check_sizes(images)
 
 

@@ -11,6 +11,7 @@ unavailable, with the reason, when their weights cannot be loaded.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
@@ -32,8 +33,9 @@ PROTOCOL_CONVENTIONAL: dict[str, tuple[float, ...]] = {
     "vvc": (42, 37, 32, 27),
 }
 PROTOCOL_LEARNED_QUALITIES = (1, 2, 3, 4)  # four rate points, as in the paper
-# Learned architectures of the protocol, in the paper's order; TCM is any tcm-* size.
-PROTOCOL_LEARNED = ("bmshj2018-hyperprior", "mbt2018", "cheng2020-attn", "tcm", "catc")
+# Learned architectures of the protocol (shell patterns), in the paper's order; TCM is
+# any of its sizes.
+PROTOCOL_LEARNED = ("bmshj2018-hyperprior", "mbt2018", "cheng2020-attn", "tcm-*", "catc")
 PROTOCOL_METRIC = "mse"  # the paper scores the MSE-trained models with both metrics
 
 
@@ -140,7 +142,7 @@ def zoo_runs(
     pad_multiple: int | None = None,
     device: str = "cpu",
 ) -> tuple[list[CodecRun], dict[str, str]]:
-    """Runs of the zoo's models of ``architectures`` (prefix match: ``tcm`` = tcm-*).
+    """Runs of the zoo's models of ``architectures`` (shell patterns, e.g. ``tcm-*``).
 
     Each architecture runs at ``qualities`` (or its lowest ones when the zoo lacks them).
     """
@@ -155,7 +157,7 @@ def zoo_runs(
         matching = [
             e
             for e in entries
-            if (e.get("architecture") == wanted or e.get("architecture", "").startswith(wanted + "-"))
+            if fnmatch.fnmatchcase(e.get("architecture", ""), wanted)
             and e.get("metric", "mse") == metric
         ]
         if not matching:
@@ -165,7 +167,8 @@ def zoo_runs(
         for entry in matching:
             by_arch[entry["architecture"]][int(entry["quality"])] = entry["repo_id"]
         for arch, sources in sorted(by_arch.items()):
-            chosen = [q for q in sorted(sources) if q in qualities] or sorted(sources)[: len(qualities)]
+            chosen = [q for q in sorted(sources) if q in qualities]
+            chosen = chosen or sorted(sources)[: len(qualities)]
             sources = {q: sources[q] for q in chosen}
             try:
                 codec = _learned_codec(sources, arch, pad_multiple, device)

@@ -96,7 +96,9 @@ def write_csv(rows: list[dict], path: Path) -> None:
     with path.open("w", newline="", encoding="utf-8") as file:
         writer = csv.DictWriter(file, fieldnames=CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
-        for row in sorted(rows, key=lambda r: (r["subset"], r["image"], r["codec"], float(r["quality"]))):
+        for row in sorted(
+            rows, key=lambda r: (r["subset"], r["image"], r["codec"], float(r["quality"]))
+        ):
             writer.writerow({k: row.get(k) for k in CSV_FIELDS})
 
 
@@ -134,7 +136,9 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def plot_rd(points: dict[str, list[dict]], metric: str, title: str, path: Path, anchor: str | None) -> None:
+def plot_rd(
+    points: dict[str, list[dict]], metric: str, title: str, path: Path, anchor: str | None
+) -> None:
     """RD curves of every codec: ``metric`` (psnr or ms_ssim_db) vs bpp, as PNG."""
     import matplotlib
 
@@ -230,7 +234,10 @@ def markdown(points: dict, tables: dict, anchor: str, settings: dict, notes: lis
             if p.get("clip_score") is not None or p.get("lpips") is not None
         ]
         if extra:
-            lines += ["| codec | quality | CLIP score | CLIP score of originals | LPIPS |", "|---|---|---|---|---|"]
+            lines += [
+                "| codec | quality | CLIP score | CLIP score of originals | LPIPS |",
+                "|---|---|---|---|---|",
+            ]
             for codec, p in extra:
                 lines.append(
                     f"| {codec} | {metrics_q(p['quality'])} | {_fmt(p.get('clip_score'), 2)} | "
@@ -270,9 +277,14 @@ def write_report(
     json_dir.mkdir(exist_ok=True)
     codec_names = sorted({codec for group in points.values() for codec in group})
     for codec in codec_names:
-        by_subset = {g: points[g][codec] for g in subset_order(points) if g != ALL and codec in points[g]}
+        by_subset = {
+            g: points[g][codec] for g in subset_order(points) if g != ALL and codec in points[g]
+        }
         data = compressai_json(
-            codec, points.get(ALL, {}).get(codec, []), "pku-aigi bench (mean over all images)", by_subset
+            codec,
+            points.get(ALL, {}).get(codec, []),
+            "pku-aigi bench (mean over all images)",
+            by_subset,
         )
         path = json_dir / f"{_safe(codec)}.json"
         path.write_text(json.dumps(data, indent=2), encoding="utf-8")
@@ -291,7 +303,10 @@ def write_report(
     files.append(report_path)
 
     bd_json = {
-        group: {codec: {k: {"value": v.value, "note": v.note} for k, v in d.items()} for codec, d in t.items()}
+        group: {
+            codec: {k: {"value": v.value, "note": v.note} for k, v in d.items()}
+            for codec, d in t.items()
+        }
         for group, t in tables.items()
     }
     (out / "bd.json").write_text(

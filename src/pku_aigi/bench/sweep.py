@@ -271,7 +271,11 @@ def run_sweep(
     def finish(image: BenchImage, base: dict, result: dict | None, error: BaseException | None):
         bar.update(1)
         if error is not None:
-            failures.append(Failure(image.name, base["codec"], base["quality"], f"{type(error).__name__}: {error}"))
+            failures.append(
+                Failure(
+                    image.name, base["codec"], base["quality"], f"{type(error).__name__}: {error}"
+                )
+            )
             logger.error("%s %s q=%s failed: %s", base["codec"], image.name, base["quality"], error)
             return
         extras.score(image, result)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import numbers
 from typing import ClassVar
 
 from PIL import Image
@@ -37,7 +38,7 @@ class ConventionalCodec(Codec):
 
     def quality_value(self, quality: float) -> int | float:
         """``quality`` checked against the scale; an int for integer scales."""
-        if isinstance(quality, bool) or not isinstance(quality, int | float):
+        if isinstance(quality, bool) or not isinstance(quality, numbers.Real):
             raise CodecError(f"{self.name}: quality must be a number, got {quality!r}")
         self.check_quality(quality)
         if self.integer_quality:

@@ -47,6 +47,7 @@ from compressai.models import (
 from ..errors import CodecError, CorruptStreamError
 
 MEANS_GRID = 1024.0  # means are rounded to multiples of 1 / MEANS_GRID
+MEANS_LIMIT = 2.0**20  # |mean| beyond this only comes from garbage: clip, keep int32
 CONTEXT_KERNEL = 5  # masked 5x5 convolution of Minnen et al. 2018
 
 
@@ -74,11 +75,24 @@ def deterministic_torch():
     cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32 = True, False, False
     torch.backends.cuda.matmul.allow_tf32 = False
     try:
-        with torch.no_grad():
+        with torch.inference_mode():
             yield
     finally:
         cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32 = saved
         torch.backends.cuda.matmul.allow_tf32 = saved_matmul
+
+
+def _dequantized(eb, z: torch.Tensor) -> torch.Tensor:
+    """What ``eb.decompress(eb.compress(z))`` returns, without running the rANS decoder:
+    round(z - medians) + medians, the same float operations as the decoder's."""
+    medians = eb._get_medians().detach().reshape(1, -1, 1, 1)
+    return torch.round(z - medians) + medians
+
+
+def _fast(x: torch.Tensor) -> torch.Tensor:
+    """Channels-last on the CPU: oneDNN runs the analysis/synthesis convolutions ~1.4x
+    faster (same values; these transforms do not feed the entropy parameters)."""
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
 
 
 def _cached(model, name: str, tensors, build):
@@ -163,7 +177,8 @@ def _tables(model) -> _GaussianTables:
 
 def _quantize_means(means: torch.Tensor) -> torch.Tensor:
     """Means on the fixed grid, as integers (units of 1 / MEANS_GRID)."""
-    return torch.round(means.double().cpu() * MEANS_GRID).to(torch.int32)
+    means = means.double().cpu().clamp(-MEANS_LIMIT, MEANS_LIMIT)
+    return torch.round(means * MEANS_GRID).to(torch.int32)
 
 
 # --------------------------------------------------------------------- hyperprior models
@@ -178,10 +193,10 @@ def _hyper_params(model, z_hat: torch.Tensor, tables: _GaussianTables, with_mean
 
 def _compress_hyper(model, x: torch.Tensor, with_means: bool, seed: int) -> Coded:
     tables = _tables(model)
-    y = model.g_a(x)
+    y = model.g_a(_fast(x))
     z = model.h_a(y if with_means else torch.abs(y))
     z_strings = model.entropy_bottleneck.compress(z)
-    z_hat = model.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
+    z_hat = _dequantized(model.entropy_bottleneck, z)
     indexes, means_q = _hyper_params(model, z_hat, tables, with_means)
     symbols = torch.round(y.double().cpu() - means_q.double() / MEANS_GRID).to(torch.int32)
     string = BufferedRansEncoder()
@@ -218,13 +233,13 @@ def _decompress_hyper(model, coded: Coded, with_means: bool, seed: int) -> torch
     _check(coded.symbols_crc, _crc(symbols.numpy(), seed=seed), "decoded symbols")
     y_hat = symbols.double() + means_q.double() / MEANS_GRID
     device = z_hat.device
-    return model.g_s(y_hat.to(device=device, dtype=torch.float32)).clamp_(0, 1)
+    return model.g_s(_fast(y_hat.to(device=device, dtype=torch.float32))).clamp_(0, 1)
 
 
 # --------------------------------------------------------------------- factorized prior
 def _compress_factorized(model, x: torch.Tensor, seed: int) -> Coded:
     eb = model.entropy_bottleneck
-    y = model.g_a(x)
+    y = model.g_a(_fast(x))
     strings = eb.compress(y)
     medians = eb._get_medians().detach().reshape(1, -1, 1, 1)
     symbols = torch.round(y - medians).to(torch.int32).cpu()
@@ -239,7 +254,7 @@ def _decompress_factorized(model, coded: Coded, seed: int) -> torch.Tensor:
     medians = eb._get_medians().detach().reshape(1, -1, 1, 1)
     symbols = torch.round(y_hat - medians).to(torch.int32).cpu()
     _check(coded.symbols_crc, _crc(symbols.numpy(), seed=seed), "decoded symbols")
-    return model.g_s(y_hat).clamp_(0, 1)
+    return model.g_s(_fast(y_hat)).clamp_(0, 1)
 
 
 # --------------------------------------------------------------------- autoregressive
@@ -311,15 +326,15 @@ def _ar_step(tables, scales, means):
     if not (np.isfinite(scales).all() and np.isfinite(means).all()):
         raise CodecError("the model produced non-finite entropy parameters: broken weights")
     indexes = np.searchsorted(tables.boundaries.numpy(), np.maximum(scales, tables.bound))
-    means_q = np.round(means * MEANS_GRID)
+    means_q = np.round(np.clip(means, -MEANS_LIMIT, MEANS_LIMIT) * MEANS_GRID)
     return indexes.astype(np.int32), means_q.astype(np.int32), means_q / MEANS_GRID
 
 
 def _compress_ar(model, x: torch.Tensor, seed: int) -> Coded:
-    y = model.g_a(x)
+    y = model.g_a(_fast(x))
     z = model.h_a(y)
     z_strings = model.entropy_bottleneck.compress(z)
-    z_hat = model.entropy_bottleneck.decompress(z_strings, z.size()[-2:])
+    z_hat = _dequantized(model.entropy_bottleneck, z)
     tables, ctx, height, width = _ar_setup(model, z_hat)
     pad = CONTEXT_KERNEL // 2
     y_np = y[0].double().cpu().numpy().transpose(1, 2, 0)  # (H, W, M)
@@ -374,7 +389,7 @@ def _decompress_ar(model, coded: Coded, seed: int) -> torch.Tensor:
     _check(coded.symbols_crc, _crc(np.concatenate(all_symbols), seed=seed), "decoded symbols")
     y_hat = torch.from_numpy(y_pad[pad : pad + height, pad : pad + width].transpose(2, 0, 1))
     y_hat = y_hat[None].to(device=z_hat.device, dtype=torch.float32)
-    return model.g_s(y_hat).clamp_(0, 1)
+    return model.g_s(_fast(y_hat)).clamp_(0, 1)
 
 
 # --------------------------------------------------------------------- other models

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import numbers
 
 from PIL import Image
 
@@ -48,7 +49,7 @@ def encode_to_bpp(
     Returns:
         ``(quality, data)``: the quality used and exactly the bytes ``encode`` returned.
     """
-    if not (isinstance(target_bpp, int | float) and target_bpp > 0 and math.isfinite(target_bpp)):
+    if not (isinstance(target_bpp, numbers.Real) and target_bpp > 0 and math.isfinite(target_bpp)):
         raise CodecError(f"target bpp must be a positive number, got {target_bpp!r}")
     low, high = codec.quality_range
     results: dict[float, bytes] = {}

@@ -143,8 +143,9 @@ def test_split_error(subset: Subset, where: str) -> DatasetError:
     return DatasetError(
         f"the test split of {subset.config!r} is not on the Hugging Face Hub "
         f"({where}): PKU-AIGI-500K publishes only train and validation. If you have the "
-        f"test images, pass data_dir= a folder holding {TEST_FOLDER}/{folder}/<N>.png and "
-        f"optionally the prompts {TEST_FOLDER}/{folder}.txt (one per line)"
+        f"test images, pass data_dir= (--data-dir) a folder holding "
+        f"{TEST_FOLDER}/{folder}/<N>.png and optionally the prompts "
+        f"{TEST_FOLDER}/{folder}.txt (one per line)"
     )
 
 

@@ -132,7 +132,7 @@ def download_files(
         except LocalEntryNotFoundError as error:
             raise DatasetError(
                 f"cannot download {name} from {repo_id}, and it is not in the cache "
-                f"({error}); connect to the Hub or pass data_dir= a local copy"
+                f"({error}); connect to the Hub or pass data_dir= (--data-dir) a local copy"
             ) from None
         _verify(path, name, hashes.get(name))
         parent = Path(path).parent

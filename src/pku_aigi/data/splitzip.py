@@ -339,6 +339,11 @@ class ZipArchive:
         """The member's bytes, CRC-checked; a corrupt part raises an error naming it."""
         try:
             return self.zip.read(info)
+        except NotImplementedError as error:  # e.g. Deflate64 (method 9) from Windows tools
+            raise DatasetError(
+                f"{info.filename} in {self.name} uses a compression method Python's zipfile "
+                f"cannot read ({error})"
+            ) from None
         except (zipfile.BadZipFile, zlib.error, EOFError, OSError, struct.error) as error:
             raise DatasetError(
                 f"cannot read {info.filename} from archive part {self.part_of(info)} "

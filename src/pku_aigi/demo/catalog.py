@@ -172,7 +172,9 @@ def learned_options(models_dir: str | os.PathLike | None = None) -> list[CodecOp
         if option.sources:
             option.grid = tuple(sorted(option.sources))
             if failures:
-                log.warning("%s: some models are unavailable: %s", key, "; ".join(failures))
+                log.warning(
+                    "%s: %d model(s) unavailable: %s", key, len(failures), _summarise(failures)
+                )
         else:
             option.reason = _summarise(failures)
         options.append(option)

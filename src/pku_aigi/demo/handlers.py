@@ -33,12 +33,12 @@ METRIC_HEADERS = [
     "codec",
     "quality",
     "bpp",
-    "file size (bytes)",
-    "PSNR (dB)",
-    "MS-SSIM (dB)",
-    "CLIP score",
-    "encode (s)",
-    "decode (s)",
+    "bytes",
+    "PSNR dB",
+    "MS-SSIM dB",
+    "CLIP",
+    "encode s",
+    "decode s",
 ]
 SESSION_ROOT = Path(tempfile.gettempdir()) / "pku-aigi-demo"
 SESSION_MAX_AGE_S = 3600

@@ -74,6 +74,7 @@ def load_text_encoder(
     name: str = DEFAULT_TEXT_ENCODER,
     revision: str | None = DEFAULT_TEXT_ENCODER_REVISION,
     cache_dir: str | Path | None = None,
+    local_files_only: bool = False,
 ) -> FrozenTextEncoder:
     """Load (once per process) the CLIP text encoder ``name`` at ``revision``.
 
@@ -82,6 +83,7 @@ def load_text_encoder(
             a ``CLIPTextModelWithProjection`` (or ``CLIPModel``) and its tokenizer.
         revision: Hub commit; ignored for a local folder.
         cache_dir: Hugging Face cache folder.
+        local_files_only: only use the cache, never the network.
 
     Raises:
         ModelError: the encoder or tokenizer cannot be loaded (e.g. offline and not cached).
@@ -93,7 +95,8 @@ def load_text_encoder(
             return _cache[key]
         from transformers import AutoTokenizer, CLIPTextModelWithProjection
 
-        kwargs = {} if local else {"revision": revision, "cache_dir": cache_dir}
+        kwargs = {"revision": revision, "cache_dir": cache_dir}
+        kwargs = {} if local else {**kwargs, "local_files_only": local_files_only}
         logger.info("loading text encoder %s%s", name, "" if local else f"@{revision}")
         try:
             tokenizer = AutoTokenizer.from_pretrained(name, **kwargs)

@@ -61,9 +61,7 @@ def load_checkpoint(out: Path, config: TrainConfig) -> dict:
     """The saved state, after checking it was made by a run with the same settings."""
     path = checkpoint_path(out)
     if not path.is_file():
-        raise TrainingError(
-            f"--resume: no checkpoint at {path}: start a new run without --resume"
-        )
+        raise TrainingError(f"--resume: no checkpoint at {path}: start a new run without --resume")
     state = torch.load(path, map_location="cpu", weights_only=True)
     saved = json.loads(state["config"])
     now = config.to_json()

@@ -41,6 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument("--images", help="a folder of images (recursive) to train on")
     parser.add_argument("--data-dir", help="local folder with the Hub files of the dataset")
+    parser.add_argument("--cache-dir", help="datasets cache folder (default: the library's)")
     parser.add_argument("--streaming", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(
         "--val-images", help="validation folder for --images (default: hold out a few)"
@@ -126,6 +127,7 @@ def config_from_args(args):
         metric=args.metric,
         configs=args.config,
         data_dir=args.data_dir,
+        cache_dir=args.cache_dir,
         streaming=args.streaming,
         images=args.images,
         val_images=args.val_images,

@@ -28,6 +28,7 @@ class TrainConfig:
     metric: str = "mse"
     configs: list[str] | None = None  # PKU-AIGI-500K configs, interleaved as in the paper
     data_dir: str | None = None
+    cache_dir: str | None = None  # the datasets cache (default: the library's)
     streaming: bool = False
     images: Path | None = None  # or a folder of images
     val_images: Path | None = None

@@ -41,9 +41,7 @@ class FolderSource:
         if not self.root.is_dir():
             raise DatasetError(f"image folder {self.root} does not exist")
         if files is None:
-            files = sorted(
-                p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
-            )
+            files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise DatasetError(
                 f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {self.root}"
@@ -66,6 +64,9 @@ class FolderSource:
     def prompt(self, index: int) -> str:
         return self._prompts.get(self.files[index].relative_to(self.root).as_posix(), "")
 
+    def example(self, index: int) -> tuple[Image.Image, str]:
+        return self.image(index), self.prompt(index)
+
     def describe(self) -> str:
         return f"{len(self)} images from the folder {self.root}"
 
@@ -82,7 +83,9 @@ def _read_prompts(root: Path) -> dict[str, str]:
             row = json.loads(line)
             prompts[str(row["file_name"])] = (row.get("prompt") or "").strip()
         except (ValueError, KeyError, TypeError) as error:
-            raise DatasetError(f"{metadata}, line {number}: not an imagefolder row ({error})")
+            raise DatasetError(
+                f"{metadata}, line {number}: not an imagefolder row ({error})"
+            ) from None
     return prompts
 
 
@@ -94,10 +97,13 @@ class DatasetSource:
         self.name = name
 
     @classmethod
-    def load(cls, config: str, split: str, data_dir: str | None = None) -> DatasetSource:
+    def load(
+        cls, config: str, split: str, data_dir: str | None = None, cache_dir: str | None = None
+    ) -> DatasetSource:
         from .. import load_dataset
 
-        return cls(load_dataset(config, split=split, data_dir=data_dir), config)
+        dataset = load_dataset(config, split=split, data_dir=data_dir, cache_dir=cache_dir)
+        return cls(dataset, config)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -110,7 +116,11 @@ class DatasetSource:
         return _as_pil(self.dataset[index]["image"]).convert("RGB")
 
     def prompt(self, index: int) -> str:
-        return self.dataset[index].get("prompt") or ""
+        return self.example(index)[1]
+
+    def example(self, index: int) -> tuple[Image.Image, str]:
+        row = self.dataset[index]  # one read: a row access decodes its image
+        return _as_pil(row["image"]).convert("RGB"), row.get("prompt") or ""
 
     def describe(self) -> str:
         return f"{len(self)} images of PKU-AIGI-500K config {self.name}"
@@ -224,8 +234,8 @@ class CropStream:
         source, index = self.locate(sample)
         epoch, position = divmod(sample, self.epoch_length)
         rng = np.random.default_rng([self.seed, epoch, position, 1])
-        src = self.sources[source]
-        return random_crop(src.image(index), self.patch_size, rng), src.prompt(index)
+        image, prompt = self.sources[source].example(index)
+        return random_crop(image, self.patch_size, rng), prompt
 
     def batch(self, step: int) -> Batch:
         """The batch of this process at global step ``step`` (0-based)."""
@@ -296,18 +306,20 @@ def validation_crops(sources: list, size: int, multiple: int = 64) -> list[tuple
     crops = []
     for source in sources:
         for index in range(len(source)):
-            image = source.image(index)
+            image, prompt = source.example(index)
             side = min(size, *image.size) // multiple * multiple
             if side == 0:
                 raise DatasetError(
                     f"validation image {index} of {source.name} ({image.size[0]}x"
                     f"{image.size[1]}) is smaller than {multiple} pixels"
                 )
-            crops.append((centre_crop(image, side), source.prompt(index)))
+            crops.append((centre_crop(image, side), prompt))
     return crops
 
 
-def split_folder(root: str | Path, holdout: int, seed: int = 0) -> tuple[FolderSource, FolderSource]:
+def split_folder(
+    root: str | Path, holdout: int, seed: int = 0
+) -> tuple[FolderSource, FolderSource]:
     """Train and validation sources from one folder: ``holdout`` images picked at random
     (fixed seed, so the split does not move with ``--seed``) are kept for validation."""
     everything = FolderSource(root)

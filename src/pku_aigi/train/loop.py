@@ -25,14 +25,22 @@ import torch
 
 from . import checkpoint as ckpt
 from .config import TrainConfig, TrainingError
-from .data import PAPER_REPEATS, CropStream, DatasetSource, FolderSource, batch_loader
-from .data import split_folder, validation_crops
+from .data import (
+    PAPER_REPEATS,
+    CropStream,
+    DatasetSource,
+    FolderSource,
+    batch_loader,
+    split_folder,
+    validation_crops,
+)
 from .losses import RateDistortionLoss, psnr
 from .speed import GraphedStep, remove_host_syncs
 from .validate import evaluate, rd_point
 
 logger = logging.getLogger(__name__)
 
+METRICS = ("loss", "bpp", "mse", "aux")  # what a training step reports, in order
 GRAPH_WARMUP_STEPS = 3  # eager steps before capture (optimizer state, cuDNN autotuning)
 LOGS_DIR = "logs"
 ARGS_FILE = "train_args.json"
@@ -107,7 +115,7 @@ class ModelRun:
         self.model = accelerator.prepare_model(model)
         self.stream = torch.cuda.Stream() if graphs else None
         self.graphed: GraphedStep | None = None
-        self._sums: dict[str, torch.Tensor] = {}
+        self._sum: torch.Tensor | None = None
         self._count = 0
 
     def _lr(self, value: float):
@@ -118,8 +126,10 @@ class ModelRun:
     def optimizers(self) -> list:
         return [o for o in (self.optimizer, self.aux_optimizer) if o is not None]
 
-    def train_step(self, x: torch.Tensor, text: torch.Tensor | None) -> dict[str, torch.Tensor]:
-        """Forward, backward, clipping and both optimizer steps (grads must be cleared)."""
+    def train_step(self, x: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor:
+        """Forward, backward, clipping and both optimizer steps (grads must be cleared).
+
+        Returns the step's metrics, ``METRICS`` in order."""
         out = self.model(x) if text is None else self.model(x, text=text)
         losses = self.criterion(out, x)
         aux = self.raw.aux_loss() if self.aux_optimizer else torch.zeros((), device=x.device)
@@ -130,12 +140,9 @@ class ModelRun:
             torch.nn.utils.clip_grad_norm_(self.main_params, self.clip_max_norm)
         for optimizer in self.optimizers:
             optimizer.step()
-        return {
-            "loss": losses["loss"].detach(),
-            "bpp": losses["bpp_loss"].detach(),
-            "mse": losses["mse_loss"].detach(),
-            "aux": aux.detach(),
-        }
+        # one tensor: logging costs one kernel per step and one sync per log line
+        parts = (losses["loss"], losses["bpp_loss"], losses["mse_loss"], aux)
+        return torch.stack([p.detach().float() for p in parts])
 
     def step(self, x: torch.Tensor, text: torch.Tensor | None) -> None:
         if self.graphed is not None:
@@ -145,21 +152,21 @@ class ModelRun:
                 optimizer.zero_grad(set_to_none=True)
             out = self.train_step(x, text)
         self.scheduler.step()
-        for key, value in out.items():
-            self._sums[key] = self._sums[key] + value if key in self._sums else value.clone()
+        self._sum = out.clone() if self._sum is None else self._sum.add_(out)
         self._count += 1
 
     def capture(self, x: torch.Tensor, text: torch.Tensor | None) -> None:
         self.graphed = GraphedStep(self.train_step, x, text, self.optimizers, self.stream)
 
-    def pop_means(self) -> dict[str, float]:
-        """Mean training metrics since the last call (one device sync)."""
+    def pop_means(self, reduce=None) -> dict[str, float]:
+        """Mean training metrics since the last call (one device sync); ``reduce``
+        averages them over processes."""
         if not self._count:
             return {}
-        keys = sorted(self._sums)
-        values = torch.stack([self._sums[k].float() for k in keys]).div(self._count).tolist()
-        self._sums, self._count = {}, 0
-        means = dict(zip(keys, values))
+        values = self._sum / self._count
+        values = (reduce(values) if reduce else values).tolist()
+        self._sum, self._count = None, 0
+        means = dict(zip(METRICS, values))
         means["psnr"] = psnr(means["mse"])
         means["lr"] = float(self.optimizer.param_groups[0]["lr"])
         return means
@@ -289,13 +296,16 @@ def build_data(config: TrainConfig, rank: int, world: int):
                 "--streaming is not supported by training yet: download the configs "
                 "(drop --streaming) so that crops can be read in a resumable random order"
             )
-        train_sources = [DatasetSource.load(c, "train", config.data_dir) for c in config.configs]
-        val_sources = [DatasetSource.load(c, "validation", config.data_dir) for c in config.configs]
+        where = (config.data_dir, config.cache_dir)
+        train_sources = [DatasetSource.load(c, "train", *where) for c in config.configs]
+        val_sources = [DatasetSource.load(c, "validation", *where) for c in config.configs]
         repeats = [PAPER_REPEATS.get(c, 1) for c in config.configs]
         val_description = "PKU-AIGI-500K validation split (" + ", ".join(config.configs) + ")"
-        description = "PKU-AIGI-500K train split, " + ", ".join(
-            f"{c} x{r}" for c, r in zip(config.configs, repeats)
-        ) + " per epoch"
+        description = (
+            "PKU-AIGI-500K train split, "
+            + ", ".join(f"{c} x{r}" for c, r in zip(config.configs, repeats))
+            + " per epoch"
+        )
     stream = CropStream(
         train_sources,
         repeats,
@@ -367,7 +377,8 @@ def train(config: TrainConfig, callback=None) -> TrainResult:
         if config.val_max_images:
             val_crops = val_crops[: config.val_max_images]
     writer = _summary_writer(config.out / LOGS_DIR) if is_main else None
-    logger.info(
+    log = logger.info if is_main else logger.debug
+    log(
         "training %s (%s) on %s: steps %d..%d, batch %d x %d processes, %s",
         config.arch,
         ", ".join(f"lambda {r.lmbda:g}" for r in runs),
@@ -401,7 +412,7 @@ def train(config: TrainConfig, callback=None) -> TrainResult:
             if callback:
                 callback(step, runs)
             if step % config.log_every == 0 or step == max_steps:
-                _log_train(runs, step, writer, progress)
+                _log_train(runs, step, writer, progress, accelerator)
             val_every = config.val_every or config.checkpoint_every
             if is_main and val_crops and step % val_every == 0 and step < max_steps:
                 _log_validation(runs, val_crops, step, writer, device, embed)
@@ -507,10 +518,15 @@ def _checkpoint(accelerator, config: TrainConfig, step: int, runs: list[ModelRun
     accelerator.wait_for_everyone()
 
 
-def _log_train(runs, step, writer, progress) -> None:
+def _log_train(runs, step, writer, progress, accelerator) -> None:
     summary = {}
+    reduce = None
+    if accelerator.num_processes > 1:
+        reduce = lambda values: accelerator.reduce(values, reduction="mean")  # noqa: E731
     for run in runs:
-        means = run.pop_means()
+        means = run.pop_means(reduce)
+        if not accelerator.is_main_process:
+            continue
         for key, value in means.items():
             if writer:
                 writer.add_scalar(f"{run.name}/train/{key}", value, step)
@@ -524,7 +540,7 @@ def _log_train(runs, step, writer, progress) -> None:
             means["psnr"],
             means["aux"],
         )
-    if len(runs) == 1:
+    if len(runs) == 1 and summary:
         means = summary[runs[0].name]
         progress.set_postfix(loss=f"{means['loss']:.4f}", bpp=f"{means['bpp']:.3f}")
 
@@ -557,7 +573,10 @@ def _finish(config, runs, val_crops, descriptions, step, writer, result) -> None
         folder = config.out / run.name
         point = rd_point(model, val_crops) if val_crops else {}
         if point:
-            point = {"dataset": f"{val_description}, centre crops up to {config.val_crop} px", **point}
+            point = {
+                "dataset": f"{val_description}, centre crops up to {config.val_crop} px",
+                **point,
+            }
             writer.add_scalar(f"{run.name}/validation/real_bpp", point["bpp"], step)
             writer.add_scalar(f"{run.name}/validation/real_psnr", point["psnr"], step)
             logger.info(

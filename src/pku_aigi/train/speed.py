@@ -55,7 +55,7 @@ class GraphedStep:
     """A training step captured into a CUDA graph and replayed on new batches.
 
     Args:
-        step: ``step(x, text) -> dict[str, Tensor]`` doing forward, backward and the
+        step: ``step(x, text) -> Tensor`` doing forward, backward and the
             optimizer steps (no ``zero_grad``: grads are overwritten by the replay).
         x: the first batch (its shape and dtype fix the static input).
         text: the first prompt embeddings, or None.
@@ -83,7 +83,7 @@ class GraphedStep:
             self.static_out = step(self.static_x, self.static_text)
         torch.cuda.current_stream().wait_stream(capture_stream)
 
-    def __call__(self, x: torch.Tensor, text: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    def __call__(self, x: torch.Tensor, text: torch.Tensor | None) -> torch.Tensor:
         self.static_x.copy_(x, non_blocking=True)
         if text is not None:
             self.static_text.copy_(text, non_blocking=True)
