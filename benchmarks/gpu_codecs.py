@@ -28,7 +28,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_codecs_learned import ROOT, best_of, load_images, to_tensor  # noqa: E402
+from bench_codecs_learned import ROOT, bench, load_images, to_tensor  # noqa: E402
+from bench_codecs_learned import make_model as bench_model  # noqa: E402
 
 from pku_aigi import models  # noqa: E402
 from pku_aigi.codecs.learned import LearnedCodec  # noqa: E402
@@ -52,6 +53,10 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
+def make_model(arch: str):
+    return bench_model(arch, QUALITY)
+
+
 def try_decode(codec: LearnedCodec, data: bytes):
     try:
         return np.asarray(codec.decode(data)), None
@@ -60,8 +65,7 @@ def try_decode(codec: LearnedCodec, data: bytes):
 
 
 def cross_device(arch: str, images) -> None:
-    torch.manual_seed(0)
-    model = models.create(arch, quality=QUALITY)
+    model = make_model(arch)
     cpu = LearnedCodec(model, device="cpu", model_id=f"random/{arch}")
     gpu = LearnedCodec(copy.deepcopy(model), device=DEVICE, model_id=f"random/{arch}")
     for n, image in enumerate(images):
@@ -112,21 +116,7 @@ def compressai_cross_device(model, arch: str, image) -> None:
 
 
 def speed(arch: str, images) -> None:
-    torch.manual_seed(0)
-    model = models.create(arch, quality=QUALITY)
-    codec = LearnedCodec(model, device=DEVICE)
-    totals = dict.fromkeys(("ours_enc", "ours_dec", "cai_enc", "cai_dec"), 0.0)
-    megapixels = sum(i.width * i.height for i in images) / 1e6
-    with torch.no_grad():
-        for image in images:
-            x = to_tensor(image, DEVICE, codec.pad_multiple)
-            t, data = best_of(1, codec.encode, image)
-            totals["ours_enc"] += t
-            totals["ours_dec"] += best_of(1, codec.decode, data)[0]
-            t, out = best_of(1, model.compress, x)
-            totals["cai_enc"] += t
-            totals["cai_dec"] += best_of(1, model.decompress, out["strings"], out["shape"])[0]
-    r = {k: v / megapixels for k, v in totals.items()}
+    r = bench(arch, QUALITY, images, DEVICE, repeats=3)
     print(
         f"  {arch:16s} encode ours {r['ours_enc']:7.3f} CompressAI {r['cai_enc']:7.3f} "
         f"ratio {r['ours_enc'] / r['cai_enc']:5.2f} | decode ours {r['ours_dec']:7.3f} "
@@ -141,7 +131,9 @@ def main() -> int:
     images = load_images(ROOT.parent / "shared" / "data", SIZE, 2)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
     print(f"gpu_codecs: torch {torch.__version__}, CUDA device: {device}")
-    print(f"{len(images)} real images cropped to {SIZE}x{SIZE}, quality {QUALITY}, random init")
+    print(
+        f"{len(images)} real images cropped to {SIZE}x{SIZE}, quality {QUALITY}, random init, g_a output x10"
+    )
     if DEVICE == "cuda" and not torch.cuda.is_available():
         print("no CUDA: cross-device and CUDA speed checks skipped; CPU determinism only")
         torch.manual_seed(0)

@@ -19,7 +19,7 @@ for script in "${@:-benchmarks/gpu_*.py}"; do
     for s in $script; do
         name=$(basename "$s" .py)
         echo "=== $name"
-        timeout 150 python3 "$s" 2>&1 | tee "$OUT/$name.txt"
+        timeout "${GPU_SCRIPT_TIMEOUT:-120}" python3 "$s" 2>&1 | tee "$OUT/$name.txt"
         echo "=== $name exit ${PIPESTATUS[0]}"
     done
 done

@@ -23,8 +23,14 @@ TINY = {
 
 
 def tiny_model(arch: str, seed: int = 0):
+    """A tiny untrained model whose latents are scaled up: untrained latents round to
+    almost all zeros, a trained model's do not (the tests want real symbols)."""
     torch.manual_seed(seed)
-    return models.create(arch, quality=1, **TINY[arch])
+    model = models.create(arch, quality=1, **TINY[arch])
+    convs = [m for m in model.g_a.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        convs[-1].weight.mul_(10)
+    return model
 
 
 @pytest.fixture(scope="module")
@@ -197,3 +203,25 @@ def test_from_pretrained_records_the_model(tmp_path, image):
     assert header.model_id == str((tmp_path / "tiny").resolve())
     assert codec.decode(codec.encode(image)).size == image.size
     assert len(codec.version) > 20 and codec.version.endswith("aigic1")
+
+
+TINY_TCM = dict(
+    N=16, M=40, z_channels=16, head_dims=[8] * 6, hyper_head_dim=8, atten_dim=32,
+    atten_head_dim=8,
+)  # fmt: skip
+
+
+def test_other_architectures_use_their_own_coder_with_the_index_check(image):
+    """TCM (slice coding, not a CompressAI class): round trip, then a detected desync."""
+    torch.manual_seed(0)
+    model = models.create("tcm-small", **TINY_TCM)
+    with torch.no_grad():
+        model.g_a[-1].weight.mul_(10)  # real symbols, as a trained model's
+    assert latent_coding.coding_path(model) == "generic"
+    codec = from_model(model, device="cpu")
+    data = codec.encode(image)
+    assert codec.decode(data).size == image.size
+    with torch.no_grad():
+        next(model.h_scale_s.parameters()).add_(0.3)
+    with pytest.raises(CorruptStreamError, match="decoder desync: the entropy parameters"):
+        codec.decode(data)

@@ -101,9 +101,7 @@ def _cached(model, name: str, tensors, build):
     The key holds each tensor's storage, version counter and sum, so in-place edits of
     the weights (optimizer steps, ``load_state_dict``) invalidate the cache.
     """
-    key = tuple(
-        (t.data_ptr(), t._version, t.device, float(t.detach().sum())) for t in tensors
-    )
+    key = tuple((t.data_ptr(), t._version, t.device, float(t.detach().sum())) for t in tensors)
     cache = model.__dict__.setdefault("_pku_aigi_coding_cache", {})
     hit = cache.get(name)
     if hit is not None and hit[0] == key:
@@ -165,7 +163,7 @@ class _GaussianTables:
 
     def indexes(self, scales: torch.Tensor) -> torch.Tensor:
         """Scale-table index per element (as ``GaussianConditional.build_indexes``)."""
-        scales = scales.double().cpu().clamp_min(self.bound)
+        scales = scales.double().cpu().clamp_min(self.bound).contiguous()
         return torch.bucketize(scales, self.boundaries).to(torch.int32)
 
 

@@ -266,9 +266,7 @@ class LearnedCodec(Codec):
             x_hat = latent_coding.decompress(self.model, coded, self._text(header.prompt), seed)
         except latent_coding.DesyncError as error:
             raise CorruptStreamError(self._desync_message(header, str(error))) from None
-        except CorruptStreamError:
-            raise
-        except (RuntimeError, ValueError, IndexError) as error:
+        except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as error:
             # The model cannot run on these strings/shape: a malformed or foreign file.
             raise CorruptStreamError(
                 f"cannot decode this .aigic file with {self.model_id}: {error}"

@@ -21,20 +21,25 @@ the rate (bits per pixel) and the quality (PSNR, MS-SSIM, CLIP score). Images up
 """
 
 
-class RawImage(gr.Image):
-    """``gr.Image`` that hands the uploaded file to the handler untouched.
+def raw_image(**kwargs) -> gr.Image:
+    """A ``gr.Image`` that hands the uploaded file to the handler untouched.
 
     ``gr.Image`` opens uploads with Pillow before any handler runs, so a non-image file
-    fails with a generic error; this passes the path through and
-    :func:`~pku_aigi.demo.images.load_input_image` explains what is wrong.
+    would fail with a generic error; this one passes the path through and
+    :func:`~pku_aigi.demo.images.load_input_image` explains what is wrong. (The method is
+    replaced on the instance: subclassing a gradio component makes gradio write a .pyi
+    file next to this module.)
     """
+    image = gr.Image(**kwargs)
+    default = image.preprocess
 
-    is_template = True  # rendered by gr.Image's frontend
-
-    def preprocess(self, payload):
+    def preprocess(payload):
         if payload is None or payload.path is None:
-            return super().preprocess(payload)
+            return default(payload)
         return str(payload.path)
+
+    image.preprocess = preprocess
+    return image
 
 
 def build_blocks(catalog: Catalog, examples_dir: Path | None = None) -> gr.Blocks:
@@ -49,7 +54,7 @@ def build_blocks(catalog: Catalog, examples_dir: Path | None = None) -> gr.Block
         with gr.Tab("Compress", id="compress"):
             with gr.Row():
                 with gr.Column(scale=2, min_width=320):
-                    image = RawImage(
+                    image = raw_image(
                         label="Image (drop, paste or click to upload)",
                         type="filepath",
                         image_mode=None,

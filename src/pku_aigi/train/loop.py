@@ -470,7 +470,7 @@ def _summary_writer(path: Path):
 
 
 def capture(runs: list[ModelRun], x, text) -> bool:
-    """Capture each run's step into a CUDA graph; False (eager from now on) if it fails."""
+    """Capture each run's step into a CUDA graph (TrainingError if that fails)."""
     try:
         torch.cuda.synchronize()
         for run in runs:
@@ -478,11 +478,13 @@ def capture(runs: list[ModelRun], x, text) -> bool:
         torch.cuda.synchronize()
         logger.info("training steps captured into CUDA graphs")
         return True
-    except Exception as error:  # capture is an optimisation: fall back, loudly
-        logger.warning("CUDA graph capture failed (%s): training without graphs", error)
-        for run in runs:
-            run.graphed = None
-        return False
+    except Exception as error:
+        # A failed capture leaves the CUDA RNG in capture mode: eager steps after it fail
+        # too, so stop with the fix instead of a cryptic error a step later.
+        raise TrainingError(
+            f"CUDA graph capture failed ({str(error).splitlines()[0]}): rerun with "
+            "--cuda-graphs off (add --resume to continue from the last checkpoint)"
+        ) from error
 
 
 def step_all(runs: list[ModelRun], x, text, graphs: bool) -> None:

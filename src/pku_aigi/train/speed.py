@@ -79,7 +79,9 @@ class GraphedStep:
         self.graph = torch.cuda.CUDAGraph()
         capture_stream = stream or torch.cuda.Stream()
         capture_stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.graph(self.graph, stream=capture_stream):
+        # thread_local: the DataLoader's pin-memory thread keeps making CUDA calls while we
+        # capture; in the default "global" mode those invalidate the capture.
+        with torch.cuda.graph(self.graph, stream=capture_stream, capture_error_mode="thread_local"):
             self.static_out = step(self.static_x, self.static_text)
         torch.cuda.current_stream().wait_stream(capture_stream)
 
