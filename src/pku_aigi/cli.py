@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 
 from . import __version__
 from .errors import PkuAigiError
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # CompressAI scripts modules with torch.jit at import: noise for a CLI user.
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.* is deprecated")
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
