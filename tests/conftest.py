@@ -49,3 +49,15 @@ def hub_replica(pku_examples, tmp_path_factory):
     from hub_replica import build_replica
 
     return build_replica(tmp_path_factory.mktemp("hub") / "PKU-AIGI-500K", pku_examples)
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a test module: on the 2-core box, tiny convolutions and
+    MS-SSIM run much faster without OpenMP oversubscription (use with pytestmark)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -15,14 +15,7 @@ from pku_aigi.cli import main
 ZIP = shutil.which("zip")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def crop(source, target, box=(0, 0, 256, 192)):

@@ -13,13 +13,7 @@ from pku_aigi import codecs, models
 from pku_aigi.bench import images_from_folder, run_sweep
 from pku_aigi.bench.sweep import CodecRun
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_payload_bpp_psnr_and_ms_ssim_match_compressai_eval_model(pku_examples, tmp_path):

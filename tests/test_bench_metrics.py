@@ -10,16 +10,7 @@ from PIL import Image
 
 from pku_aigi import metrics
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """A shared 2-core box: avoid OpenMP oversubscription in MS-SSIM."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,7 @@ from pku_aigi.bench.sweep import CACHE_FILE, CodecRun, MeasurementCache, measure
 from pku_aigi.errors import PkuAigiError
 from pku_aigi.metrics import ImageTooSmallError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """In-process measurements on a shared 2-core box: avoid OpenMP oversubscription."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def write_crops(pku_examples, folder, subsets=("sd21b", "mj52"), size=(192, 176)):

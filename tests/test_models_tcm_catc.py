@@ -15,6 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from tiny_models import TINY_CATC
 
 from pku_aigi import codecs
 from pku_aigi.errors import CorruptStreamError, ModelError, PkuAigiError
@@ -28,19 +29,9 @@ TINY_TCM = dict(
     N=16, M=40, z_channels=16, head_dims=[8] * 6, hyper_head_dim=8, atten_dim=32,
     atten_head_dim=8,
 )  # fmt: skip
-TINY_CATC = dict(
-    N=32, M=40, z_channels=16, encoder_heads=[4, 4, 4], decoder_heads=[4, 4, 4],
-    hyper_heads=4, kv_tokens=4, attention_dim=32, attention_heads=4, text_dim=16,
-)  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: tiny convolutions on a loaded 2-core machine run ~10x faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

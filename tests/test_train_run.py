@@ -14,25 +14,16 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from tiny_models import TINY_CATC
 
 from pku_aigi.cli import main
 from pku_aigi.train import TrainConfig, train
 from pku_aigi.train.checkpoint import checkpoint_path
 
 TINY = {"N": 16, "M": 24}
-TINY_CATC = dict(
-    N=32, M=40, z_channels=16, encoder_heads=[4, 4, 4], decoder_heads=[4, 4, 4],
-    hyper_heads=4, kv_tokens=4, attention_dim=32, attention_heads=4, text_dim=16,
-)  # fmt: skip
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: tiny convolutions on a loaded 2-core machine run much faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_config(images, out, **kwargs) -> TrainConfig:
