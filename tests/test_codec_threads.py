@@ -66,7 +66,8 @@ class ThreadProbe(JpegCodec):
 
 
 def test_sweep_workers_run_every_library_at_one_thread(crop, tmp_path, monkeypatch):
-    monkeypatch.setitem(registry._REGISTRY, ThreadProbe.name, ThreadProbe)
+    monkeypatch.setitem(registry._CODECS._objects, ThreadProbe.name, ThreadProbe)
+    monkeypatch.setitem(registry._CODECS._aliases, ThreadProbe.name, ThreadProbe.name)
     rgb = np.asarray(crop)
     images = [BenchImage(f"{i}.png", "s", np.ascontiguousarray(rgb[:, i:])) for i in range(4)]
     result = run_sweep(images, [CodecRun("thread-probe", (50, 80))], tmp_path, workers=2,

@@ -198,12 +198,12 @@ _METRICS_SECONDS_PER_MP = 0.3  # PSNR + MS-SSIM of every measurement
 
 def _task_cost(run: CodecRun, image: BenchImage, quality: float) -> float:
     """Estimated cost of one measurement: pixels x codec cost, higher rates slower."""
-    cls = _codec_class(run.name)
-    grid = sorted(getattr(cls, "default_qualities", ()) or (quality,))
+    cls = _codec_class(run.name)  # a plugin factory has no ladder: rank 1
+    grid = sorted(getattr(cls, "default_qualities", None) or (quality,))
     rank = sum(q <= quality for q in grid) / len(grid)
-    if cls is not None and not cls.higher_quality_is_better:
+    if not getattr(cls, "higher_quality_is_better", True):
         rank = 1 - rank + 1 / len(grid)
-    codec_seconds = _SECONDS_PER_MP.get(run.name, 1.0) * (0.5 + rank)
+    codec_seconds = _SECONDS_PER_MP.get(getattr(cls, "name", run.name), 1.0) * (0.5 + rank)
     return image.width * image.height * (codec_seconds + _METRICS_SECONDS_PER_MP)
 
 
