@@ -22,6 +22,8 @@ import tempfile
 import zlib
 from pathlib import Path
 
+from ._bombs import zlib_zeros
+
 SURFACE = "images"
 SHARED = Path(
     os.environ.get("PKU_AIGI_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
@@ -58,9 +60,7 @@ def _rebuild(png: bytes, replace: dict[int, tuple[bytes, bytes]], insert_before_
 
 def _bomb_png(width: int, height: int) -> bytes:
     """A real 8-bit grey PNG of ``width`` x ``height`` black pixels (IDAT deflated zeros)."""
-    packer = zlib.compressobj(9)
-    row = bytes(width + 1)
-    idat = b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+    idat = zlib_zeros(height * (width + 1))  # each row: filter type 0, then zeros
     ihdr = struct.pack(">2I5B", width, height, 8, 0, 0, 0, 0)
     return PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
 
@@ -228,7 +228,7 @@ def check(case: dict) -> str:
 
     from pku_aigi import cli
     from pku_aigi.codecs import get
-    from pku_aigi.codecs.imaging import to_rgb
+    from pku_aigi.image_input import to_rgb
 
     with tempfile.TemporaryDirectory(prefix="fuzz-image-") as tmp:
         out = Path(tmp) / "out.bin"

@@ -18,8 +18,7 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import CodecError
-from .base import MAX_PIXELS_DEFAULT
-from .imaging import check_pixels
+from ..image_input import MAX_PIXELS_DEFAULT, check_pixels
 
 MAX_FILE_BYTES = 512 << 20  # an 8-bit RGB image at the default pixel limit is ~190 MB raw
 
