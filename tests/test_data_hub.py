@@ -7,7 +7,7 @@ from datasets import Image
 from hub_replica import build_hub_cache
 
 import pku_aigi
-from pku_aigi.data.hub import download_files, sha256_file
+from pku_aigi.data.download import download_files, sha256_file
 from pku_aigi.errors import DatasetError
 
 
