@@ -53,8 +53,13 @@ def test_bench_train_and_space_read_a_folder_alike(folder):
 
 
 def test_folder_errors_name_the_problem(folder, tmp_path):
-    with pytest.raises(DatasetError, match="is not a folder"):
+    with pytest.raises(
+        DatasetError, match=r"missing is not a folder \(it does not exist\): pass a folder"
+    ):
         read_folder(tmp_path / "missing")
+    (tmp_path / "file.png").write_bytes(b"")
+    with pytest.raises(DatasetError, match="file.png is not a folder"):
+        read_folder(tmp_path / "file.png")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no images found.*\\.png"):
         FolderSource(tmp_path / "empty")

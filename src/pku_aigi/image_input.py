@@ -143,7 +143,8 @@ def read_folder(folder: str | os.PathLike) -> list[FolderImage]:
     """
     root = Path(folder)
     if not root.is_dir():
-        raise DatasetError(f"{folder} is not a folder: pass a folder of images")
+        why = "" if root.exists() else " (it does not exist)"
+        raise DatasetError(f"{folder} is not a folder{why}: pass a folder of images")
     files = sorted(
         p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
     )

@@ -52,6 +52,7 @@ class FolderSource:
 
     def image(self, index: int) -> Image.Image:
         with Image.open(self.images[index].path) as image:
+            image.load()  # the pixels outlive the file
             return to_rgb(image)
 
     def prompt(self, index: int) -> str:
