@@ -135,7 +135,8 @@ def read_folder(folder: str | os.PathLike) -> list[FolderImage]:
     Images are the files whose extension is one of :data:`IMAGE_EXTENSIONS` (any case).
     Prompts come from ``metadata.jsonl`` files anywhere in the folder, as in the
     ``datasets`` imagefolder format: one JSON object per line with ``file_name``
-    (relative to that metadata file's folder) and ``prompt``.
+    (relative to that metadata file's folder) and ``prompt`` (stripped of surrounding
+    white space, as the dataset's prompt files are).
 
     Raises:
         DatasetError: the folder does not exist, holds no image, or has a malformed
