@@ -16,7 +16,9 @@ from huggingface_hub import ModelCard, ModelCardData
 
 CARD_NAME = "README.md"
 DATASET_ID = "Forerunner/PKU-AIGI-500K"
-CARD_INFO_KEYS = ("training", "rd_points", "source")
+CARD_INFO_KEYS = ("training", "rd_points", "source", "license")
+# Licence of weights trained by pku-aigi (the package's own licence).
+DEFAULT_LICENSE = "apache-2.0"
 
 
 def write_model_card(
@@ -26,6 +28,7 @@ def write_model_card(
     training: dict[str, Any] | None = None,
     rd_points: list[dict[str, Any]] | None = None,
     source: str | None = None,
+    license: str | None = None,
 ) -> Path:
     """Write the model card of ``model`` into ``directory/README.md``.
 
@@ -41,12 +44,15 @@ def write_model_card(
         rd_points: measured points, e.g. ``[{"dataset": "mj52 validation", "bpp":
             0.31, "psnr": 32.9, "ms_ssim": 0.975}]``.
         source: where the weights came from, e.g. "CompressAI zoo ... (Vimeo-90k)".
+        license: the Hub licence id of the weights (default apache-2.0, pku-aigi's own),
+            e.g. "bsd-3-clause-clear" for CompressAI's pre-trained weights.
 
     Returns:
         The path of the card.
     """
     info = dict(getattr(model, "card_info", None) or {})
     given = {"training": training, "rd_points": rd_points, "source": source}
+    given["license"] = license
     info.update({k: v for k, v in given.items() if v is not None})
     model.card_info = info
     path = Path(directory) / CARD_NAME
@@ -61,6 +67,7 @@ def render_model_card(
     training: dict[str, Any] | None = None,
     rd_points: list[dict[str, Any]] | None = None,
     source: str | None = None,
+    license: str | None = None,
 ) -> ModelCard:
     """The model card of ``model`` as a ``huggingface_hub.ModelCard``."""
     from .registry import get_spec
@@ -73,7 +80,7 @@ def render_model_card(
 
     data = ModelCardData(
         library_name="pku-aigi",
-        license="apache-2.0",
+        license=license or DEFAULT_LICENSE,
         tags=sorted({"image-compression", "learned-image-compression", "pku-aigi", architecture}),
         datasets=[DATASET_ID] if trained_on_aigi else None,
     )

@@ -75,6 +75,11 @@ def load_pretrained(
         ModelError: when the folder or repo cannot be loaded as asked.
     """
     source = str(pretrained_model_name_or_path)
+    if revision is None and not os.path.isdir(source):
+        from . import zoo
+
+        if zoo.find_entry(source) is not None:  # local, cache, Hub, or its source checkpoint
+            source = str(zoo.resolve(source, token=token, force_download=force_download))
     download = {
         "revision": revision,
         "cache_dir": cache_dir,
@@ -116,19 +121,24 @@ def resolve_file(source: str, filename: str, **download: Any) -> Path:
         RevisionNotFoundError,
     )
 
+    from .. import network
+
     revision = download.get("revision") or "main"
     try:
-        return Path(hf_hub_download(repo_id=source, filename=filename, **download))
+        with network.guard(f"Hub repo {source!r}", "Pass a local model folder instead"):
+            try:
+                return Path(hf_hub_download(repo_id=source, filename=filename, **download))
+            except LocalEntryNotFoundError as error:  # offline or unreachable, not cached
+                raise ModelError(
+                    f"cannot get {filename} of Hub repo {source!r} (revision {revision}): it"
+                    f" is not in the local Hugging Face cache and {network.why_offline(error)},"
+                    " and there is no local folder of that name. Download it once with network"
+                    " access, or pass a local model folder (to work offline without waiting"
+                    " for the network, set HF_HUB_OFFLINE=1)"
+                ) from None
     except HFValidationError as error:
         raise ModelError(
             f"{source!r} is neither a model folder nor a valid Hub repo id ({error})"
-        ) from None
-    except LocalEntryNotFoundError:  # offline, or the Hub unreachable, and not cached
-        raise ModelError(
-            f"cannot get {filename} of Hub repo {source!r} (revision {revision}): it is not"
-            " in the local Hugging Face cache and the Hub cannot be reached (offline mode or"
-            " no network), and there is no local folder of that name. Download it while"
-            " online, or pass a local model folder"
         ) from None
     except GatedRepoError:
         raise ModelError(f"Hub repo {source!r} is gated: accept its terms and log in") from None
