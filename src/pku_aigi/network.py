@@ -231,7 +231,9 @@ def is_network_error(error: BaseException) -> bool:
     return _network_cause(error) is not None
 
 
-def unreachable_message(what: str, error: BaseException, hint: str = "") -> str:
+def unreachable_message(
+    what: str, error: BaseException, hint: str = "", *, offline_hint: bool = True
+) -> str:
     """One line: what could not be reached, why, and what to do instead."""
     cause = _network_cause(error) or error
     tail = f" {hint.rstrip('.')}." if hint else ""
@@ -244,7 +246,7 @@ def unreachable_message(what: str, error: BaseException, hint: str = "") -> str:
         reason = f"cannot connect to {cause.host}: {cause.reason}"
     else:
         reason = _short(cause)
-    return f"cannot reach {what}: {reason}.{tail} {OFFLINE_HINT}."
+    return f"cannot reach {what}: {reason}.{tail}" + (f" {OFFLINE_HINT}." if offline_hint else "")
 
 
 def short_reason(error: BaseException) -> str:
@@ -271,12 +273,15 @@ def why_offline(error: BaseException | None = None) -> str:
 
 
 @contextlib.contextmanager
-def guard(what: str, hint: str = "") -> Iterator[None]:
+def guard(what: str, hint: str = "", *, http_errors: bool = False) -> Iterator[None]:
     """Turn a network failure inside the block into one :class:`NetworkError` line.
 
     Args:
         what: what was being reached, e.g. "the Hub to push model repo org/name".
         hint: what to do instead (a local folder, ``--data-dir``), one sentence.
+        http_errors: also turn the Hub's error answers (401, 403, 404, 5xx) into one
+            line, for uploads, where no caller handles them. Uploads get no advice
+            about offline mode (there is nothing to read from a cache).
     """
     from .errors import PkuAigiError
 
@@ -286,9 +291,27 @@ def guard(what: str, hint: str = "") -> Iterator[None]:
     except PkuAigiError:
         raise
     except Exception as error:
-        if _network_cause(error) is None:
-            raise
-        raise NetworkError(unreachable_message(what, error, hint)) from None
+        if _network_cause(error) is not None:
+            message = unreachable_message(what, error, hint, offline_hint=not http_errors)
+            raise NetworkError(message) from None
+        if http_errors and _is_hub_http_error(error):
+            raise NetworkError(_refused_message(what, error)) from None
+        raise
+
+
+def _is_hub_http_error(error: BaseException) -> bool:
+    from huggingface_hub.errors import HfHubHTTPError
+
+    return isinstance(error, HfHubHTTPError)
+
+
+def _refused_message(what: str, error: BaseException) -> str:
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    advice = {
+        401: "Log in with `hf auth login` (or set HF_TOKEN) with a write token",
+        403: "Your token may not write there: use a write token, or a repo of your own",
+    }.get(status, "Check the repo id and your token")
+    return f"the Hub refused {what}: {_short(error)}. {advice}."
 
 
 # ---------------------------------------------------------------------- downloads

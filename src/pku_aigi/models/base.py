@@ -191,6 +191,21 @@ class LearnedCodecModel(
         )
         write_model_card(self, save_directory, **getattr(self, "card_info", {}))
 
+    def push_to_hub(self, repo_id: str, **kwargs: Any):
+        """Upload to Hub repo ``repo_id`` (huggingface_hub's ``push_to_hub``).
+
+        Raises:
+            NetworkError: the Hub cannot be reached, or refuses the upload (one line).
+        """
+        from .. import network
+
+        with network.guard(
+            f"the Hub to push model repo {repo_id}",
+            "The model can be saved with save_pretrained(folder) and uploaded later",
+            http_errors=True,
+        ):
+            return super().push_to_hub(repo_id, **kwargs)
+
     @classmethod
     def from_pretrained(
         cls,

@@ -598,7 +598,7 @@ def _finish(config, runs, val_crops, descriptions, step, writer, result) -> None
         result.model_dirs.append(folder)
         result.rd_points.append(point)
         if config.push_to_hub:
-            _push(folder, _repo_id(config.push_to_hub, run, len(runs)))
+            _push(folder, _repo_id(config.push_to_hub, run, len(runs)), model, data_description)
         logger.info("model written to %s", folder)
 
 
@@ -630,10 +630,28 @@ def _repo_id(template: str, run: ModelRun, count: int) -> str:
     return template if count == 1 else f"{template}-lmbda{run.lmbda:g}"
 
 
-def _push(folder: Path, repo_id: str) -> None:
+def _push(folder: Path, repo_id: str, model, trained_on: str) -> None:
+    """Upload ``folder`` to Hub repo ``repo_id``, then print the zoo entry that names it."""
+    import json
+
     from huggingface_hub import HfApi
 
+    from .. import network
+    from ..models import zoo
+
     api = HfApi()
-    api.create_repo(repo_id, exist_ok=True)
-    api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="pku-aigi train")
+    with network.guard(
+        f"the Hub to push model repo {repo_id}",
+        f"The model is saved in {folder}: push it later with `hf upload {repo_id} {folder}`",
+        http_errors=True,
+    ):
+        api.create_repo(repo_id, exist_ok=True)
+        api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="pku-aigi train")
     logger.info("pushed %s to the Hub as %s", folder, repo_id)
+    entry = zoo.entry_for_pushed_model(repo_id, model.config, trained_on)
+    print(
+        f"Pushed {repo_id}. To make it the zoo's {entry['architecture']} quality "
+        f"{entry['quality']} {entry['metric']} model (preferred over CompressAI's Vimeo-90k "
+        "weights), add this entry to the file named by PKU_AIGI_ZOO (or to models/zoo.json):\n"
+        + json.dumps(entry)
+    )
