@@ -95,7 +95,12 @@ def entry(repo_id: str, source: str, **extra) -> dict:
 
 
 def _leftovers(root):
-    return sorted(p.name for p in root.rglob("*") if p.is_file() or p.name.endswith(".partial"))
+    """Files and partial folders in the zoo cache (lock files aside)."""
+    return sorted(
+        p.name
+        for p in root.rglob("*")
+        if ".locks" not in p.parts and (p.is_file() or p.name.endswith(".partial"))
+    )
 
 
 def test_source_is_downloaded_verified_converted_and_reloads_offline(served, zoo_env, monkeypatch):

@@ -311,7 +311,7 @@ def resolve(repo_id: str, *, token: str | bool | None = None, force_download: bo
     if isinstance(hub_problem, Path):
         return hub_problem
     if not entry.get("source") or entry["source"].startswith("https://huggingface.co/"):
-        raise ModelError(f"cannot load {repo_id}: {hub_problem}")
+        raise ModelError(f"cannot load {repo_id}: the Hub repo {hub_problem}")
     try:
         return fetch_source(entry, force=force_download)
     except ModelError as error:
@@ -377,6 +377,19 @@ def fetch_source(entry: dict[str, Any], *, force: bool = False) -> Path:
     is no checkpoint is deleted, and the model folder is renamed into place only when
     written completely.
     """
+    from filelock import FileLock
+
+    repo_id = entry["repo_id"]
+    locks = cache_root() / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    # One process at a time per model (parallel benchmark workers share the cache).
+    with FileLock(str(locks / (converted_folder(repo_id).name + ".lock"))):
+        if not force and _converted_if_complete(repo_id) is not None:
+            return converted_folder(repo_id)
+        return _fetch_and_convert(entry, force=force)
+
+
+def _fetch_and_convert(entry: dict[str, Any], *, force: bool) -> Path:
     from .. import network
 
     repo_id, url = entry["repo_id"], entry["source"]
