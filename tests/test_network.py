@@ -116,10 +116,19 @@ def test_train_push_prints_the_zoo_entry_to_add(tmp_path, monkeypatch, capsys):
     from pku_aigi.models import create, zoo
 
     calls = []
-    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", lambda self, *a, **k: calls.append(a))
-    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", lambda self, **k: calls.append(k))
+
+    def create_repo(self, repo_id, **kwargs):
+        calls.append(repo_id)
+        return huggingface_hub.RepoUrl(f"https://huggingface.co/{repo_id}")
+
+    def upload_folder(self, *, repo_id, folder_path, **kwargs):
+        calls.append(sorted(p.name for p in Path(folder_path).iterdir()))
+        return f"https://huggingface.co/{repo_id}/commit/1"
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
     model = create("mbt2018-mean", quality=3, N=8, M=8)
-    loop._push(Path(tmp_path), "lab/mbt2018-mean-aigi-q3", model, "PKU-AIGI-500K sd21b train")
+    loop._push(model, "lab/mbt2018-mean-aigi-q3", Path(tmp_path), "PKU-AIGI-500K sd21b train")
     printed = capsys.readouterr().out
     entry = json.loads(printed.strip().splitlines()[-1])
     assert entry == {
@@ -130,7 +139,8 @@ def test_train_push_prints_the_zoo_entry_to_add(tmp_path, monkeypatch, capsys):
         "trained_on": "PKU-AIGI-500K sd21b train",
         "source": "https://huggingface.co/lab/mbt2018-mean-aigi-q3",
     }
-    assert "PKU_AIGI_ZOO" in printed and len(calls) == 2
+    assert "PKU_AIGI_ZOO" in printed
+    assert calls == ["lab/mbt2018-mean-aigi-q3", ["README.md", "config.json", "model.safetensors"]]
     extra = tmp_path / "zoo.json"
     extra.write_text(json.dumps({"models": [entry]}))
     monkeypatch.setenv("PKU_AIGI_ZOO", str(extra))
