@@ -320,3 +320,33 @@ def test_cli_pull_and_list_zoo(served, zoo_env, capsys):
     assert "not in the zoo: nobody/nothing" in capsys.readouterr().err
     assert main(["models", "pull"]) == 2
     assert "name zoo ids" in capsys.readouterr().err
+
+
+def test_space_and_bench_families_come_from_the_zoo(served, zoo_env, monkeypatch, tmp_path):
+    from pku_aigi.codecs.families import discover_families
+
+    source = served.url + "/files/" + served.good
+    zoo_env(entry("test-org/tiny-q1", source, trained_on="PKU-AIGI-500K (test)"))
+    AutoCodec.from_pretrained("test-org/tiny-q1")  # fetched and converted once
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    served.requests.clear()
+
+    found = discover_families()
+    family = found["bmshj2018-factorized (mse)"]  # preferred over CompressAI's q1
+    assert family.sources == {1: "test-org/tiny-q1"}  # q2-q8: not cached, left out
+    assert "pku-aigi models pull pku-aigi/mbt2018-mean-mse-q" in found["mbt2018-mean (mse)"]
+    image = torch.rand(3, 192, 192).mul(255).byte().permute(1, 2, 0).numpy()
+    from PIL import Image
+
+    picture = Image.fromarray(image)
+    assert family.decode(family.encode(picture, 1)).size == picture.size
+
+    images = tmp_path / "images"
+    images.mkdir()
+    picture.save(images / "a.png")
+    argv = ["bench", "--images", str(images), "--codecs", "jpeg,bmshj2018-factorized"]
+    argv += ["--qualities", "bmshj2018-factorized=1", "--anchor", "jpeg", "--no-progress"]
+    assert main([*argv, "--out", str(tmp_path / "bench")]) == 0
+    assert served.requests == []  # all from the cache
+    results = (tmp_path / "bench").rglob("*.json")
+    assert any("bmshj2018-factorized" in path.read_text() for path in results)

@@ -33,7 +33,8 @@ def register(subparsers) -> None:
     what.add_argument("--protocol", choices=["pku-aigi"], help="the paper's codecs and settings "
                       "(default when neither --codecs nor --model is given)")  # fmt: skip
     what.add_argument("--codecs", help="comma-separated codec names (`pku-aigi codecs`, plugins "
-                      "included), e.g. jpeg,webp,vvc")  # fmt: skip
+                      "included), e.g. jpeg,webp,vvc, and zoo architectures, e.g. mbt2018-mean "
+                      "(its MSE quality ladder from the model zoo)")  # fmt: skip
     what.add_argument("--model", action="append", default=[], metavar="DIR_OR_REPO",
                       help="a learned model folder or Hub id (repeatable; one curve per architecture)")  # fmt: skip
     what.add_argument("--qualities", action="append", default=[], metavar="CODEC=Q1,Q2",
@@ -138,11 +139,18 @@ def _check_codec_names(args) -> None:
     from .presets import parse_qualities
 
     parse_qualities(args.qualities)
+    zoo_architectures = _zoo_architectures()
     for name in (args.codecs or "").split(","):
-        if name.strip():
+        if name.strip() and name.strip() not in zoo_architectures:
             codecs.codec_class(name.strip())
     if codecs.registry.is_known(args.anchor):  # "--anchor VVC" means vvc
         args.anchor = codecs.canonical_name(args.anchor)
+
+
+def _zoo_architectures() -> set[str]:
+    from ..models import zoo
+
+    return {entry["architecture"] for entry in zoo.find_models()}
 
 
 def _select(args, device: str):
@@ -156,7 +164,13 @@ def _select(args, device: str):
         selection = presets.Selection([], {})
     if args.codecs:
         names = [n.strip() for n in args.codecs.split(",") if n.strip()]
-        runs, unavailable = presets.conventional_runs(names, grids)
+        learned = [n for n in names if n in _zoo_architectures()]
+        runs, unavailable = presets.conventional_runs([n for n in names if n not in learned], grids)
+        for name in learned:  # the architecture's whole ladder, or its --qualities
+            ladder = tuple(int(q) for q in grids.get(name, ())) or None
+            family_runs, missing = presets.zoo_runs((name,), qualities=ladder, device=device)
+            runs += family_runs
+            unavailable.update(missing)
         known = {r.name for r in selection.runs}
         selection.runs += [r for r in runs if r.name not in known]
         selection.unavailable.update(unavailable)

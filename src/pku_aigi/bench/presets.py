@@ -144,13 +144,16 @@ def zoo_runs(
     architectures: tuple[str, ...],
     *,
     metric: str = PROTOCOL_METRIC,
-    qualities: tuple[int, ...] = PROTOCOL_LEARNED_QUALITIES,
+    qualities: tuple[int, ...] | None = PROTOCOL_LEARNED_QUALITIES,
     pad_multiple: int | None = None,
     device: str = "cpu",
 ) -> tuple[list[CodecRun], dict[str, str]]:
     """Runs of the zoo's models of ``architectures`` (shell patterns, e.g. ``tcm-*``).
 
-    Each architecture runs at ``qualities`` (or its lowest ones when the zoo lacks them).
+    Each architecture runs at ``qualities`` (or its lowest ones when the zoo lacks them;
+    every quality of the zoo when None). Models trained on AI-generated images are
+    preferred over CompressAI's Vimeo-90k ones; a model that is not cached is fetched
+    (Hub repo, or the published checkpoint converted once).
     """
     from ..codecs.families import group_by_family, zoo_entries
 
@@ -166,8 +169,11 @@ def zoo_runs(
             unavailable[wanted] = f"no {metric} weights in the model zoo (models/zoo.json)"
             continue
         for arch, sources in sorted(by_arch.items()):
-            chosen = [q for q in sorted(sources) if q in qualities]
-            chosen = chosen or sorted(sources)[: len(qualities)]
+            if qualities is None:
+                chosen = sorted(sources)
+            else:
+                chosen = [q for q in sorted(sources) if q in qualities]
+                chosen = chosen or sorted(sources)[: len(qualities)]
             sources = {q: sources[q] for q in chosen}
             try:
                 codec = _learned_codec(sources, arch, pad_multiple, device, architecture=arch)
