@@ -103,6 +103,12 @@ class FfmpegCodec(ConventionalCodec):
     syntax: ClassVar[annexb.NalSyntax]
     default_preset: ClassVar[str]
     presets: ClassVar[tuple[str, ...]]  # the encoder's speed presets, fastest first
+    speed_option: ClassVar[str] = "preset"  # the option that trades speed for compression
+
+    @classmethod
+    def speed_settings(cls) -> tuple[str, ...]:
+        """Values of ``speed_option``, fastest first (the last compresses best)."""
+        return cls.presets
 
     def __init__(self, *, preset: str | None = None, **options):
         super().__init__(**options)
