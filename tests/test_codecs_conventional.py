@@ -191,6 +191,16 @@ def test_avif_speed_is_an_option_that_changes_the_bitstream(photo):
             codecs.get("avif", speed=bad)
 
 
+def test_the_encode_timeout_grows_with_the_preset():
+    # VVenC slower codes 1 MP in ~3 min on an idle core (~30x fast): the former fixed
+    # 60 s + 120 s/MP limit failed slower encodes of 256x256 crops on the loaded machine.
+    fast = codecs.get("vvc").encode_timeout(1024, 1024)
+    slower = codecs.get("vvc", preset="slower").encode_timeout(1024, 1024)
+    assert fast == pytest.approx(60 + 120 * 1.048576)
+    assert slower > 30 * 120 and codecs.get("vvc", preset="faster").encode_timeout(16, 16) > 60
+    assert codecs.get("hevc", preset="placebo").encode_timeout(1024, 1024) > 10 * 120
+
+
 def test_speed_settings_are_declared_fastest_first():
     assert codecs.codec_class("vvc").speed_settings()[-1] == "slower"
     assert codecs.codec_class("hevc").speed_settings()[-1] == "placebo"
