@@ -180,7 +180,7 @@ def main(argv=None) -> int:
         "images": f"{len(images)} centre crops {args.crop}x{args.crop}: "
         + ", ".join(i.name for i in images),
         "interpolation": bdrate.INTERPOLATION,
-        "wall_s": round(wall, 1),  # of this run; cached measurements cost nothing
+        "wall_s_of_this_run": round(wall, 1),  # cached measurements cost nothing
         "measured": sweep.measured,
         "reused": sweep.reused,
         "codecs": {codec: table(points["all"], codec) for codec in names},
