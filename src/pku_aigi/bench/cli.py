@@ -33,7 +33,8 @@ def register(subparsers) -> None:
     what.add_argument("--protocol", choices=["pku-aigi"], help="the paper's codecs and settings, "
                       "VVC and HEVC at their strongest presets (without --codecs or --model, "
                       "its codecs run at their fast default presets)")  # fmt: skip
-    what.add_argument("--codecs", help="comma-separated conventional codecs, e.g. jpeg,webp,vvc")
+    what.add_argument("--codecs", help="comma-separated codec names (`pku-aigi codecs`, plugins "
+                      "included), e.g. jpeg,webp,vvc")  # fmt: skip
     what.add_argument("--model", action="append", default=[], metavar="DIR_OR_REPO",
                       help="a learned model folder or Hub id (repeatable; one curve per architecture)")  # fmt: skip
     what.add_argument("--qualities", action="append", default=[], metavar="CODEC=Q1,Q2",
@@ -144,15 +145,16 @@ def _load_images(args):
 
 def _check_codec_names(args) -> None:
     from .. import codecs
-    from .presets import parse_codec_options, parse_qualities
+    from .presets import parse_qualities
 
     parse_qualities(args.qualities)
-    _codec_options(args)
-    parse_codec_options(args.codec_option)
-    _bd_range(args.bd_range)
     for name in (args.codecs or "").split(","):
         if name.strip():
             codecs.codec_class(name.strip())
+    if codecs.registry.is_known(args.anchor):  # "--anchor VVC" means vvc
+        args.anchor = codecs.canonical_name(args.anchor)
+    _codec_options(args)  # after the anchor's name is canonical
+    _bd_range(args.bd_range)
 
 
 def _bd_range(text: str):
@@ -176,7 +178,10 @@ def _codec_options(args) -> dict[str, dict]:
     from .. import codecs
     from .presets import parse_codec_options
 
-    options = parse_codec_options(args.codec_option)
+    options = {
+        codecs.canonical_name(name) if codecs.registry.is_known(name) else name: values
+        for name, values in parse_codec_options(args.codec_option).items()
+    }
     if args.anchor_preset is not None:
         try:
             option = getattr(codecs.codec_class(args.anchor), "speed_option", None)
