@@ -28,3 +28,7 @@ class CorruptStreamError(CodecError):
 
 class ModelError(PkuAigiError):
     """A learned model cannot be created, loaded or saved as asked."""
+
+
+class OutputError(PkuAigiError):
+    """An output file or folder cannot be written where the user asked."""

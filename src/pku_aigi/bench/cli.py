@@ -99,10 +99,10 @@ def _resolve_device(device: str) -> str:
 
 
 def _check_out(out: Path, force: bool) -> None:
+    from ..outputs import check_output_folder
     from .sweep import CACHE_FILE
 
-    if out.is_file():
-        raise PkuAigiError(f"--out {out} is a file; give a folder")
+    check_output_folder(out, option="--out")
     if out.is_dir() and any(out.iterdir()) and not (out / CACHE_FILE).exists() and not force:
         raise PkuAigiError(
             f"--out {out} is not empty and holds no {CACHE_FILE}: it is not a bench folder. "
@@ -193,6 +193,7 @@ def _extras(args, device: str, notes: list[str]):
 
 def run_bench(args) -> int:
     from .. import __version__
+    from ..outputs import make_output_folder
     from . import bdrate, prompt_modes
     from .report import write_report
     from .sweep import run_sweep
@@ -208,7 +209,7 @@ def run_bench(args) -> int:
     notes = [f"codec {name} left out: {reason}" for name, reason in selection.unavailable.items()]
     extras = _extras(args, device, notes)
 
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out, option="--out")
     result = run_sweep(
         images, selection.runs, out, workers=args.workers, extras=extras,
         progress=not args.no_progress,

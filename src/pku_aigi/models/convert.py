@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ..errors import ModelError
+from ..outputs import check_output_folder
 from .base import LearnedCodecModel, entropy_table_keys
 
 logger = logging.getLogger(__name__)
@@ -150,11 +151,12 @@ def convert_compressai(
     Returns:
         The model folder.
     """
-    out = Path(out)
+    out = check_output_folder(out, option="--out")
     if out.exists() and not force:
         raise ModelError(f"{out} already exists: choose another --out or pass --force")
-    if out.exists() and not out.is_dir():
-        raise ModelError(f"{out} exists and is not a folder")
+    if out.exists() and any(out.iterdir()) and not (out / "config.json").is_file():
+        # --force replaces a model folder, never a folder of the user's other files
+        raise ModelError(f"{out} is not empty and is not a model folder: choose another --out")
     model = model_from_compressai_checkpoint(
         architecture, checkpoint, quality=quality, metric=metric, **hparams
     )
