@@ -42,6 +42,10 @@ class ModelError(PkuAigiError):
     """A learned model cannot be created, loaded or saved as asked."""
 
 
+class OutputError(PkuAigiError):
+    """An output file or folder cannot be written where the user asked."""
+
+
 # ---- pku_aigi/subsets.py ------------------------------------------------------------
 """The five subsets of PKU-AIGI-500K in one table.
 

@@ -40,6 +40,8 @@ def register(subparsers) -> None:
     what.add_argument("--anchor", default="vvc", help="codec the BD values are relative to")
     data = parser.add_argument_group("images (default: the Hub's validation split, all configs)")
     data.add_argument("--images", metavar="DIR", help="a folder of images (subsets = sub-folders)")
+    data.add_argument("--sample", action="store_true",
+                      help="the built-in sample: 8 CC0 DiffusionDB images with prompts, offline")  # fmt: skip
     data.add_argument("--config", help="dataset config(s), comma-separated, or 'all'")
     data.add_argument("--split", default="validation", help="dataset split")
     data.add_argument("--data-dir", metavar="DIR", help="local folder laid out like the Hub repo")
@@ -114,6 +116,16 @@ def _load_images(args):
     from .. import subsets
     from .images import images_from_dataset, images_from_folder
 
+    if args.sample:
+        from ..sample import sample_dir
+
+        if args.images or args.config or args.data_dir or args.cache_dir:
+            raise PkuAigiError(
+                "--sample cannot be combined with --images/--config/--data-dir/--cache-dir: "
+                "choose one input"
+            )
+        images = images_from_folder(sample_dir(), args.limit)
+        return images, "the built-in sample (DiffusionDB, CC0 1.0; not PKU-AIGI-500K)"
     if args.images:
         if args.config or args.data_dir or args.cache_dir:
             raise PkuAigiError(
