@@ -27,7 +27,11 @@ MAX_WHEEL_BYTES = 6_000_000
 
 @pytest.fixture(scope="module")
 def space(tmp_path_factory) -> Path:
-    return build_space(tmp_path_factory.mktemp("space") / "pku-aigi-space")
+    outputs = [ROOT / "build", ROOT / "dist", ROOT / "src" / "pku_aigi.egg-info"]
+    before = [path.exists() for path in outputs]
+    folder = build_space(tmp_path_factory.mktemp("space") / "pku-aigi-space")
+    assert [path.exists() for path in outputs] == before  # the build left the tree alone
+    return folder
 
 
 def the_wheel(folder: Path) -> Path:
@@ -50,7 +54,6 @@ def test_folder_holds_app_card_wheel_and_requirements(space):
         if line.strip() and not line.startswith("#")
     ]
     assert requirements == [f"./{wheel.name}"]
-    assert not (ROOT / "build").exists()  # the source tree is left as it was
 
 
 def test_wheel_ships_the_sample_and_stays_small(space):

@@ -154,9 +154,6 @@ def convert_compressai(
     out = check_output_folder(out, option="--out")
     if out.exists() and not force:
         raise ModelError(f"{out} already exists: choose another --out or pass --force")
-    if out.exists() and any(out.iterdir()) and not (out / "config.json").is_file():
-        # --force replaces a model folder, never a folder of the user's other files
-        raise ModelError(f"{out} is not empty and is not a model folder: choose another --out")
     model = model_from_compressai_checkpoint(
         architecture, checkpoint, quality=quality, metric=metric, **hparams
     )
