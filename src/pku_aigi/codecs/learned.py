@@ -2,10 +2,12 @@
 
 :class:`LearnedCodec` wraps one :class:`~pku_aigi.models.base.LearnedCodecModel` (one
 architecture at one quality) and writes .aigic files (:mod:`.container`), coding the
-latents deterministically with a desync check (:mod:`.latent_coding`).
+latents with the model's deterministic entropy coding and desync check
+(:mod:`pku_aigi.models.entropy_coding`).
 
-Images of any size are padded (replicate) to a multiple of the model's ``pad_multiple``
-(or a larger ``pad_multiple`` given here: the PKU-AIGI-500K paper pads to 128) and
+Images of any size are padded (replicate) to a multiple of the model's
+``downsampling_factor`` (or a larger ``pad_multiple`` given here: the PKU-AIGI-500K
+paper pads to 128) and
 cropped after decoding. Modes (what ``decode`` returns):
 
 =========  =========================================================  ===========
@@ -34,6 +36,10 @@ from . import container
 from .base import MAX_PIXELS_DEFAULT, Codec
 
 logger = logging.getLogger(__name__)
+
+# Every architecture downsamples by at least 16 in each direction, so a latent element
+# stands for at least 16 x 16 padded pixels: a header claiming more latent is corrupt.
+MIN_PIXELS_PER_LATENT = 16 * 16
 
 
 def default_device() -> str:
@@ -135,7 +141,7 @@ class LearnedCodec(Codec):
         self.model_id = model_id or f"{architecture}-q{self.model_quality}"
         self.revision = revision or ""
         self.device = torch.device(device or default_device())
-        own = int(getattr(model, "pad_multiple", 64))
+        own = int(model.downsampling_factor)
         wanted = int(pad_multiple or own)
         if wanted % own:
             raise CodecError(f"pad_multiple {wanted} must be a multiple of the model's {own}")
@@ -199,8 +205,6 @@ class LearnedCodec(Codec):
         import torch
         import torch.nn.functional as F
 
-        from . import latent_coding
-
         self.check_quality(quality)
         width, height = image.size
         if width * height > self.max_pixels:
@@ -216,7 +220,7 @@ class LearnedCodec(Codec):
         x = F.pad(x, (0, -width % m, 0, -height % m), mode="replicate")
         text = self._text(prompt)
         seed = _binding(self.name, self.model_quality, width, height, out_mode, prompt)
-        coded = latent_coding.compress(self.model, x, text, seed)
+        coded = self.model.code_latents(x, text, seed)
         return container.pack(
             container.AigicFile(
                 architecture=self.name,
@@ -239,21 +243,19 @@ class LearnedCodec(Codec):
         """Decode .aigic bytes made with this model; CorruptStreamError otherwise."""
         import torch
 
-        from . import latent_coding
+        from ..models.entropy_coding import Coded, DesyncError
 
         header = container.parse(data, max_pixels=self.max_pixels)
         self._check_header(header)
         m = self.pad_multiple
         padded = (-(-header.height // m) * m, -(-header.width // m) * m)
         latent = int(np.prod(header.latent_shape))
-        if latent * 256 > padded[0] * padded[1]:
+        if latent * MIN_PIXELS_PER_LATENT > padded[0] * padded[1]:
             raise CorruptStreamError(
                 f"not a valid .aigic file: latent shape {header.latent_shape} is too large "
                 f"for a {header.width}x{header.height} image"
             )
-        coded = latent_coding.Coded(
-            header.strings, header.latent_shape, header.params_crc, header.symbols_crc
-        )
+        coded = Coded(header.strings, header.latent_shape, header.params_crc, header.symbols_crc)
         try:
             seed = _binding(
                 header.architecture,
@@ -263,8 +265,8 @@ class LearnedCodec(Codec):
                 header.mode,
                 header.prompt,
             )
-            x_hat = latent_coding.decompress(self.model, coded, self._text(header.prompt), seed)
-        except latent_coding.DesyncError as error:
+            x_hat = self.model.decode_latents(coded, self._text(header.prompt), seed)
+        except DesyncError as error:
             raise CorruptStreamError(self._desync_message(header, str(error))) from None
         except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as error:
             # The model cannot run on these strings/shape: a malformed or foreign file.
