@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -216,3 +218,41 @@ def test_other_architectures_use_their_own_coder_with_the_index_check(image):
         next(model.h_scale_s.parameters()).add_(0.3)
     with pytest.raises(CorruptStreamError, match="decoder desync: the entropy parameters"):
         codec.decode(data)
+
+
+def test_family_loads_each_model_once_on_first_use(tmp_path, image, monkeypatch):
+    import threading
+
+    from pku_aigi.codecs.families import LearnedCodecFamily
+    from pku_aigi.codecs.rate_control import encode_to_bpp
+
+    for quality in (1, 2):
+        torch.manual_seed(quality)
+        models.create("mbt2018-mean", quality=quality, N=16, M=16).save_pretrained(
+            tmp_path / f"q{quality}"
+        )
+    loads = []
+    original = LearnedCodec.from_pretrained.__func__
+
+    def counting(cls, source, *args, **kwargs):
+        loads.append(Path(source).name)
+        return original(cls, source, *args, **kwargs)
+
+    monkeypatch.setattr(LearnedCodec, "from_pretrained", classmethod(counting))
+    family = LearnedCodecFamily(
+        "mbt2018-mean (mse)",
+        {1: tmp_path / "q1", 2: tmp_path / "q2"},
+        architecture="mbt2018-mean",
+        device="cpu",
+    )
+    assert loads == [] and family.ladder.steps == (1, 2) and not family.text_conditioned
+    threads = [threading.Thread(target=family.codec, args=(2,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert loads == ["q2"]  # four callers, one load
+    data = family.encode(image, 2)
+    assert family.matches(data) and not family.matches(data[:-1]) and loads == ["q2"]
+    quality, best = encode_to_bpp(family, image, 1000.0)  # the ladder's highest rate fits
+    assert (quality, best) == (2, data) and loads == ["q2", "q1"]

@@ -7,19 +7,18 @@ latents with the model's deterministic entropy coding and desync check
 
 Images of any size are padded (replicate) to a multiple of the model's
 ``downsampling_factor`` (or a larger ``pad_multiple`` given here: the PKU-AIGI-500K
-paper pads to 128) and
-cropped after decoding. Modes (what ``decode`` returns):
+paper pads to 128) and cropped after decoding. The input becomes RGB by the one rule of
+:func:`pku_aigi.image_input.to_rgb` (alpha dropped, float and animated images refused,
+as for every codec); the header records the input's kind so that ``decode`` returns
+grey images as grey:
 
-=========  =========================================================  ===========
-input      coded as                                                    decoded as
-=========  =========================================================  ===========
-RGB        RGB, 8 bits                                                 RGB
-RGBA, P    RGB: the alpha channel is dropped (not coded), with a log   RGB
-           warning; P is converted to RGB/RGBA first
-L, 1, LA   gray replicated to RGB (alpha dropped)                      L (ITU-R 601 luma)
-I;16, I    scaled to 8 bits (v / 257, values must be in 0..65535)      I;16 (v * 257)
-CMYK ...   Pillow's conversion to RGB                                  RGB
-=========  =========================================================  ===========
+=================  ===========================
+input mode         decoded as
+=================  ===========================
+L, 1, LA, La       L (ITU-R 601 luma)
+I;16*, I           I;16 (v * 257)
+any other          RGB
+=================  ===========================
 """
 
 from __future__ import annotations
@@ -32,8 +31,10 @@ import numpy as np
 from PIL import Image
 
 from ..errors import CodecError, CorruptStreamError, ModelError
+from ..image_input import to_rgb
 from . import container
 from .base import MAX_PIXELS_DEFAULT, Codec
+from .ladder import QualityLadder
 
 logger = logging.getLogger(__name__)
 
@@ -58,30 +59,13 @@ def _device_label(device) -> str:
     return device.type
 
 
-def _to_coded_rgb(image: Image.Image) -> tuple[Image.Image, str]:
-    """(RGB image to code, mode to return after decoding); see the module table."""
-    mode = image.mode
-    if mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        mode = image.mode
-    if mode in ("RGB", "RGBA"):
-        if mode == "RGBA":
-            logger.warning("RGBA input: the alpha channel is not coded; decoding gives RGB")
-        return image.convert("RGB"), "RGB"
-    if mode in ("L", "1", "LA"):
-        if mode == "LA":
-            logger.warning("LA input: the alpha channel is not coded; decoding gives L")
-        return image.convert("L").convert("RGB"), "L"
-    if mode in ("I;16", "I;16L", "I;16B", "I"):
-        values = np.asarray(image, dtype=np.int64)
-        if values.min() < 0 or values.max() > 65535:
-            raise CodecError(f"{mode} image has values outside 0..65535: cannot code it")
-        gray = np.round(values / 257.0).astype(np.uint8)
-        return Image.fromarray(gray, "L").convert("RGB"), "I;16"
-    try:
-        return image.convert("RGB"), "RGB"
-    except ValueError as error:
-        raise CodecError(f"cannot code images of mode {mode}: {error}") from None
+_GREY_MODES = {"L": "L", "1": "L", "LA": "L", "La": "L"}
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _decoded_mode(mode: str) -> str:
+    """The mode ``decode`` returns for an input of ``mode`` (see the module table)."""
+    return "I;16" if mode in _SIXTEEN_BIT_MODES else _GREY_MODES.get(mode, "RGB")
 
 
 def _from_rgb(rgb: np.ndarray, mode: str) -> Image.Image:
@@ -117,7 +101,6 @@ class LearnedCodec(Codec):
     """
 
     file_extension = container.FILE_EXTENSION
-    higher_quality_is_better = True
 
     def __init__(
         self,
@@ -152,8 +135,7 @@ class LearnedCodec(Codec):
         self.quality_help = (
             f"fixed by the model: {self.model_quality} (load another model for another rate)"
         )
-        self.quality_range = (self.model_quality, self.model_quality)
-        self.default_qualities = (self.model_quality,)
+        self.ladder = QualityLadder.of((self.model_quality,))
         model.to(self.device).eval()
         model.update(force=False)  # no-op when the entropy coder is ready
         self._fingerprint = None
@@ -176,9 +158,19 @@ class LearnedCodec(Codec):
         return cls(model, model_id=model_id, revision=revision, **options)
 
     @staticmethod
-    def family(name: str, members: dict, **options) -> LearnedCodecFamily:
+    def family(name: str, members: dict, **options):
         """One codec over several models, ``{quality: repo_or_dir_or_model}`` (RD sweeps)."""
+        from .families import LearnedCodecFamily
+
         return LearnedCodecFamily(name, members, **options)
+
+    def matches(self, data: bytes) -> bool:
+        """True for .aigic bytes of this architecture and quality."""
+        header = container.peek(data)
+        return header is not None and (header.architecture, header.quality) == (
+            self.name,
+            self.model_quality,
+        )
 
     # ------------------------------------------------------------------ Codec API
     @property
@@ -206,13 +198,9 @@ class LearnedCodec(Codec):
         import torch.nn.functional as F
 
         self.check_quality(quality)
+        rgb = to_rgb(image, self.max_pixels)
         width, height = image.size
-        if width * height > self.max_pixels:
-            raise CodecError(
-                f"image is {width}x{height} = {width * height} pixels, more than the limit "
-                f"of {self.max_pixels}: resize it or pass a larger max_pixels"
-            )
-        rgb, out_mode = _to_coded_rgb(image)
+        out_mode = _decoded_mode(image.mode)
         prompt = prompt if self.text_conditioned else None  # others ignore it
         x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)
         x = x[None].to(self.device, torch.float32) / 255.0
@@ -314,53 +302,3 @@ class LearnedCodec(Codec):
             f"{_device_label(self.device)} with {self.model_id}). The file was made by "
             "other weights, or corrupted; no image is returned rather than a wrong one"
         )
-
-
-class LearnedCodecFamily(Codec):
-    """Several models of one architecture, one per quality, as one :class:`Codec`."""
-
-    file_extension = container.FILE_EXTENSION
-
-    def __init__(self, name: str, members: dict, **options):
-        if not members:
-            raise CodecError(f"learned codec family {name!r} needs at least one model")
-        self.name = name
-        self.members: dict[int, LearnedCodec] = {}
-        for quality, member in sorted(members.items()):
-            if isinstance(member, LearnedCodec):
-                codec = member
-            elif isinstance(member, (str, Path)):
-                codec = LearnedCodec.from_pretrained(member, **options)
-            else:
-                codec = LearnedCodec.from_model(member, **options)
-            self.members[int(quality)] = codec
-        qualities = tuple(self.members)
-        self.quality_range = (min(qualities), max(qualities))
-        self.default_qualities = qualities
-        self.quality_help = f"one model per quality: {', '.join(map(str, qualities))}"
-        self.description = f"learned codec family {name} ({len(qualities)} models)"
-        self.text_conditioned = any(c.text_conditioned for c in self.members.values())
-
-    @property
-    def version(self) -> str:
-        return "|".join(c.version for c in self.members.values())
-
-    def _member(self, quality) -> LearnedCodec:
-        try:
-            return self.members[int(quality)]
-        except (KeyError, TypeError, ValueError):
-            raise CodecError(
-                f"{self.name} has no model for quality {quality}: {self.quality_help}"
-            ) from None
-
-    def encode(self, image: Image.Image, quality, *, prompt: str | None = None) -> bytes:
-        return self._member(quality).encode(image, None, prompt=prompt)
-
-    def decode(self, data: bytes) -> Image.Image:
-        header = container.parse(data)
-        if header.quality not in self.members:
-            raise CorruptStreamError(
-                f"this .aigic file is at quality {header.quality}; {self.name} has "
-                f"{self.quality_help}"
-            )
-        return self.members[header.quality].decode(data)
