@@ -102,10 +102,12 @@ def _resolve_device(device: str) -> str:
 
 def _check_out(out: Path, force: bool) -> None:
     from ..outputs import check_output_folder
-    from .sweep import CACHE_FILE
+    from .sweep import CACHE_FILE, LOCK_FILE
 
     check_output_folder(out, option="--out")
-    if out.is_dir() and any(out.iterdir()) and not (out / CACHE_FILE).exists() and not force:
+    ours = {CACHE_FILE, LOCK_FILE}
+    busy = out.is_dir() and any(p.name not in ours for p in out.iterdir())
+    if busy and not (out / CACHE_FILE).exists() and not force:
         raise PkuAigiError(
             f"--out {out} is not empty and holds no {CACHE_FILE}: it is not a bench folder. "
             "Choose another --out, or pass --force to write the report files into it"
@@ -204,11 +206,9 @@ def _extras(args, device: str, notes: list[str]):
 
 
 def run_bench(args) -> int:
-    from .. import __version__
     from ..outputs import make_output_folder
-    from . import bdrate, prompt_modes
-    from .report import write_report
-    from .sweep import run_sweep
+    from . import prompt_modes
+    from .sweep import out_dir_lock
 
     out = Path(args.out)
     _check_out(out, args.force)
@@ -222,10 +222,27 @@ def run_bench(args) -> int:
     extras = _extras(args, device, notes)
 
     make_output_folder(out, option="--out")
+    with out_dir_lock(out):  # held until the report is written
+        return _sweep_and_report(args, out, images, source, device, selection, use_protocol,
+                                 notes, extras)  # fmt: skip
+
+
+def _sweep_and_report(args, out, images, source, device, selection, use_protocol, notes, extras):
+    from .. import __version__
+    from . import bdrate
+    from .report import write_report
+    from .sweep import run_sweep
+
     result = run_sweep(
         images, selection.runs, out, workers=args.workers, extras=extras,
         progress=not args.no_progress,
     )  # fmt: skip
+    kept = sorted({row["codec"] for row in result.earlier})
+    if kept:
+        notes.append(
+            f"kept from earlier runs into {out} (same images): {', '.join(kept)} "
+            f"({len(result.earlier)} measurements)"
+        )
     notes += [f"failed: {f.codec} q={f.quality} on {f.image}: {f.error}" for f in result.failures]
 
     per_subset: dict[str, int] = {}
@@ -254,7 +271,7 @@ def run_bench(args) -> int:
         "measurements": f"{result.measured} new, {result.reused} reused from the cache",
     }
     report = write_report(
-        result.rows, out, images_per_subset=per_subset, anchor=args.anchor,
+        result.rows + result.earlier, out, images_per_subset=per_subset, anchor=args.anchor,
         settings=settings, notes=notes,
     )  # fmt: skip
     print(

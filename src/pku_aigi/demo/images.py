@@ -14,6 +14,7 @@ once, and each conversion is reported as a note the UI shows (never a silent cha
 from __future__ import annotations
 
 import os
+import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,7 +78,8 @@ def load_input_image(path: str | os.PathLike, limit: int | None = None) -> Input
             f"{path.name} is not an image this demo can read: upload a PNG, JPEG, WebP, "
             "AVIF, TIFF, BMP or GIF file (to decompress a codec's file use the Decode tab)"
         ) from None
-    except OSError as error:
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
+        # ValueError: e.g. a text chunk above Pillow's MAX_TEXT_CHUNK, read on open
         raise InputImageError(f"{path.name} cannot be opened: {error}") from None
 
     width, height = image.size
@@ -101,7 +103,7 @@ def load_input_image(path: str | os.PathLike, limit: int | None = None) -> Input
     sixteen_bit = _has_16bit_samples(image)
     try:
         image.load()
-    except (OSError, ValueError, SyntaxError) as error:
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
         raise InputImageError(
             f"{path.name} is truncated or corrupt ({error}): upload the complete file"
         ) from None
