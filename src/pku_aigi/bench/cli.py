@@ -52,6 +52,8 @@ def register(subparsers) -> None:
                       "anchor's protocol points), the full overlap, or LOW,HIGH bpp")  # fmt: skip
     data = parser.add_argument_group("images (default: the Hub's validation split, all configs)")
     data.add_argument("--images", metavar="DIR", help="a folder of images (subsets = sub-folders)")
+    data.add_argument("--sample", action="store_true",
+                      help="the built-in sample: 8 CC0 DiffusionDB images with prompts, offline")  # fmt: skip
     data.add_argument("--config", help="dataset config(s), comma-separated, or 'all'")
     data.add_argument("--split", default="validation", help="dataset split")
     data.add_argument("--data-dir", metavar="DIR", help="local folder laid out like the Hub repo")
@@ -111,10 +113,10 @@ def _resolve_device(device: str) -> str:
 
 
 def _check_out(out: Path, force: bool) -> None:
+    from ..outputs import check_output_folder
     from .sweep import CACHE_FILE, LOCK_FILE
 
-    if out.is_file():
-        raise PkuAigiError(f"--out {out} is a file; give a folder")
+    check_output_folder(out, option="--out")
     ours = {CACHE_FILE, LOCK_FILE}
     busy = out.is_dir() and any(p.name not in ours for p in out.iterdir())
     if busy and not (out / CACHE_FILE).exists() and not force:
@@ -128,6 +130,16 @@ def _load_images(args):
     from .. import subsets
     from .images import images_from_dataset, images_from_folder
 
+    if args.sample:
+        from ..sample import sample_dir
+
+        if args.images or args.config or args.data_dir or args.cache_dir:
+            raise PkuAigiError(
+                "--sample cannot be combined with --images/--config/--data-dir/--cache-dir: "
+                "choose one input"
+            )
+        images = images_from_folder(sample_dir(), args.limit)
+        return images, "the built-in sample (DiffusionDB, CC0 1.0; not PKU-AIGI-500K)"
     if args.images:
         if args.config or args.data_dir or args.cache_dir:
             raise PkuAigiError(
@@ -286,6 +298,7 @@ def _anchor_line(anchor: str, runs) -> str:
 
 
 def run_bench(args) -> int:
+    from ..outputs import make_output_folder
     from . import prompt_modes
     from .sweep import out_dir_lock
 
@@ -300,6 +313,7 @@ def run_bench(args) -> int:
     notes = [f"codec {name} left out: {reason}" for name, reason in selection.unavailable.items()]
     extras = _extras(args, device, notes)
 
+    make_output_folder(out, option="--out")
     with out_dir_lock(out):  # held until the report is written
         return _sweep_and_report(args, out, images, source, device, selection, use_protocol,
                                  notes, extras)  # fmt: skip
