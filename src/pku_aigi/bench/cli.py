@@ -32,7 +32,8 @@ def register(subparsers) -> None:
     what = parser.add_argument_group("codecs")
     what.add_argument("--protocol", choices=["pku-aigi"], help="the paper's codecs and settings "
                       "(default when neither --codecs nor --model is given)")  # fmt: skip
-    what.add_argument("--codecs", help="comma-separated conventional codecs, e.g. jpeg,webp,vvc")
+    what.add_argument("--codecs", help="comma-separated codec names (`pku-aigi codecs`, plugins "
+                      "included), e.g. jpeg,webp,vvc")  # fmt: skip
     what.add_argument("--model", action="append", default=[], metavar="DIR_OR_REPO",
                       help="a learned model folder or Hub id (repeatable; one curve per architecture)")  # fmt: skip
     what.add_argument("--qualities", action="append", default=[], metavar="CODEC=Q1,Q2",
@@ -140,6 +141,8 @@ def _check_codec_names(args) -> None:
     for name in (args.codecs or "").split(","):
         if name.strip():
             codecs.codec_class(name.strip())
+    if codecs.registry.is_known(args.anchor):  # "--anchor VVC" means vvc
+        args.anchor = codecs.canonical_name(args.anchor)
 
 
 def _select(args, device: str):
