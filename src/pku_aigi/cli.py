@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR
+    from . import network
+
+    network.install()  # one network policy for every command: fail fast, once per host
     try:
         return int(args.func(args) or 0)
     except PkuAigiError as error:

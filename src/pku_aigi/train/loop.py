@@ -602,9 +602,7 @@ def _finish(config, runs, val_crops, descriptions, step, writer, result) -> None
         result.model_dirs.append(folder)
         result.rd_points.append(point)
         if config.push_to_hub:
-            repo_id = _repo_id(config.push_to_hub, run, len(runs))
-            model.push_to_hub(repo_id, commit_message="pku-aigi train")
-            logger.info("pushed %s to the Hub as %s", folder, repo_id)
+            _push(model, _repo_id(config.push_to_hub, run, len(runs)), folder, data_description)
         logger.info("model written to %s", folder)
 
 
@@ -634,3 +632,20 @@ def _repo_id(template: str, run: ModelRun, count: int) -> str:
     if "{" in template:
         return template.format(lmbda=f"{run.lmbda:g}", name=run.name)
     return template if count == 1 else f"{template}-lmbda{run.lmbda:g}"
+
+
+def _push(model, repo_id: str, folder: Path, trained_on: str) -> None:
+    """Upload ``model`` to Hub repo ``repo_id``, then print the zoo entry that names it."""
+    import json
+
+    from ..models import zoo
+
+    model.push_to_hub(repo_id, commit_message="pku-aigi train")
+    logger.info("pushed %s to the Hub as %s", folder, repo_id)
+    entry = zoo.entry_for_pushed_model(repo_id, model.config, trained_on)
+    print(
+        f"Pushed {repo_id}. To make it the zoo's {entry['architecture']} quality "
+        f"{entry['quality']} {entry['metric']} model (preferred over CompressAI's Vimeo-90k "
+        "weights), add this entry to the file named by PKU_AIGI_ZOO (or to models/zoo.json):\n"
+        + json.dumps(entry)
+    )
