@@ -53,7 +53,14 @@ class PillowCodec(ConventionalCodec):
 
     def _encode(self, rgb: Image.Image, quality: int | float) -> bytes:
         buffer = io.BytesIO()
-        rgb.save(buffer, self.pil_format, **self.save_options(quality, rgb.size))
+        try:
+            rgb.save(buffer, self.pil_format, **self.save_options(quality, rgb.size))
+        except (OSError, ValueError) as error:  # e.g. JPEG sides above 65535, WebP 16383
+            width, height = rgb.size
+            raise CodecError(
+                f"{self.name} cannot code this {width}x{height} image ({error}): the format "
+                "limits the size of a side; crop or downscale it, or use another codec"
+            ) from None
         return buffer.getvalue()
 
     def _decode(self, data: bytes) -> Image.Image:
