@@ -24,7 +24,8 @@ NumPy float64 on the CPU: the rows above a position are folded into one matrix p
 per row, leaving three small products per position (CompressAI recomputes a 5x5
 convolution and loops over the 64 scales per position). Models that are not built from
 these CompressAI classes (TCM, CATC) use their own ``compress``/``decompress`` under the
-same deterministic settings, with the scale indexes recorded for ``params_crc``.
+same deterministic settings, with the scale indexes and the symbols they code
+recorded for ``params_crc`` and ``symbols_crc``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
+from compressai.entropy_models import EntropyModel, GaussianConditional
 from compressai.models import (
     FactorizedPrior,
     JointAutoregressiveHierarchicalPriors,
@@ -235,6 +237,13 @@ def _decompress_hyper(model, coded: Coded, with_means: bool, seed: int) -> torch
 
 
 # --------------------------------------------------------------------- factorized prior
+def _tables_crc(eb, seed: int) -> int:
+    """CRC32 of the factorized prior's coding tables and medians: the entropy
+    parameters of a factorized model, bound to the header like the others'."""
+    tensors = (eb._quantized_cdf, eb._cdf_length, eb._offset, eb._get_medians().detach())
+    return _crc(*(t.detach().cpu().contiguous().numpy() for t in tensors), seed=seed)
+
+
 def _compress_factorized(model, x: torch.Tensor, seed: int) -> Coded:
     eb = model.entropy_bottleneck
     y = model.g_a(_fast(x))
@@ -242,12 +251,16 @@ def _compress_factorized(model, x: torch.Tensor, seed: int) -> Coded:
     medians = eb._get_medians().detach().reshape(1, -1, 1, 1)
     symbols = torch.round(y - medians).to(torch.int32).cpu()
     return Coded(
-        [strings], tuple(int(s) for s in y.shape[-2:]), seed, _crc(symbols.numpy(), seed=seed)
+        [strings],
+        tuple(int(s) for s in y.shape[-2:]),
+        _tables_crc(eb, seed),
+        _crc(symbols.numpy(), seed=seed),
     )
 
 
 def _decompress_factorized(model, coded: Coded, seed: int) -> torch.Tensor:
     eb = model.entropy_bottleneck
+    _check(coded.params_crc, _tables_crc(eb, seed), "entropy parameters")
     y_hat = eb.decompress(coded.strings[0], coded.shape)
     medians = eb._get_medians().detach().reshape(1, -1, 1, 1)
     symbols = torch.round(y_hat - medians).to(torch.int32).cpu()
@@ -392,41 +405,67 @@ def _decompress_ar(model, coded: Coded, seed: int) -> torch.Tensor:
 
 # --------------------------------------------------------------------- other models
 @contextlib.contextmanager
-def _record_indexes(model, sink: list):
-    """Record every scale index the model's Gaussian conditionals build."""
+def _record_coding(model, indexes: list, symbols: list, decoding: bool):
+    """Record every scale index the model's Gaussian conditionals build, and every
+    symbol its entropy models code (``quantize(..., "symbols")`` when encoding, the
+    decoded symbols handed to ``dequantize`` when decoding)."""
     patched = []
+
+    def record(sink, array):
+        sink.append(array.detach().to(torch.int32).cpu().numpy())
+
     for module in model.modules():
-        build = getattr(module, "build_indexes", None)
-        if build is None or not hasattr(module, "scale_table"):
+        if not isinstance(module, EntropyModel):
             continue
+        if isinstance(module, GaussianConditional):
 
-        def recording(scales, _build=build):
-            indexes = _build(scales)
-            sink.append(indexes.detach().to(torch.int32).cpu().numpy())
-            return indexes
+            def build_indexes(scales, _build=module.build_indexes):
+                out = _build(scales)
+                record(indexes, out)
+                return out
 
-        module.build_indexes = recording
+            module.build_indexes = build_indexes
+        if decoding:
+
+            def dequantize(inputs, *args, _dequantize=module.dequantize, **kwargs):
+                record(symbols, inputs)
+                return _dequantize(inputs, *args, **kwargs)
+
+            module.dequantize = dequantize
+        else:
+
+            def quantize(inputs, mode, *args, _quantize=module.quantize, **kwargs):
+                out = _quantize(inputs, mode, *args, **kwargs)
+                if mode == "symbols":
+                    record(symbols, out)
+                return out
+
+            module.quantize = quantize
         patched.append(module)
     try:
         yield
     finally:
         for module in patched:
-            del module.build_indexes
+            for name in ("build_indexes", "dequantize", "quantize"):
+                module.__dict__.pop(name, None)
 
 
 def _compress_generic(model, x, text, seed: int) -> Coded:
-    recorded: list = []
-    with _record_indexes(model, recorded):
+    indexes: list = []
+    symbols: list = []
+    with _record_coding(model, indexes, symbols, decoding=False):
         out = model.compress(x, text=text)
     shape = tuple(int(s) for s in out["shape"])
-    return Coded(out["strings"], shape, _crc(*recorded, seed=seed), None)
+    return Coded(out["strings"], shape, _crc(*indexes, seed=seed), _crc(*symbols, seed=seed))
 
 
 def _decompress_generic(model, coded: Coded, text, seed: int) -> torch.Tensor:
-    recorded: list = []
-    with _record_indexes(model, recorded):
+    indexes: list = []
+    symbols: list = []
+    with _record_coding(model, indexes, symbols, decoding=True):
         x_hat = model.decompress(coded.strings, coded.shape, text=text)["x_hat"]
-    _check(coded.params_crc, _crc(*recorded, seed=seed), "entropy parameters")
+    _check(coded.params_crc, _crc(*indexes, seed=seed), "entropy parameters")
+    _check(coded.symbols_crc, _crc(*symbols, seed=seed), "decoded symbols")
     return x_hat.clamp(0, 1)
 
 
@@ -492,5 +531,5 @@ def decompress(model, coded: Coded, text=None, seed: int = 0) -> torch.Tensor:
 
 
 def _check(expected: int | None, actual: int, what: str) -> None:
-    if expected is not None and expected != actual:
+    if expected != actual:  # a file without the check (None) is never accepted
         raise DesyncError(what)

@@ -19,6 +19,7 @@ import torch
 
 from ..errors import ModelError
 from .base import CARD_METADATA_KEY, LearnedCodecModel, entropy_table_keys
+from .validation import check_config, check_entropy_tables
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +85,9 @@ def load_pretrained(
     }
     config_path = resolve_file(source, CONFIG_NAME, **download)
     config = read_config(config_path)
-    model_class = model_class_for(config, expected_class)
     weights_path = resolve_file(source, WEIGHTS_NAME, **download)
+    check_config(config, config_path, weights_path)
+    model_class = model_class_for(config, expected_class)
 
     model = model_class.from_config(**config)
     state_dict = read_safetensors(weights_path, map_location)
@@ -169,14 +171,20 @@ def _missing_file_message(source: str, filename: str, *, local: bool) -> str:
 def read_config(path: Path) -> dict[str, Any]:
     """The config dict of ``config.json``, checked to name an architecture."""
     try:
-        config = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        config = _json(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ModelError(f"cannot read {path}: {error}") from None
-    if not isinstance(config, dict):
-        raise ModelError(f"{path} must hold a JSON object, not {type(config).__name__}")
-    if not config.get("architecture"):
-        raise ModelError(f"{path} has no 'architecture': cannot tell which model it holds")
+    check_config(config, path)
     return config
+
+
+def _json(text: str) -> Any:
+    """``json.loads`` for untrusted text: too deep nesting and numbers of thousands of
+    digits are a ValueError like any other malformed JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
 
 
 def model_class_for(config: dict[str, Any], expected_class: type | None = None) -> type:
@@ -210,10 +218,12 @@ def read_card_info(path: Path) -> dict[str, Any]:
     with safe_open(str(path), framework="pt") as handle:
         text = (handle.metadata() or {}).get(CARD_METADATA_KEY)
     try:
-        info = json.loads(text) if text else {}
-    except json.JSONDecodeError:
-        logger.warning("ignoring unreadable model-card metadata in %s", path)
-        return {}
+        info = _json(text) if text else {}
+    except ValueError as error:
+        raise ModelError(
+            f"the model-card metadata ({CARD_METADATA_KEY}) in {path} is unreadable "
+            f"({str(error)[:100]}): re-save the model with save_pretrained"
+        ) from None
     return info if isinstance(info, dict) else {}
 
 
@@ -257,6 +267,7 @@ def load_checked(model: LearnedCodecModel, state_dict: dict, *, source: str = ""
     if not model.entropy_coder_ready():
         logger.info("entropy coder tables missing%s: computing them (update)", _at(source))
         model.update(force=True)
+    check_entropy_tables(model, source)
 
 
 def _at(source: str) -> str:
