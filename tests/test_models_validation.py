@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -150,3 +152,43 @@ def test_computed_tables_pass_and_a_loaded_model_codes(arch, hparams, tmp_path):
 
     image = Image.new("RGB", (40, 30), (200, 100, 50))
     assert codec.decode(codec.encode(image)).size == (40, 30)
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda t: t.fill_(1e30), "medians .* beyond"),
+        (lambda t: t + torch.tensor([0.0, 3.0, 0.0]), "do not match the medians"),
+    ],
+)
+def test_medians_must_match_the_bottleneck_tables(copy, edit, message):
+    """Huge medians made the factorized prior's symbols overflow the rANS encoder (an
+    endless loop); medians moved within their quantiles no longer fit the saved tables."""
+    edit_tensor(copy, "entropy_bottleneck.quantiles", edit)
+    with pytest.raises(ModelError, match=message):
+        models.AutoCodec.from_pretrained(copy)
+
+
+@pytest.mark.parametrize("arch", ["bmshj2018-factorized", "mbt2018-mean", "mbt2018"])
+def test_broken_weights_are_a_codec_error_not_an_endless_encoder(arch):
+    """NaN latents round to -2**31, on which CompressAI's rANS encoder never returns."""
+    script = f"""
+import torch
+from PIL import Image
+from pku_aigi import models
+from pku_aigi.codecs import from_model
+from pku_aigi.errors import CodecError
+torch.set_num_threads(1)
+torch.manual_seed(0)
+model = models.create({arch!r}, quality=1, N=16, M=16)
+with torch.no_grad():
+    [m for m in model.g_a.modules() if isinstance(m, torch.nn.Conv2d)][-1].weight.fill_(1e38)
+try:
+    from_model(model, device="cpu").encode(Image.new("RGB", (64, 64), (90, 20, 200)))
+except CodecError as error:
+    print("REFUSED", error)
+"""
+    run = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert "REFUSED the model produced" in run.stdout, run.stderr[-1500:]

@@ -250,6 +250,12 @@ def make_cases(rng: random.Random, count: int, workdir: Path) -> list[dict]:
     return cases
 
 
+def prepare_worker() -> None:
+    """Import torch and build every model before the harness caps the address space."""
+    for arch in MODELS:
+        codec(arch)
+
+
 def check(case: dict) -> str:
     import numpy as np
 

@@ -251,6 +251,21 @@ def crop():
     return _crop()
 
 
+def prepare_worker() -> None:
+    """Import torch, safetensors and the models before the harness caps the address
+    space; build each architecture once (first-use caches)."""
+    import safetensors.torch  # noqa: F401
+    import torch
+
+    from pku_aigi import models
+    from pku_aigi.codecs import from_model
+
+    for arch, hparams in MODELS.items():
+        torch.manual_seed(0)
+        codec = from_model(models.create(arch, quality=1, **hparams).eval(), device="cpu")
+        codec.decode(codec.encode(crop()))
+
+
 def check(case: dict) -> str:
     from pku_aigi import AutoCodec
     from pku_aigi.codecs import from_model

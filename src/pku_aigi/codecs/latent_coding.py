@@ -50,6 +50,9 @@ from ..errors import CodecError, CorruptStreamError
 
 MEANS_GRID = 1024.0  # means are rounded to multiples of 1 / MEANS_GRID
 MEANS_LIMIT = 2.0**20  # |mean| beyond this only comes from garbage: clip, keep int32
+# |symbol| beyond this only comes from broken weights; CompressAI's rANS encoder loops
+# forever on escape values near the int32 limits (NaN latents round to -2**31).
+SYMBOL_LIMIT = 2**22
 CONTEXT_KERNEL = 5  # masked 5x5 convolution of Minnen et al. 2018
 
 
@@ -127,6 +130,37 @@ def _crc(*arrays, seed: int = 0) -> int:
     return crc
 
 
+def _in_range(symbols, what: str = "latent symbols"):
+    """``symbols`` (tensor or array), refused if beyond ``SYMBOL_LIMIT``."""
+    values = symbols.detach().cpu().numpy() if isinstance(symbols, torch.Tensor) else symbols
+    if values.size and int(np.abs(values.astype(np.int64)).max()) >= SYMBOL_LIMIT:
+        raise CodecError(
+            f"the model produced {what} beyond +-{SYMBOL_LIMIT} (NaN, inf or huge "
+            "latents): its weights are broken, the image cannot be coded with it"
+        )
+    return symbols
+
+
+@contextlib.contextmanager
+def _symbols_checked(model):
+    """Check every symbol that the model's entropy models hand to the rANS encoder."""
+    patched = []
+    for module in model.modules():
+        if isinstance(module, EntropyModel) and "quantize" not in module.__dict__:
+
+            def quantize(inputs, mode, *args, _quantize=module.quantize, **kwargs):
+                out = _quantize(inputs, mode, *args, **kwargs)
+                return _in_range(out) if mode == "symbols" else out
+
+            module.quantize = quantize
+            patched.append(module)
+    try:
+        yield
+    finally:
+        for module in patched:
+            module.__dict__.pop("quantize", None)
+
+
 def _finite(tensor: torch.Tensor, what: str) -> torch.Tensor:
     if not bool(torch.isfinite(tensor).all()):
         raise CodecError(
@@ -198,7 +232,9 @@ def _compress_hyper(model, x: torch.Tensor, with_means: bool, seed: int) -> Code
     z_strings = model.entropy_bottleneck.compress(z)
     z_hat = _dequantized(model.entropy_bottleneck, z)
     indexes, means_q = _hyper_params(model, z_hat, tables, with_means)
-    symbols = torch.round(y.double().cpu() - means_q.double() / MEANS_GRID).to(torch.int32)
+    symbols = torch.round(y.double().cpu() - means_q.double() / MEANS_GRID)
+    symbols = _in_range(symbols.clamp(-SYMBOL_LIMIT, SYMBOL_LIMIT).nan_to_num(SYMBOL_LIMIT))
+    symbols = symbols.to(torch.int32)
     string = BufferedRansEncoder()
     string.encode_with_indexes(
         symbols.reshape(-1).tolist(),
@@ -355,7 +391,7 @@ def _compress_ar(model, x: torch.Tensor, seed: int) -> Coded:
         row = ctx.row(y_pad, h)
         for w in range(width):
             indexes, means_q, means = _ar_step(tables, *ctx.position(row, y_pad, h, w))
-            symbols = np.round(y_np[h, w] - means)
+            symbols = _in_range(np.nan_to_num(np.round(y_np[h, w] - means), nan=SYMBOL_LIMIT))
             y_pad[h + pad, w + pad] = symbols + means
             all_indexes.append(indexes)
             all_means.append(means_q)
@@ -417,6 +453,7 @@ def _record_coding(model, indexes: list, symbols: list, decoding: bool):
     for module in model.modules():
         if not isinstance(module, EntropyModel):
             continue
+        saved = {k: v for k, v in module.__dict__.items() if k in ("quantize", "dequantize")}
         if isinstance(module, GaussianConditional):
 
             def build_indexes(scales, _build=module.build_indexes):
@@ -441,13 +478,14 @@ def _record_coding(model, indexes: list, symbols: list, decoding: bool):
                 return out
 
             module.quantize = quantize
-        patched.append(module)
+        patched.append((module, saved))
     try:
         yield
     finally:
-        for module in patched:
+        for module, saved in patched:
             for name in ("build_indexes", "dequantize", "quantize"):
                 module.__dict__.pop(name, None)
+            module.__dict__.update(saved)  # what an enclosing context had patched
 
 
 def _compress_generic(model, x, text, seed: int) -> Coded:
@@ -497,7 +535,7 @@ def compress(model, x: torch.Tensor, text=None, seed: int = 0) -> Coded:
     header (size, mode, model) so that the check also binds the strings to it.
     """
     path = coding_path(model)
-    with deterministic_torch():
+    with deterministic_torch(), _symbols_checked(model):
         if path == "ar":
             return _compress_ar(model, x, seed)
         if path in ("mean-scale", "scale"):

@@ -200,12 +200,7 @@ def check_entropy_tables(model: torch.nn.Module, source: str = "") -> None:
             continue  # not computed yet: update() computes valid tables
         problem = _table_problem(module)
         if problem is None and isinstance(module, EntropyBottleneck):
-            if not bool(torch.isfinite(module.quantiles).all()):
-                problem = "medians (quantiles) are not finite"
-            elif module._quantized_cdf.shape[0] != module.channels:
-                problem = (
-                    f"{module._quantized_cdf.shape[0]} CDF rows for {module.channels} channels"
-                )
+            problem = _bottleneck_problem(module)
         if problem is None and isinstance(module, GaussianConditional):
             table = module.scale_table
             if table.numel() == 0 or not bool(torch.isfinite(table).all()):
@@ -221,6 +216,28 @@ def check_entropy_tables(model: torch.nn.Module, source: str = "") -> None:
                 "model with save_pretrained, or drop the tables (_quantized_cdf, _offset, "
                 "_cdf_length) from model.safetensors so that they are recomputed"
             )
+
+
+def _bottleneck_problem(module) -> str | None:
+    """The factorized prior's offsets and lengths, recomputed from its quantiles as
+    ``EntropyBottleneck.update`` does: they must match (medians far out make the symbols
+    overflow the coder)."""
+    quantiles = module.quantiles.detach()
+    if not bool(torch.isfinite(quantiles).all()) or float(quantiles.abs().max()) >= 2**20:
+        return "medians (quantiles) are not finite or beyond +-2**20"
+    if module._quantized_cdf.shape[0] != module.channels:
+        return f"{module._quantized_cdf.shape[0]} CDF rows for {module.channels} channels"
+    medians = quantiles[:, 0, 1]
+    minima = torch.clamp(torch.ceil(medians - quantiles[:, 0, 0]).int(), min=0)
+    maxima = torch.clamp(torch.ceil(quantiles[:, 0, 2] - medians).int(), min=0)
+    offsets = module._offset.reshape(-1)
+    lengths = module._cdf_length.reshape(-1)
+    if not torch.equal(offsets, -minima) or not torch.equal(lengths, minima + maxima + 3):
+        return (
+            "_offset and _cdf_length do not match the medians (quantiles): tables from "
+            "other weights; call model.update(force=True) before save_pretrained"
+        )
+    return None
 
 
 def _table_problem(module) -> str | None:
