@@ -1,0 +1,45 @@
+"""The fuzz harness (benchmarks/fuzz.py) classifies every way a case can end."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+from conftest import PROJECT_ROOT
+
+
+@pytest.fixture(scope="module")
+def fuzz():
+    path = PROJECT_ROOT / "benchmarks" / "fuzz.py"
+    spec = importlib.util.spec_from_file_location("pku_aigi_fuzz", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_harness_classifies_each_outcome(fuzz, tmp_path):
+    """Two of each outcome: the children survive refusals and are replaced after a
+    crash, a hang (watchdog) or a runaway allocation (address-space cap)."""
+    counts, findings = fuzz.fuzz(
+        ["_selftest"], count=16, seed=1, jobs=2, timeout=3, memory_mb=512, workdir=tmp_path
+    )
+    row = counts["_selftest"]
+    assert dict(row) == {
+        "clean": 4,  # valid + refused with a PkuAigiError
+        "unclean": 2,
+        "crash": 2,
+        "hang": 2,
+        "over-memory": 2,
+        "wrong": 2,
+        "dropped": 2,
+    }
+    details = {column: detail for _, column, _, detail in findings}
+    assert details["crash"] == "signal SIGSEGV"
+    assert details["unclean"].startswith("KeyError: 'escaped on purpose'")
+    table = fuzz.format_table(counts)
+    assert (
+        "| _selftest | 16    | 4     | 2       | 2     | 2    | 2           | 2     | 2       |"
+        in table
+    )
