@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from pku_aigi import codecs
 from pku_aigi.codecs import ffmpeg_codecs, pillow_codecs
-from pku_aigi.codecs.imaging import even_padded
+from pku_aigi.codecs.ffmpeg_codecs import even_padded
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "pku-examples"

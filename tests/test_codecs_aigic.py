@@ -2,24 +2,23 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from tiny_models import TINY_COMPRESSAI, TINY_TCM
 
 from pku_aigi import models
-from pku_aigi.codecs import container, from_model, latent_coding
+from pku_aigi.codecs import container, from_model
 from pku_aigi.codecs.learned import LearnedCodec
 from pku_aigi.errors import CodecError, CorruptStreamError
+from pku_aigi.models import entropy_coding
+from pku_aigi.models.channel_slices import ChannelSliceCodec
 
-TINY = {
-    "bmshj2018-factorized": {"N": 16, "M": 16},
-    "bmshj2018-hyperprior": {"N": 16, "M": 16},
-    "mbt2018-mean": {"N": 16, "M": 16},
-    "mbt2018": {"N": 16, "M": 24},
-    "cheng2020-anchor": {"N": 16},
-}
+TINY = TINY_COMPRESSAI
 
 
 def tiny_model(arch: str, seed: int = 0):
@@ -82,14 +81,14 @@ def test_indexes_equal_compressai_build_indexes():
     model.update(force=True)
     gc = model.gaussian_conditional
     scales = torch.exp(torch.linspace(-4, 7, 5000)).reshape(1, 5, 10, 100)
-    ours = latent_coding._GaussianTables(gc).indexes(scales)
+    ours = entropy_coding.GaussianTables(gc).indexes(scales)
     np.testing.assert_array_equal(ours.numpy(), gc.build_indexes(scales).numpy())
 
 
 def test_deterministic_settings_are_restored():
     cudnn = torch.backends.cudnn
     before = (cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32)
-    with latent_coding.deterministic_torch():
+    with entropy_coding.deterministic_torch():
         assert cudnn.deterministic and not cudnn.benchmark and not cudnn.allow_tf32
         assert not torch.backends.cuda.matmul.allow_tf32
     assert (cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32) == before
@@ -205,19 +204,13 @@ def test_from_pretrained_records_the_model(tmp_path, image):
     assert len(codec.version) > 20 and codec.version.endswith("aigic1")
 
 
-TINY_TCM = dict(
-    N=16, M=40, z_channels=16, head_dims=[8] * 6, hyper_head_dim=8, atten_dim=32,
-    atten_head_dim=8,
-)  # fmt: skip
-
-
 def test_other_architectures_use_their_own_coder_with_the_index_check(image):
     """TCM (slice coding, not a CompressAI class): round trip, then a detected desync."""
     torch.manual_seed(0)
     model = models.create("tcm-small", **TINY_TCM)
     with torch.no_grad():
         model.g_a[-1].weight.mul_(10)  # real symbols, as a trained model's
-    assert latent_coding.coding_path(model) == "generic"
+    assert isinstance(model, ChannelSliceCodec)
     codec = from_model(model, device="cpu")
     data = codec.encode(image)
     assert codec.decode(data).size == image.size
@@ -225,3 +218,41 @@ def test_other_architectures_use_their_own_coder_with_the_index_check(image):
         next(model.h_scale_s.parameters()).add_(0.3)
     with pytest.raises(CorruptStreamError, match="decoder desync: the entropy parameters"):
         codec.decode(data)
+
+
+def test_family_loads_each_model_once_on_first_use(tmp_path, image, monkeypatch):
+    import threading
+
+    from pku_aigi.codecs.families import LearnedCodecFamily
+    from pku_aigi.codecs.rate_control import encode_to_bpp
+
+    for quality in (1, 2):
+        torch.manual_seed(quality)
+        models.create("mbt2018-mean", quality=quality, N=16, M=16).save_pretrained(
+            tmp_path / f"q{quality}"
+        )
+    loads = []
+    original = LearnedCodec.from_pretrained.__func__
+
+    def counting(cls, source, *args, **kwargs):
+        loads.append(Path(source).name)
+        return original(cls, source, *args, **kwargs)
+
+    monkeypatch.setattr(LearnedCodec, "from_pretrained", classmethod(counting))
+    family = LearnedCodecFamily(
+        "mbt2018-mean (mse)",
+        {1: tmp_path / "q1", 2: tmp_path / "q2"},
+        architecture="mbt2018-mean",
+        device="cpu",
+    )
+    assert loads == [] and family.ladder.steps == (1, 2) and not family.text_conditioned
+    threads = [threading.Thread(target=family.codec, args=(2,)) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert loads == ["q2"]  # four callers, one load
+    data = family.encode(image, 2)
+    assert family.matches(data) and not family.matches(data[:-1]) and loads == ["q2"]
+    quality, best = encode_to_bpp(family, image, 1000.0)  # the ladder's highest rate fits
+    assert (quality, best) == (2, data) and loads == ["q2", "q1"]

@@ -14,9 +14,10 @@ from compressai.ans import BufferedRansEncoder, RansDecoder
 from PIL import Image
 
 from pku_aigi import models
-from pku_aigi.codecs import container, from_model, latent_coding, rans_guard
+from pku_aigi.codecs import container, from_model, rans_guard
 from pku_aigi.codecs.learned import _binding
 from pku_aigi.errors import CorruptStreamError
+from pku_aigi.models.entropy_coding import tables_crc
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -48,7 +49,7 @@ def test_enlarged_factorized_file_with_forged_checks_is_refused_without_a_crash(
     codec = tiny_codec("bmshj2018-factorized")
     header = container.parse(codec.encode(crop))
     seed = _binding(header.architecture, header.quality, 8000, 8000, header.mode, None)
-    params_crc = latent_coding._tables_crc(codec.model.entropy_bottleneck, seed)
+    params_crc = tables_crc(codec.model.entropy_bottleneck, seed)
     bad = enlarged(container.pack(header), 8000, 16)
     bad = forged(bad, params_crc=params_crc)
     path = tmp_path / "forged.aigic"

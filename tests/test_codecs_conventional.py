@@ -16,9 +16,9 @@ from PIL import Image
 from pku_aigi import codecs
 from pku_aigi.cli import main
 from pku_aigi.codecs import annexb, ffmpeg_codecs
-from pku_aigi.codecs.imaging import to_rgb
 from pku_aigi.codecs.rate_control import bits_per_pixel, encode_to_bpp
 from pku_aigi.errors import CodecError, CodecUnavailableError, CorruptStreamError
+from pku_aigi.image_input import to_rgb
 
 CONVENTIONAL = ("jpeg", "webp", "jpeg2000", "avif", "jpegxl", "hevc", "vvc")
 # Leading bytes of each stored format: the bytes are a real file, not a wrapper.

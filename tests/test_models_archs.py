@@ -52,7 +52,7 @@ def test_create_forward_compress_decompress_shapes(arch, image_64):
     torch.manual_seed(0)
     model = tiny(arch).eval()
     assert isinstance(model, LearnedCodecModel)
-    assert model.architecture == arch and model.pad_multiple == 64
+    assert model.architecture == arch and model.downsampling_factor == 64
     assert model.text_conditioned is False and model.encode_prompts(["a cat"]) is None
     M = 16 if arch.startswith("cheng2020") else TINY["M"]
 

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from tiny_models import TINY_CATC
+from tiny_models import TINY_CATC, TINY_EVERY_ARCH, TINY_TCM
 
 from pku_aigi import codecs
 from pku_aigi.errors import CorruptStreamError, ModelError, PkuAigiError
@@ -24,12 +24,6 @@ from pku_aigi.models.card import render_model_card
 from pku_aigi.models.catc import CATC
 from pku_aigi.models.tcm import TCM
 from pku_aigi.models.text_encoder import load_text_encoder, save_tiny_text_encoder
-
-TINY_TCM = dict(
-    N=16, M=40, z_channels=16, head_dims=[8] * 6, hyper_head_dim=8, atten_dim=32,
-    atten_head_dim=8,
-)  # fmt: skip
-
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -84,7 +78,7 @@ def catc(clip_dir):
 @pytest.mark.parametrize("name", ["tcm", "catc"])
 def test_forward_shapes_at_odd_sizes_after_padding(name, request, samples):
     model = request.getfixturevalue(name)
-    multiple = model.pad_multiple
+    multiple = model.downsampling_factor
     x = to_tensor(samples[0][0], 97, 145, pad_to=multiple)
     assert x.shape[-2:] == (-(-97 // multiple) * multiple, -(-145 // multiple) * multiple)
     with torch.no_grad():
@@ -105,8 +99,8 @@ def test_unpadded_input_is_refused(name, request):
 
 
 def test_pad_multiples_follow_the_paper():
-    assert TCM.pad_multiple == 128  # 8x8 windows on the 16x-downsampled latent
-    assert CATC.pad_multiple == 64 and CATC.text_conditioned and not TCM.text_conditioned
+    assert TCM.downsampling_factor == 128  # 8x8 windows on the 16x-downsampled latent
+    assert CATC.downsampling_factor == 64 and CATC.text_conditioned and not TCM.text_conditioned
 
 
 def test_codec_wrapper_codes_odd_sized_images(tcm, samples):
@@ -335,3 +329,41 @@ def test_bench_prompt_mode_codes_other_prompts_and_labels_the_curves(catc, sampl
     own = [by_mode["catc"][f"sd/{i}.png"]["prompt_chars"] for i in range(3)]
     other = [by_mode["catc (prompt swapped)"][f"sd/{i}.png"]["prompt_chars"] for i in range(3)]
     assert sorted(own) == sorted(other) and all(a != b for a, b in zip(own, other))
+
+
+@pytest.mark.parametrize("arch", sorted(TINY_EVERY_ARCH))
+def test_a_created_model_codes_at_once(arch, clip_dir):
+    """Issue 13: ``create`` then ``compress`` (no ``update()``), for every architecture."""
+    from pku_aigi.models import available
+
+    assert set(TINY_EVERY_ARCH) == set(available())
+    hparams = dict(TINY_EVERY_ARCH[arch])
+    if arch == "catc":
+        hparams.update(text_encoder=str(clip_dir), text_encoder_revision=None)
+    torch.manual_seed(0)
+    model = create(arch, quality=1, **hparams).eval()
+    x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = model.compress(x)
+        x_hat = model.decompress(out["strings"], out["shape"])["x_hat"]
+    assert x_hat.shape == x.shape and model.entropy_coder_ready()
+
+
+def test_the_readme_catc_snippet_runs_as_written(tmp_path, monkeypatch):
+    """The README's CATC example, verbatim (a tiny 512-d CLIP stands in offline)."""
+    import re
+    from pathlib import Path
+
+    import pku_aigi
+    from pku_aigi.models import catc as catc_module
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    (snippet,) = [b for b in blocks if 'create("catc"' in b]
+    clip = save_tiny_text_encoder(tmp_path / "clip-512", dim=512)
+    monkeypatch.setattr(
+        catc_module, "load_text_encoder", lambda *_: load_text_encoder(str(clip), None)
+    )
+    scope = {"pku_aigi": pku_aigi, "x": torch.rand(1, 3, 64, 64)}
+    exec(compile(snippet, "README.md", "exec"), scope)
+    assert scope["x_hat"].shape == (1, 3, 64, 64)

@@ -13,8 +13,9 @@ from PIL import Image
 
 import pku_aigi
 from pku_aigi import metrics
+from pku_aigi.codecs import QualityLadder
 from pku_aigi.demo import register
-from pku_aigi.demo.catalog import Catalog, CodecOption
+from pku_aigi.demo.catalog import Catalog
 from pku_aigi.demo.handlers import MODE_BPP, MODE_LEVEL, Handlers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,8 +66,8 @@ def compress(handlers, path, keys, mode=MODE_LEVEL, level=50, target=None, promp
 def test_catalog_lists_codecs_models_and_reasons(catalog, models_dir):
     assert {"jpeg", "webp"} <= set(catalog.available_keys)
     tiny = catalog.get("bmshj2018-factorized (mse)")
-    assert tiny.available and tiny.grid == (1,)
-    assert tiny.sources[1] == str((models_dir / TINY_REPO).resolve())
+    assert tiny.available and tiny.codec.ladder.steps == (1,)
+    assert tiny.codec.sources[1] == str((models_dir / TINY_REPO).resolve())
     broken = catalog.get("mbt2018-mean (mse)")  # the broken folder and the offline zoo
     assert not broken.available
     assert "local/broken-q2" in broken.reason and "model.safetensors" in broken.reason
@@ -76,13 +77,16 @@ def test_catalog_lists_codecs_models_and_reasons(catalog, models_dir):
 
 
 def test_quality_level_maps_onto_each_codec_scale():
-    jpeg = CodecOption("jpeg", "conventional", grid=(2, 5, 10, 50, 92))
-    assert [jpeg.quality_at(x) for x in (0, 50, 100, 150)] == [2, 47, 92, 92]
-    qp = CodecOption("vvc", "conventional", grid=(50, 41, 32, 20))  # lower QP = higher rate
-    assert [qp.quality_at(x) for x in (0, 100)] == [50, 20]
-    learned = CodecOption("m", "learned", grid=(1, 2, 3, 6))
-    assert [learned.quality_at(x) for x in (0, 40, 100)] == [1, 3, 6]
-    assert CodecOption("x", "conventional", grid=tuple(range(11))).rd_grid(6) == [0, 2, 4, 6, 8, 10]
+    jpeg = QualityLadder.integers(1, 100, sweep=(2, 5, 10, 50, 92))
+    assert [jpeg.at_level(x) for x in (0, 50, 100, 150)] == [2, 47, 92, 92]
+    qp = QualityLadder.integers(0, 63, sweep=(50, 41, 32, 20), higher_is_better=False)
+    assert [qp.at_level(x) for x in (0, 100)] == [50, 20]  # lower QP = higher rate
+    learned = QualityLadder.of((1, 2, 3, 6))
+    assert [learned.at_level(x) for x in (0, 40, 100)] == [1, 3, 6]
+    ratio = QualityLadder.geometric(1, 1000, sweep=(480, 12), higher_is_better=False)
+    assert [ratio.at_level(x) for x in (0, 50, 100)] == [480, 246.0, 12]
+    assert QualityLadder.integers(0, 10, sweep=range(11)).spread(6) == [0, 2, 4, 6, 8, 10]
+    assert pku_aigi.codecs.get("jpeg").ladder.at_level(50) == 47  # its sweep is 2 .. 92
 
 
 def test_compress_two_codecs_and_a_learned_model(handlers, image_path):
@@ -174,7 +178,7 @@ def test_decode_tab_recognises_files_and_rejects_corrupt_ones(handlers, image_pa
 def test_empty_prompt_warns_for_text_conditioned_codecs(catalog, image_path, monkeypatch):
     warnings = []
     monkeypatch.setattr(gr, "Warning", lambda message, **kw: warnings.append(message))
-    monkeypatch.setattr(catalog.get("webp"), "text_conditioned", True)  # as CATC would be
+    monkeypatch.setattr(catalog.get("webp").codec, "text_conditioned", True)  # as CATC would be
     _, _, _, notes, _, _ = compress(Handlers(catalog), image_path, ["webp"], prompt="   ")
     assert any("no prompt given" in w for w in warnings)
     assert "empty prompt" in notes

@@ -183,8 +183,9 @@ def test_text_conditioned_models_get_the_prompts(diffusiondb, tmp_path, monkeypa
         return original(self, prompts)
 
     monkeypatch.setattr(loop.PromptEmbedder, "__call__", spy)
-    overrides = {**TINY_CATC, "text_encoder": str(clip), "text_encoder_revision": None}
-    config = tiny_config(diffusiondb, tmp_path / "catc", arch="catc", overrides=overrides)
+    config = tiny_config(
+        diffusiondb, tmp_path / "catc", arch="catc", overrides=TINY_CATC, text_encoder=str(clip)
+    )
     result = train(config, callback=lambda step, runs: seen.append(step))
     prompts = {
         json.loads(line)["file_name"]: json.loads(line)["prompt"].strip()
@@ -194,7 +195,8 @@ def test_text_conditioned_models_get_the_prompts(diffusiondb, tmp_path, monkeypa
     assert len(batches) == 3 and all(len(b) == 2 for b in batches)
     assert all(p in prompts.values() and p for b in batches for p in b)
     (folder,) = result.model_dirs
-    assert json.loads((folder / "config.json").read_text())["architecture"] == "catc"
+    saved = json.loads((folder / "config.json").read_text())
+    assert saved["architecture"] == "catc" and saved["text_encoder"] == str(clip)
     assert result.rd_points[0]["bpp"] > 0
 
 

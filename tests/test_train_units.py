@@ -170,3 +170,24 @@ def test_hub_repo_names_per_lambda(tmp_path):
     assert _repo_id("me/aigi-mbt", run, 1) == "me/aigi-mbt"
     assert _repo_id("me/aigi-mbt", run, 4) == "me/aigi-mbt-lmbda0.013"
     assert _repo_id("me/mbt-{lmbda}-x", run, 4) == "me/mbt-0.013-x"
+
+
+def test_text_encoder_option_is_documented_and_reaches_the_models(tmp_path, capsys):
+    """Issue 13: ``--text-encoder DIR_OR_ID`` instead of ``--arch-override text_encoder=``."""
+    from pku_aigi.cli import build_parser, main
+    from pku_aigi.train.cli import config_from_args
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "--text-encoder DIR_OR_ID" in capsys.readouterr().out
+    argv = ["train", "--arch", "catc", "--lmbda", "0.013", "--images", str(tmp_path)]
+    args = build_parser().parse_args([*argv, "--out", "o", "--text-encoder", "/opt/clip"])
+    options = config_from_args(args).model_options()
+    assert options == {"text_encoder": "/opt/clip", "text_encoder_revision": None}
+
+    other = ["train", "--arch", "mbt2018-mean", "--lmbda", "0.01", "--images", str(tmp_path)]
+    assert main([*other, "--out", str(tmp_path / "o"), "--text-encoder", "/opt/clip"]) == 2
+    assert "--text-encoder is for text-conditioned architectures" in capsys.readouterr().err
+    twice = [*argv, "--out", "o", "--text-encoder", "a", "--arch-override", "text_encoder=b"]
+    assert main(twice) == 2
+    assert "give the text encoder once" in capsys.readouterr().err

@@ -1,6 +1,27 @@
-"""Tiny hyper-parameters of the transformer codecs, shared by the tests."""
+"""Tiny hyper-parameters of every architecture, shared by the tests."""
+
+TINY_COMPRESSAI = {
+    "bmshj2018-factorized": {"N": 16, "M": 16},
+    "bmshj2018-hyperprior": {"N": 16, "M": 16},
+    "mbt2018-mean": {"N": 16, "M": 16},
+    "mbt2018": {"N": 16, "M": 24},
+    "cheng2020-anchor": {"N": 16},
+    "cheng2020-attn": {"N": 16},
+}
+
+TINY_TCM = dict(
+    N=16, M=40, z_channels=16, head_dims=[8] * 6, hyper_head_dim=8, atten_dim=32,
+    atten_head_dim=8,
+)  # fmt: skip
 
 TINY_CATC = dict(
     N=32, M=40, z_channels=16, encoder_heads=[4, 4, 4], decoder_heads=[4, 4, 4],
     hyper_heads=4, kv_tokens=4, attention_dim=32, attention_heads=4, text_dim=16,
 )  # fmt: skip
+
+# Every registered architecture (CATC also needs a text encoder of width text_dim).
+TINY_EVERY_ARCH = {
+    **TINY_COMPRESSAI,
+    **{f"tcm-{size}": TINY_TCM for size in ("small", "medium", "large")},
+    "catc": TINY_CATC,
+}

@@ -130,8 +130,9 @@ def _string_edit(rng: random.Random, s: bytes) -> bytes:
 
 def mutate(rng: random.Random, kind: str, data: bytes, files: dict, arch: str) -> bytes:
     """One mutant of the .aigic file ``data`` (made by ``arch``)."""
-    from pku_aigi.codecs import container, latent_coding
+    from pku_aigi.codecs import container
     from pku_aigi.codecs.learned import _binding
+    from pku_aigi.models.entropy_coding import tables_crc
 
     header = container.parse(data)
 
@@ -167,7 +168,7 @@ def mutate(rng: random.Random, kind: str, data: bytes, files: dict, arch: str) -
         if kind.endswith("params") and arch == "bmshj2018-factorized":
             seed = _binding(arch, header.quality, width, height, header.mode, header.prompt)
             eb = codec(arch).model.entropy_bottleneck
-            fields["params_crc"] = latent_coding._tables_crc(eb, seed)
+            fields["params_crc"] = tables_crc(eb, seed)
         return repack(**fields)
     if kind == "shape":
         h, w = header.latent_shape

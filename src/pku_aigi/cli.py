@@ -1,6 +1,6 @@
 """The ``pku-aigi`` command line.
 
-Each area of the package adds its own subcommands through a ``register(subparsers)``
+Each part of the package adds its own subcommands through a ``register(subparsers)``
 function in its ``cli`` module; this file only assembles them and turns user-facing
 errors (:class:`~pku_aigi.errors.PkuAigiError`) into one message and exit status 2.
 """
@@ -16,7 +16,7 @@ import warnings
 from . import __version__
 from .errors import PkuAigiError
 
-# Module per area; each defines register(subparsers) and keeps heavy imports inside the
+# One module per part of the package; each defines register(subparsers) and keeps heavy imports inside the
 # command functions so that `pku-aigi --help` stays fast.
 COMMAND_MODULES = (
     "pku_aigi.data.cli",  # data
@@ -39,13 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as error:
-            if error.name != module_name:  # a real missing dependency: let it surface
-                raise
-            continue  # an area without commands in this build
-        module.register(subparsers)
+        importlib.import_module(module_name).register(subparsers)
     return parser
 
 

@@ -21,7 +21,6 @@ from .sweep import CodecRun
 
 logger = logging.getLogger(__name__)
 
-PROTOCOL_NAME = "pku-aigi"
 PAD_MULTIPLE = 128
 # Conventional codecs of the protocol and their grids (the codec's own quality scale),
 # chosen so that their bitrates span the learned codecs' range on the validation
@@ -72,28 +71,29 @@ def conventional_runs(
     from .. import codecs
 
     runs, unavailable = [], {}
-    for name in names:
-        cls = codecs.codec_class(name)  # unknown name: CodecError listing the known ones
-        reason = cls.availability()
-        if reason is not None:
-            unavailable[name] = reason
+    reasons = codecs.availability()
+    for name in map(codecs.canonical_name, names):  # unknown: CodecError naming close ones
+        if reasons[name] is not None:
+            unavailable[name] = reasons[name]
             continue
-        qualities = grids.get(name) or tuple(cls.default_qualities)
-        check = getattr(cls(), "quality_value", None) or cls().check_quality
+        codec = codecs.get(name)
+        qualities = grids.get(name) or tuple(codec.ladder.sweep)
         for quality in qualities:
-            check(quality)  # out of range / not whole: CodecError naming the scale
+            codec.check_quality(quality)  # out of range / not whole: CodecError naming the scale
         runs.append(CodecRun(name, tuple(qualities)))
     return runs, unavailable
 
 
-def _learned_codec(sources: dict[int, object], name: str, pad_multiple: int | None, device: str):
-    """A LearnedCodec family over ``{quality: repo id, folder or model}``."""
-    from ..codecs.learned import LearnedCodec
+def _learned_codec(
+    sources: dict[int, object], name: str, pad_multiple: int | None, device: str, architecture=None
+):
+    """A learned codec family over ``{quality: repo id, folder or model}``, loaded now."""
+    from ..codecs.families import LearnedCodecFamily
 
     options = {"device": device}
     if pad_multiple:
         options["pad_multiple"] = pad_multiple
-    return LearnedCodec.family(name, sources, **options)
+    return LearnedCodecFamily(name, sources, architecture=architecture, **options).load()
 
 
 def learned_runs(
@@ -106,6 +106,7 @@ def learned_runs(
     from ..models import AutoCodec
 
     groups: dict[str, dict[int, object]] = defaultdict(dict)
+    architectures: dict[str, str] = {}
     unavailable = {}
     for source in models:
         try:
@@ -127,9 +128,10 @@ def learned_runs(
                 "benchmark different qualities of one architecture, or run them separately"
             )
         groups[label][quality] = model
+        architectures[label] = model.architecture
     runs = []
     for label, sources in groups.items():
-        codec = _learned_codec(sources, label, pad_multiple, device)
+        codec = _learned_codec(sources, label, pad_multiple, device, architectures[label])
         runs.append(CodecRun(label, tuple(sorted(sources)), codec=codec))
     return runs, unavailable
 
@@ -146,32 +148,25 @@ def zoo_runs(
 
     Each architecture runs at ``qualities`` (or its lowest ones when the zoo lacks them).
     """
-    try:
-        from ..models.zoo import load_zoo
+    from ..codecs.families import group_by_family, zoo_entries
 
-        entries = load_zoo().get("models", [])
-    except ModuleNotFoundError:
-        entries = []
+    families = group_by_family(zoo_entries())
     runs, unavailable = [], {}
     for wanted in architectures:
-        matching = [
-            e
-            for e in entries
-            if fnmatch.fnmatchcase(e.get("architecture", ""), wanted)
-            and e.get("metric", "mse") == metric
-        ]
-        if not matching:
+        by_arch = {
+            arch: sources
+            for (arch, family_metric), sources in families.items()
+            if fnmatch.fnmatchcase(arch, wanted) and family_metric == metric
+        }
+        if not by_arch:
             unavailable[wanted] = f"no {metric} weights in the model zoo (models/zoo.json)"
             continue
-        by_arch: dict[str, dict[int, str]] = defaultdict(dict)
-        for entry in matching:
-            by_arch[entry["architecture"]][int(entry["quality"])] = entry["repo_id"]
         for arch, sources in sorted(by_arch.items()):
             chosen = [q for q in sorted(sources) if q in qualities]
             chosen = chosen or sorted(sources)[: len(qualities)]
             sources = {q: sources[q] for q in chosen}
             try:
-                codec = _learned_codec(sources, arch, pad_multiple, device)
+                codec = _learned_codec(sources, arch, pad_multiple, device, architecture=arch)
             except Exception as error:  # noqa: BLE001 - offline / missing weights
                 unavailable[arch] = f"weights cannot be loaded ({type(error).__name__}: {error})"
                 continue

@@ -17,6 +17,8 @@ import re
 import struct
 from dataclasses import dataclass
 
+from .base import Signature, signature
+
 START_CODE = b"\x00\x00\x01"
 SIZE_SEI_UUID = bytes.fromhex("8a1c5e7f3b2d4c69a1f0e7d6c5b4a392")  # "pku-aigi original size"
 USER_DATA_UNREGISTERED = 5
@@ -34,6 +36,16 @@ class NalSyntax:
 HEVC = NalSyntax(bytes([40 << 1, 1]), START_CODE + bytes([37 << 1, 1]))
 # H.266 7.3.1.2: forbidden(1) reserved(1) layer(6) type(5) tid+1(3); SUFFIX_SEI 24, EOB 21.
 VVC = NalSyntax(bytes([0, (24 << 3) | 1]), START_CODE + bytes([0, (21 << 3) | 1]))
+
+
+def signatures(syntax: NalSyntax) -> tuple[Signature, ...]:
+    """The streams written here: a start code first, the standard's end of bitstream last.
+
+    The end-of-bitstream NAL unit header differs between H.265 and H.266, so a stream
+    saved under any extension tells which standard it is.
+    """
+    end = (-len(syntax.end_of_bitstream), syntax.end_of_bitstream)
+    return (signature((0, START_CODE), end), signature((0, b"\x00" + START_CODE), end))
 
 
 def escape(rbsp: bytes) -> bytes:

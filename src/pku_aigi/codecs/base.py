@@ -1,21 +1,54 @@
 """The one interface every codec of the project implements.
 
 A codec turns a PIL image into the exact bytes that would be stored or sent, and those
-bytes back into a PIL image. Conventional codecs (JPEG ... VVC) and learned codecs
-(wrapped Hub models writing the .aigic container) look the same to the benchmark, the
-CLI and the Space.
+bytes back into a PIL image. Conventional codecs (JPEG ... VVC), learned codecs (wrapped
+Hub models writing the .aigic container) and plugin codecs look the same to the
+benchmark, the CLI and the Space: each declares its quality ladder
+(:class:`~pku_aigi.codecs.ladder.QualityLadder`) and the file signature of its bytes.
 """
 
 from __future__ import annotations
 
 import abc
+from dataclasses import dataclass
 from typing import ClassVar
 
 from PIL import Image
 
-from ..errors import CodecError
+from ..image_input import MAX_PIXELS_DEFAULT  # noqa: F401 - re-exported for codecs
+from .ladder import QualityLadder
 
-MAX_PIXELS_DEFAULT = 64_000_000  # ~ 8000 x 8000; override per call where a codec allows
+
+@dataclass(frozen=True)
+class Signature:
+    """Bytes that every file of a format holds at fixed offsets.
+
+    ``parts`` are ``(offset, bytes)`` pairs that must all match; a negative offset counts
+    from the end of the file (an end marker).
+    """
+
+    parts: tuple[tuple[int, bytes], ...]
+
+    def matches(self, data: bytes) -> bool:
+        for offset, expected in self.parts:
+            start = offset if offset >= 0 else len(data) + offset
+            if start < 0 or data[start : start + len(expected)] != expected:
+                return False
+        return True
+
+
+def signature(*parts: tuple[int, bytes]) -> Signature:
+    return Signature(tuple(parts))
+
+
+class _FromLadder:
+    """A read-only attribute derived from the (class or instance) ``ladder``."""
+
+    def __init__(self, read):
+        self.read = read
+
+    def __get__(self, instance, owner):
+        return self.read((instance or owner).ladder)
 
 
 class Codec(abc.ABC):
@@ -23,23 +56,32 @@ class Codec(abc.ABC):
 
     Subclasses set the class attributes and implement :meth:`encode` / :meth:`decode`.
     ``quality`` is the codec's own knob in its own units, documented in
-    ``quality_help``; ``default_qualities`` is the grid used for rate-distortion sweeps,
-    ordered from lowest to highest rate.
+    ``quality_help`` and declared by ``ladder``.
     """
 
     name: ClassVar[str]  # registry name, e.g. "jpeg", "vvc"
+    aliases: ClassVar[tuple[str, ...]] = ()  # other names accepted by codecs.get
     description: ClassVar[str]  # one line for `pku-aigi codecs`
     quality_help: ClassVar[str]  # the quality scale: range, direction, what it maps to
-    quality_range: ClassVar[tuple[float, float]]  # inclusive (lowest, highest) value
-    higher_quality_is_better: ClassVar[bool] = True  # False for QP-like scales
-    default_qualities: ClassVar[tuple[float, ...]]  # RD sweep grid, low rate -> high rate
+    ladder: ClassVar[QualityLadder]  # accepted qualities, RD sweep grid, direction
     file_extension: ClassVar[str]  # e.g. ".jpg", ".aigic"
+    signatures: ClassVar[tuple[Signature, ...]] = ()  # any one identifies the codec's files
     text_conditioned: ClassVar[bool] = False  # True if the prompt changes the bitstream
+
+    # Views of the ladder under the names callers used before it existed.
+    quality_range = _FromLadder(lambda ladder: ladder.range)  # (lowest, highest) value
+    higher_quality_is_better = _FromLadder(lambda ladder: ladder.higher_is_better)
+    default_qualities = _FromLadder(lambda ladder: ladder.sweep)  # low rate -> high rate
 
     @classmethod
     def availability(cls) -> str | None:
         """``None`` if the codec runs on this machine, else the reason it cannot."""
         return None
+
+    @classmethod
+    def matches(cls, data: bytes) -> bool:
+        """True if ``data`` starts (or ends) like a file this codec writes."""
+        return any(sig.matches(data) for sig in cls.signatures)
 
     @property
     def version(self) -> str:
@@ -62,12 +104,8 @@ class Codec(abc.ABC):
         """Decompress bytes made by :meth:`encode`; raise CorruptStreamError if invalid."""
 
     def check_quality(self, quality: float) -> float:
-        low, high = self.quality_range
-        if not low <= quality <= high:
-            raise CodecError(
-                f"{self.name}: quality {quality} is out of range [{low}, {high}] ({self.quality_help})"
-            )
-        return quality
+        """``quality`` if the ladder accepts it (an int on integer ladders), else CodecError."""
+        return self.ladder.check(quality, self.name, self.quality_help)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}>"

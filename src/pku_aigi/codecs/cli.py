@@ -1,6 +1,6 @@
 """``pku-aigi codecs`` (and, through :mod:`.compress_cli`, ``compress`` / ``decompress``).
 
-``pku-aigi codecs`` lists every registered conventional codec, whether it runs on this
+``pku-aigi codecs`` lists every registered codec (the package's and plugins'), whether it runs on this
 machine (and why not), its quality scale and its exact version; ``--json`` prints the
 same as JSON for scripts.
 """
@@ -21,7 +21,7 @@ def register(subparsers) -> None:
     parser.add_argument("--json", action="store_true", help="print the list as JSON")
     parser.set_defaults(func=codecs_command)
 
-    # --- compress / decompress: owned by the "aigic" area (compress_cli.py) ---
+    # compress / decompress live in compress_cli.py
     from . import compress_cli
 
     compress_cli.register(subparsers)
@@ -29,24 +29,25 @@ def register(subparsers) -> None:
 
 def describe() -> list[dict]:
     """One dict per registered codec: name, availability, quality scale, version."""
-    from .registry import codec_class, names
+    from .registry import availability, codec_class, get
 
     rows = []
-    for name in names():
-        cls = codec_class(name)
-        reason = cls.availability()
+    for name, reason in availability().items():
+        # An available codec answers for itself (plugin factories have no class to read).
+        codec = get(name) if reason is None else codec_class(name)
         rows.append(
             {
                 "name": name,
+                "aliases": list(codec.aliases),
                 "available": reason is None,
                 "reason": reason,
-                "description": cls.description,
-                "quality_help": cls.quality_help,
-                "quality_range": list(cls.quality_range),
-                "higher_quality_is_better": cls.higher_quality_is_better,
-                "default_qualities": list(cls.default_qualities),
-                "file_extension": cls.file_extension,
-                "version": cls().version if reason is None else None,
+                "description": codec.description,
+                "quality_help": codec.quality_help,
+                "quality_range": list(codec.ladder.range),
+                "higher_quality_is_better": codec.ladder.higher_is_better,
+                "default_qualities": list(codec.ladder.sweep),
+                "file_extension": codec.file_extension,
+                "version": codec.version if reason is None else None,
             }
         )
     return rows
@@ -60,6 +61,8 @@ def codecs_command(args) -> int:
     for row in rows:
         status = "available" if row["available"] else "UNAVAILABLE"
         print(f"{row['name']:<10} {status:<11} {row['description']}")
+        if row["aliases"]:
+            print(f"{'':<11} also: {', '.join(row['aliases'])}")
         if not row["available"]:
             print(f"{'':<11} why: {row['reason']}")
         print(f"{'':<11} quality: {row['quality_help']}")

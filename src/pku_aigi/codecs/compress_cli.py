@@ -2,10 +2,10 @@
 
 Learned codecs (``--model REPO_OR_DIR``) write .aigic files; their header names the
 model, so ``decompress`` needs no ``--model``. Conventional codecs (``--codec NAME``)
-write their own format (JPEG, WebP, ...), which ``decompress`` recognises by its magic
-bytes or file extension (HEVC and VVC share Annex B start codes: their extension, or
-``--codec``, tells them apart). Existing outputs are never overwritten without
-``--force``.
+write their own format (JPEG, WebP, ...), which ``decompress`` recognises by each
+codec's file signature (:func:`pku_aigi.codecs.identify`; HEVC and VVC streams by their
+end-of-bitstream unit), else by the file extension. Existing outputs are never
+overwritten without ``--force``.
 """
 
 from __future__ import annotations
@@ -18,15 +18,6 @@ from pathlib import Path
 from ..errors import CodecError, ModelError, PkuAigiError
 
 logger = logging.getLogger(__name__)
-
-# Leading bytes of the formats the conventional codecs write (codec name -> test).
-_MAGIC = (
-    ("jpeg", lambda d: d[:3] == b"\xff\xd8\xff"),
-    ("webp", lambda d: d[:4] == b"RIFF" and d[8:12] == b"WEBP"),
-    ("jpeg2000", lambda d: d[:4] == b"\xff\x4f\xff\x51" or d[4:8] == b"jP  "),
-    ("avif", lambda d: d[4:8] == b"ftyp" and d[8:12] in (b"avif", b"avis")),
-    ("jpegxl", lambda d: d[:2] == b"\xff\x0a" or d[4:8] == b"JXL "),
-)
 
 
 def register(subparsers) -> None:
@@ -129,50 +120,20 @@ def compress_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def _conventional_codec_name(path: Path, data: bytes) -> str | None:
-    for name, test in _MAGIC:
-        if test(data[:16]):
-            return name
-    from .registry import codec_class, names
-
-    suffix = path.suffix.lower()
-    for name in names():
-        if suffix and codec_class(name).file_extension.lower() == suffix:
-            return name
-    return None
-
-
 def decompress_command(args: argparse.Namespace) -> int:
-    from . import container
 
     _check_output(args.output, args.force)
     data = _read_bytes(args.input)
-    is_aigic = container.is_aigic(data) or args.input.suffix.lower() == container.FILE_EXTENSION
-    if args.codec is None and is_aigic:
-        from .learned import LearnedCodec
-
-        header = container.parse(data)
-        model = args.model or header.model_id
-        revision = args.revision or header.revision or None
-        try:
-            codec = LearnedCodec.from_pretrained(model, revision, device=args.device)
-        except ModelError as error:
-            if args.model:
-                raise
-            raise ModelError(
-                f"{error}. {args.input} was made by the model {header.model_id!r}; "
-                "pass --model REPO_OR_DIR to decode it with a copy of that model"
-            ) from None
-    else:
+    if args.codec:
         from .registry import get
 
-        name = args.codec or _conventional_codec_name(args.input, data)
-        if name is None:
-            raise CodecError(
-                f"cannot tell which codec wrote {args.input} (not .aigic, no known magic "
-                "bytes or extension): pass --codec NAME"
-            )
-        codec = get(name)
+        codec = get(args.codec)
+    elif args.model:
+        from .learned import LearnedCodec
+
+        codec = LearnedCodec.from_pretrained(args.model, args.revision, device=args.device)
+    else:
+        codec = _decoder_for(args, data)
     image = codec.decode(data)
     try:
         import io
@@ -184,6 +145,25 @@ def decompress_command(args: argparse.Namespace) -> int:
     _write_atomically(args.output, buffer.getvalue())
     print(f"{args.input} -> {args.output}: {codec.name}, {image.size[0]}x{image.size[1]}")
     return 0
+
+
+def _decoder_for(args: argparse.Namespace, data: bytes):
+    """The codec named by the file's bytes; for .aigic, the model in its header."""
+    from . import container, decoder_for
+    from .learned import LearnedCodec
+
+    header = container.peek(data)
+    try:
+        if header is not None and args.revision:
+            return LearnedCodec.from_pretrained(header.model_id, args.revision, device=args.device)
+        return decoder_for(data, args.input, device=args.device)
+    except ModelError as error:
+        if header is None:
+            raise
+        raise ModelError(
+            f"{error}. {args.input} was made by the model {header.model_id!r}; "
+            "pass --model REPO_OR_DIR to decode it with a copy of that model"
+        ) from None
 
 
 def _output_format(path: Path) -> str:

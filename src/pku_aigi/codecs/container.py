@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from ..errors import CorruptStreamError
+from ..errors import CorruptStreamError, PkuAigiError
 
 MAGIC = b"\x89AIGIC"
 FORMAT_VERSION = 1
@@ -57,7 +57,6 @@ class AigicFile:
     device: str = "cpu"  # where it was encoded, for the desync message
     prompt: str | None = None
     version: int = FORMAT_VERSION
-    extra: dict = field(default_factory=dict)
 
 
 def _short(text: str, what: str, limit: int = MAX_SHORT_TEXT) -> bytes:
@@ -134,6 +133,16 @@ class _Reader:
 def is_aigic(data: bytes) -> bool:
     """True if ``data`` starts with the .aigic magic bytes."""
     return bytes(data[: len(MAGIC)]) == MAGIC
+
+
+def peek(data: bytes) -> AigicFile | None:
+    """The parsed file, or None when ``data`` is not a valid .aigic file (no error)."""
+    if not is_aigic(data):
+        return None
+    try:
+        return parse(data)
+    except PkuAigiError:
+        return None
 
 
 def parse(data: bytes, *, max_pixels: int | None = None) -> AigicFile:

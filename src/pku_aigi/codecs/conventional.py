@@ -1,6 +1,6 @@
 """The shared frame of the conventional codecs (JPEG ... VVC).
 
-A conventional codec codes one 8-bit RGB image (:func:`~pku_aigi.codecs.imaging.to_rgb`
+A conventional codec codes one 8-bit RGB image (:func:`~pku_aigi.image_input.to_rgb`
 says how other modes get there) and decodes to mode ``"RGB"``. Subclasses implement
 ``_encode(rgb, quality) -> bytes`` and ``_decode(data) -> Image``; this class checks the
 quality, the input and the decoded result, and turns every decoder failure into one
@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import abc
 import logging
-import numbers
-from typing import ClassVar
 
 from PIL import Image
 
 from ..errors import CodecError, CorruptStreamError, PkuAigiError
-from .base import MAX_PIXELS_DEFAULT, Codec
-from .imaging import check_pixels, to_rgb
+from ..image_input import MAX_PIXELS_DEFAULT, check_pixels, to_rgb
+from .base import Codec
 
 logger = logging.getLogger(__name__)
 
@@ -31,30 +29,15 @@ class ConventionalCodec(Codec):
             by :meth:`decode` (a guard against decompression bombs).
     """
 
-    integer_quality: ClassVar[bool] = True  # the quality scale has integer steps only
-
     def __init__(self, *, max_pixels: int = MAX_PIXELS_DEFAULT):
         self.max_pixels = int(max_pixels)
 
-    def quality_value(self, quality: float) -> int | float:
-        """``quality`` checked against the scale; an int for integer scales."""
-        if isinstance(quality, bool) or not isinstance(quality, numbers.Real):
-            raise CodecError(f"{self.name}: quality must be a number, got {quality!r}")
-        self.check_quality(quality)
-        if self.integer_quality:
-            if quality != int(quality):
-                raise CodecError(
-                    f"{self.name}: quality {quality} must be a whole number ({self.quality_help})"
-                )
-            return int(quality)
-        return float(quality)
-
     def encode(self, image: Image.Image, quality: float, *, prompt: str | None = None) -> bytes:
-        """Compress ``image`` (converted by the :mod:`~pku_aigi.codecs.imaging` rule).
+        """Compress ``image`` (converted by the :mod:`~pku_aigi.image_input` rule).
 
         ``prompt`` is ignored: conventional codecs are not text-conditioned.
         """
-        value = self.quality_value(quality)
+        value = self.check_quality(quality)
         rgb = to_rgb(image, self.max_pixels)
         data = self._encode(rgb, value)
         logger.debug("%s q=%s %dx%d -> %d bytes", self.name, value, *rgb.size, len(data))

@@ -32,7 +32,7 @@ from PIL import Image
 from ..errors import CodecError
 from . import annexb
 from .conventional import ConventionalCodec
-from .imaging import even_padded
+from .ladder import QualityLadder
 from .registry import register
 
 logger = logging.getLogger(__name__)
@@ -195,6 +195,24 @@ class FfmpegCodec(ConventionalCodec):
         return image
 
 
+def even_padded(array: np.ndarray, multiple: int, minimum: int) -> np.ndarray:
+    """Pad an HxWxC array at the bottom/right by edge replication.
+
+    The result has both sides multiples of ``multiple`` and at least ``minimum``; edge
+    replication (as BPG and the HEVC/VVC reference software pad) costs few bits.
+    """
+    height, width = array.shape[:2]
+
+    def target(size: int) -> int:
+        size = max(size, minimum)
+        return -(-size // multiple) * multiple
+
+    pad_h, pad_w = target(height) - height, target(width) - width
+    if pad_h == 0 and pad_w == 0:
+        return array
+    return np.pad(array, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+
+
 @functools.lru_cache(maxsize=4)
 def _encoder_banner(encoder: str, pix_fmt: str, pattern: str) -> str:
     """The encoder library's version, read from ffmpeg's log of a 16x16 encode."""
@@ -218,12 +236,14 @@ def _encoder_banner(encoder: str, pix_fmt: str, pattern: str) -> str:
 @register
 class HevcCodec(FfmpegCodec):
     name = "hevc"
+    aliases = ("h265", "h.265", "x265")
     description = "HEVC intra 4:4:4 8-bit with x265 (the BPG equivalent), via ffmpeg"
     quality_help = "x265 constant QP 0..51, lower is better (+6 doubles the quantiser step)"
-    quality_range = (0, 51)
-    higher_quality_is_better = False
-    default_qualities = (50, 47, 44, 41, 38, 35, 32, 29, 26, 23, 20)
+    ladder = QualityLadder.integers(
+        0, 51, sweep=(50, 47, 44, 41, 38, 35, 32, 29, 26, 23, 20), higher_is_better=False
+    )
     file_extension = ".hevc"
+    signatures = annexb.signatures(annexb.HEVC)
     encoder = "libx265"
     decoder = "hevc"
     container = "hevc"
@@ -251,12 +271,14 @@ class HevcCodec(FfmpegCodec):
 @register
 class VvcCodec(FfmpegCodec):
     name = "vvc"
+    aliases = ("h266", "h.266", "vvenc")
     description = "VVC intra 4:2:0 10-bit with VVenC (preset fast, no QPA), via ffmpeg"
     quality_help = "VVenC constant QP 0..63, lower is better (+6 doubles the quantiser step)"
-    quality_range = (0, 63)
-    higher_quality_is_better = False
-    default_qualities = (50, 47, 44, 41, 38, 35, 32, 29, 26, 23, 20)
+    ladder = QualityLadder.integers(
+        0, 63, sweep=(50, 47, 44, 41, 38, 35, 32, 29, 26, 23, 20), higher_is_better=False
+    )
     file_extension = ".266"
+    signatures = annexb.signatures(annexb.VVC)
     encoder = "libvvenc"
     decoder = "vvc"
     container = "vvc"

@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from .base import signature
 from .conventional import ConventionalCodec
+from .ladder import QualityLadder
 from .registry import register
 
 EFFORT = 7
@@ -19,15 +21,22 @@ EFFORT = 7
 @register
 class JpegXlCodec(ConventionalCodec):
     name = "jpegxl"
+    aliases = ("jxl", "jpeg-xl")
     description = "JPEG XL (ISO/IEC 18181) lossy VarDCT with libjxl, effort 7, via imagecodecs"
     quality_help = (
         "Butteraugli distance 0.05..25, lower is better (1.0 ~ visually lossless, libjxl's default)"
     )
-    quality_range = (0.05, 25.0)
-    higher_quality_is_better = False
-    default_qualities = (25.0, 16.0, 11.0, 8.0, 5.5, 4.0, 2.8, 2.0, 1.4, 1.0, 0.7)
+    ladder = QualityLadder.geometric(
+        0.05,
+        25.0,
+        sweep=(25.0, 16.0, 11.0, 8.0, 5.5, 4.0, 2.8, 2.0, 1.4, 1.0, 0.7),
+        higher_is_better=False,
+    )
     file_extension = ".jxl"
-    integer_quality = False
+    signatures = (
+        signature((0, b"\xff\x0a")),  # bare codestream
+        signature((0, b"\x00\x00\x00\x0cJXL \r\n\x87\n")),  # ISOBMFF container
+    )
 
     @classmethod
     def availability(cls) -> str | None:

@@ -2,22 +2,23 @@
 
 :class:`LearnedCodec` wraps one :class:`~pku_aigi.models.base.LearnedCodecModel` (one
 architecture at one quality) and writes .aigic files (:mod:`.container`), coding the
-latents deterministically with a desync check (:mod:`.latent_coding`).
+latents with the model's deterministic entropy coding and desync check
+(:mod:`pku_aigi.models.entropy_coding`).
 
-Images of any size are padded (replicate) to a multiple of the model's ``pad_multiple``
-(or a larger ``pad_multiple`` given here: the PKU-AIGI-500K paper pads to 128) and
-cropped after decoding. Modes (what ``decode`` returns):
+Images of any size are padded (replicate) to a multiple of the model's
+``downsampling_factor`` (or a larger ``pad_multiple`` given here: the PKU-AIGI-500K
+paper pads to 128) and cropped after decoding. The input becomes RGB by the one rule of
+:func:`pku_aigi.image_input.to_rgb` (alpha dropped, float and animated images refused,
+as for every codec); the header records the input's kind so that ``decode`` returns
+grey images as grey:
 
-=========  =========================================================  ===========
-input      coded as                                                    decoded as
-=========  =========================================================  ===========
-RGB        RGB, 8 bits                                                 RGB
-RGBA, P    RGB: the alpha channel is dropped (not coded), with a log   RGB
-           warning; P is converted to RGB/RGBA first
-L, 1, LA   gray replicated to RGB (alpha dropped)                      L (ITU-R 601 luma)
-I;16, I    scaled to 8 bits (v / 257, values must be in 0..65535)      I;16 (v * 257)
-CMYK ...   Pillow's conversion to RGB                                  RGB
-=========  =========================================================  ===========
+=================  ===========================
+input mode         decoded as
+=================  ===========================
+L, 1, LA, La       L (ITU-R 601 luma)
+I;16*, I           I;16 (v * 257)
+any other          RGB
+=================  ===========================
 """
 
 from __future__ import annotations
@@ -30,8 +31,10 @@ import numpy as np
 from PIL import Image
 
 from ..errors import CodecError, CorruptStreamError, ModelError
+from ..image_input import to_rgb
 from . import container, rans_guard
 from .base import MAX_PIXELS_DEFAULT, Codec
+from .ladder import QualityLadder
 
 logger = logging.getLogger(__name__)
 
@@ -52,30 +55,13 @@ def _device_label(device) -> str:
     return device.type
 
 
-def _to_coded_rgb(image: Image.Image) -> tuple[Image.Image, str]:
-    """(RGB image to code, mode to return after decoding); see the module table."""
-    mode = image.mode
-    if mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        mode = image.mode
-    if mode in ("RGB", "RGBA"):
-        if mode == "RGBA":
-            logger.warning("RGBA input: the alpha channel is not coded; decoding gives RGB")
-        return image.convert("RGB"), "RGB"
-    if mode in ("L", "1", "LA"):
-        if mode == "LA":
-            logger.warning("LA input: the alpha channel is not coded; decoding gives L")
-        return image.convert("L").convert("RGB"), "L"
-    if mode in ("I;16", "I;16L", "I;16B", "I"):
-        values = np.asarray(image, dtype=np.int64)
-        if values.min() < 0 or values.max() > 65535:
-            raise CodecError(f"{mode} image has values outside 0..65535: cannot code it")
-        gray = np.round(values / 257.0).astype(np.uint8)
-        return Image.fromarray(gray, "L").convert("RGB"), "I;16"
-    try:
-        return image.convert("RGB"), "RGB"
-    except ValueError as error:
-        raise CodecError(f"cannot code images of mode {mode}: {error}") from None
+_GREY_MODES = {"L": "L", "1": "L", "LA": "L", "La": "L"}
+_SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+
+
+def _decoded_mode(mode: str) -> str:
+    """The mode ``decode`` returns for an input of ``mode`` (see the module table)."""
+    return "I;16" if mode in _SIXTEEN_BIT_MODES else _GREY_MODES.get(mode, "RGB")
 
 
 def _from_rgb(rgb: np.ndarray, mode: str) -> Image.Image:
@@ -113,11 +99,9 @@ class LearnedCodec(Codec):
             (None: max_pixels); a server sets it low so one file cannot block it.
     """
 
-    # Downsampling of the hyperprior's latent z (stored latent shape) and of y.
-    Z_STRIDE, Y_STRIDE = 64, 16
-
     file_extension = container.FILE_EXTENSION
-    higher_quality_is_better = True
+    # Downsampling of the stored latent (z of the hyperprior) and of y.
+    Z_STRIDE, Y_STRIDE = 64, 16
 
     def __init__(
         self,
@@ -142,7 +126,7 @@ class LearnedCodec(Codec):
         self.model_id = model_id or f"{architecture}-q{self.model_quality}"
         self.revision = revision or ""
         self.device = torch.device(device or default_device())
-        own = int(getattr(model, "pad_multiple", 64))
+        own = int(model.downsampling_factor)
         wanted = int(pad_multiple or own)
         if wanted % own:
             raise CodecError(f"pad_multiple {wanted} must be a multiple of the model's {own}")
@@ -154,8 +138,7 @@ class LearnedCodec(Codec):
         self.quality_help = (
             f"fixed by the model: {self.model_quality} (load another model for another rate)"
         )
-        self.quality_range = (self.model_quality, self.model_quality)
-        self.default_qualities = (self.model_quality,)
+        self.ladder = QualityLadder.of((self.model_quality,))
         model.to(self.device).eval()
         model.update(force=False)  # no-op when the entropy coder is ready
         self._fingerprint = None
@@ -178,9 +161,19 @@ class LearnedCodec(Codec):
         return cls(model, model_id=model_id, revision=revision, **options)
 
     @staticmethod
-    def family(name: str, members: dict, **options) -> LearnedCodecFamily:
+    def family(name: str, members: dict, **options):
         """One codec over several models, ``{quality: repo_or_dir_or_model}`` (RD sweeps)."""
+        from .families import LearnedCodecFamily
+
         return LearnedCodecFamily(name, members, **options)
+
+    def matches(self, data: bytes) -> bool:
+        """True for .aigic bytes of this architecture and quality."""
+        header = container.peek(data)
+        return header is not None and (header.architecture, header.quality) == (
+            self.name,
+            self.model_quality,
+        )
 
     # ------------------------------------------------------------------ Codec API
     @property
@@ -207,16 +200,10 @@ class LearnedCodec(Codec):
         import torch
         import torch.nn.functional as F
 
-        from . import latent_coding
-
         self.check_quality(quality)
+        rgb = to_rgb(image, self.max_pixels)
         width, height = image.size
-        if width * height > self.max_pixels:
-            raise CodecError(
-                f"image is {width}x{height} = {width * height} pixels, more than the limit "
-                f"of {self.max_pixels}: resize it or pass a larger max_pixels"
-            )
-        rgb, out_mode = _to_coded_rgb(image)
+        out_mode = _decoded_mode(image.mode)
         prompt = prompt if self.text_conditioned else None  # others ignore it
         x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)
         x = x[None].to(self.device, torch.float32) / 255.0
@@ -224,7 +211,7 @@ class LearnedCodec(Codec):
         x = F.pad(x, (0, -width % m, 0, -height % m), mode="replicate")
         text = self._text(prompt)
         seed = _binding(self.name, self.model_quality, width, height, out_mode, prompt)
-        coded = latent_coding.compress(self.model, x, text, seed)
+        coded = self.model.code_latents(x, text, seed)
         return container.pack(
             container.AigicFile(
                 architecture=self.name,
@@ -247,14 +234,13 @@ class LearnedCodec(Codec):
         """Decode .aigic bytes made with this model; CorruptStreamError otherwise."""
         import torch
 
-        from . import latent_coding
+        from ..models.entropy_coding import Coded, DesyncError
 
         header = container.parse(data, max_pixels=self.max_pixels)
         self._check_header(header)
         strings = self._checked_strings(header)
-        coded = latent_coding.Coded(
-            strings, header.latent_shape, header.params_crc, header.symbols_crc
-        )
+        coded = Coded(strings, header.latent_shape, header.params_crc, header.symbols_crc)
+        coded.y_string_bits = 8 * len(header.strings[0][0])
         try:
             seed = _binding(
                 header.architecture,
@@ -264,8 +250,8 @@ class LearnedCodec(Codec):
                 header.mode,
                 header.prompt,
             )
-            x_hat = latent_coding.decompress(self.model, coded, self._text(header.prompt), seed)
-        except latent_coding.DesyncError as error:
+            x_hat = self.model.decode_latents(coded, self._text(header.prompt), seed)
+        except DesyncError as error:
             raise CorruptStreamError(self._desync_message(header, str(error))) from None
         except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as error:
             # The model cannot run on these strings/shape: a malformed or foreign file.
@@ -287,12 +273,14 @@ class LearnedCodec(Codec):
     def _checked_strings(self, header: container.AigicFile) -> list[list[bytes]]:
         """The header's strings, checked against the work the header announces and
         padded so that the rANS decoder cannot read past them (:mod:`.rans_guard`)."""
-        from .latent_coding import coding_path
+        from compressai.models import FactorizedPrior
 
-        path = coding_path(self.model)
+        from ..models.compressai_archs import AutoregressiveModel
+
+        factorized = isinstance(self.model, FactorizedPrior)
         pixels = header.width * header.height
         limit = self.max_sequential_pixels
-        if path == "ar" and limit is not None and pixels > limit:
+        if isinstance(self.model, AutoregressiveModel) and limit is not None and pixels > limit:
             raise CorruptStreamError(
                 f"{self.model_id} decodes autoregressively (one latent position at a time): "
                 f"a {header.width}x{header.height} image is more than the {limit} pixels "
@@ -301,7 +289,7 @@ class LearnedCodec(Codec):
         m = self.pad_multiple
         padded_h, padded_w = -(-header.height // m) * m, -(-header.width // m) * m
         z_channels = int(self.model.entropy_bottleneck._quantized_cdf.shape[0])
-        if path == "factorized":
+        if factorized:
             stride, symbols = self.Y_STRIDE, [z_channels]
         else:
             stride = self.Z_STRIDE
@@ -314,7 +302,7 @@ class LearnedCodec(Codec):
                 f"not a valid .aigic file: {len(header.strings)} string groups of sizes "
                 f"{[len(g) for g in header.strings]}, {self.model_id} codes {len(symbols)} of 1"
             )
-        if path == "factorized":
+        if factorized:
             symbols = [symbols[0] * shape[0] * shape[1]]
         else:
             symbols[1] *= shape[0] * shape[1]
@@ -362,53 +350,3 @@ class LearnedCodec(Codec):
             f"{_device_label(self.device)} with {self.model_id}). The file was made by "
             "other weights, or corrupted; no image is returned rather than a wrong one"
         )
-
-
-class LearnedCodecFamily(Codec):
-    """Several models of one architecture, one per quality, as one :class:`Codec`."""
-
-    file_extension = container.FILE_EXTENSION
-
-    def __init__(self, name: str, members: dict, **options):
-        if not members:
-            raise CodecError(f"learned codec family {name!r} needs at least one model")
-        self.name = name
-        self.members: dict[int, LearnedCodec] = {}
-        for quality, member in sorted(members.items()):
-            if isinstance(member, LearnedCodec):
-                codec = member
-            elif isinstance(member, (str, Path)):
-                codec = LearnedCodec.from_pretrained(member, **options)
-            else:
-                codec = LearnedCodec.from_model(member, **options)
-            self.members[int(quality)] = codec
-        qualities = tuple(self.members)
-        self.quality_range = (min(qualities), max(qualities))
-        self.default_qualities = qualities
-        self.quality_help = f"one model per quality: {', '.join(map(str, qualities))}"
-        self.description = f"learned codec family {name} ({len(qualities)} models)"
-        self.text_conditioned = any(c.text_conditioned for c in self.members.values())
-
-    @property
-    def version(self) -> str:
-        return "|".join(c.version for c in self.members.values())
-
-    def _member(self, quality) -> LearnedCodec:
-        try:
-            return self.members[int(quality)]
-        except (KeyError, TypeError, ValueError):
-            raise CodecError(
-                f"{self.name} has no model for quality {quality}: {self.quality_help}"
-            ) from None
-
-    def encode(self, image: Image.Image, quality, *, prompt: str | None = None) -> bytes:
-        return self._member(quality).encode(image, None, prompt=prompt)
-
-    def decode(self, data: bytes) -> Image.Image:
-        header = container.parse(data)
-        if header.quality not in self.members:
-            raise CorruptStreamError(
-                f"this .aigic file is at quality {header.quality}; {self.name} has "
-                f"{self.quality_help}"
-            )
-        return self.members[header.quality].decode(data)

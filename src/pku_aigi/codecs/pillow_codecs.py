@@ -16,7 +16,9 @@ from typing import ClassVar
 from PIL import Image, UnidentifiedImageError, features
 
 from ..errors import CodecError
+from .base import signature
 from .conventional import ConventionalCodec
+from .ladder import QualityLadder
 from .registry import register
 
 
@@ -76,11 +78,12 @@ class PillowCodec(ConventionalCodec):
 @register
 class JpegCodec(PillowCodec):
     name = "jpeg"
+    aliases = ("jpg",)
     description = "JPEG (ITU-T T.81) with libjpeg-turbo, 4:2:0, optimised Huffman tables"
     quality_help = "libjpeg quality 1..100, higher is better (IJG quantisation-table scaling)"
-    quality_range = (1, 100)
-    default_qualities = (2, 5, 10, 20, 30, 45, 60, 75, 85, 92)
+    ladder = QualityLadder.integers(1, 100, sweep=(2, 5, 10, 20, 30, 45, 60, 75, 85, 92))
     file_extension = ".jpg"
+    signatures = (signature((0, b"\xff\xd8\xff")),)  # SOI + the next marker's 0xFF
     pil_format = "JPEG"
     feature = "jpg"
     library = "libjpeg-turbo"
@@ -96,9 +99,9 @@ class WebpCodec(PillowCodec):
     name = "webp"
     description = "WebP lossy (VP8 intra) with libwebp, 4:2:0, method 6"
     quality_help = "libwebp quality 1..100, higher is better"
-    quality_range = (1, 100)
-    default_qualities = (1, 5, 15, 30, 50, 65, 75, 85, 92, 97)
+    ladder = QualityLadder.integers(1, 100, sweep=(1, 5, 15, 30, 50, 65, 75, 85, 92, 97))
     file_extension = ".webp"
+    signatures = (signature((0, b"RIFF"), (8, b"WEBP")),)
     pil_format = "WEBP"
     feature = "webp"
     library = "libwebp"
@@ -117,16 +120,20 @@ class WebpCodec(PillowCodec):
 @register
 class Jpeg2000Codec(PillowCodec):
     name = "jpeg2000"
+    aliases = ("j2k", "jp2", "jpeg-2000")
     description = "JPEG 2000 Part 1 codestream (.j2k) with OpenJPEG, 9/7 wavelet, ICT"
     quality_help = (
         "compression ratio 1..1000 against 24-bit RGB (bpp ~ 24 / ratio), lower is "
         "better; 1 means no rate limit"
     )
-    quality_range = (1, 1000)
-    higher_quality_is_better = False
-    default_qualities = (480, 320, 200, 130, 80, 50, 32, 20, 12)
+    ladder = QualityLadder.geometric(
+        1, 1000, sweep=(480, 320, 200, 130, 80, 50, 32, 20, 12), higher_is_better=False
+    )
     file_extension = ".j2k"
-    integer_quality = False
+    signatures = (
+        signature((0, b"\xff\x4f\xff\x51")),  # codestream: SOC + SIZ markers
+        signature((0, b"\x00\x00\x00\x0cjP  \r\n\x87\n")),  # JP2 signature box
+    )
     pil_format = "JPEG2000"
     feature = "jpg_2000"
     library = "OpenJPEG"
@@ -148,9 +155,10 @@ class AvifCodec(PillowCodec):
     name = "avif"
     description = "AVIF (AV1 intra) with libavif: libaom encoder speed 6, dav1d decoder, 4:2:0"
     quality_help = "libavif quality 1..100, higher is better (maps to the AV1 quantiser)"
-    quality_range = (1, 100)
-    default_qualities = (1, 8, 18, 28, 38, 48, 58, 68, 78, 88)
+    ladder = QualityLadder.integers(1, 100, sweep=(1, 8, 18, 28, 38, 48, 58, 68, 78, 88))
     file_extension = ".avif"
+    # ISOBMFF "ftyp" box with an AVIF major brand (image, or image sequence).
+    signatures = (signature((4, b"ftypavif")), signature((4, b"ftypavis")))
     pil_format = "AVIF"
     feature = "avif"
     library = "libavif"

@@ -1,8 +1,9 @@
 """What the demo computes, without any UI: compress, measure, sweep, decode.
 
-Everything goes through the package's public API: ``Codec.encode/decode``,
-``pku_aigi.metrics`` (PSNR, MS-SSIM in dB, bpp, CLIP score) and
-``pku_aigi.codecs.rate_control.encode_to_bpp`` for a target bitrate.
+Everything goes through the package's public API: ``Codec.encode/decode`` and its
+quality ladder, ``pku_aigi.metrics`` (PSNR, MS-SSIM in dB, bpp, CLIP score),
+``pku_aigi.codecs.rate_control.encode_to_bpp`` for a target bitrate and
+``pku_aigi.codecs.decoder_for`` for files no option recognises.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pathlib import Path
 from PIL import Image
 
 from .. import metrics
+from ..codecs.rate_control import encode_to_bpp
 from ..errors import CodecError, CorruptStreamError, PkuAigiError
-from .catalog import Catalog, CodecOption
+from .catalog import MAX_RD_POINTS, Catalog, CodecOption
 
 log = logging.getLogger(__name__)
 
@@ -75,14 +77,14 @@ def compress(
     """
     if not option.available:
         raise CodecError(f"{option.key} is not available here: {option.reason}")
+    codec = option.codec
+    start = time.perf_counter()
     if target_bpp is not None:
-        quality, data, encode_s = _encode_to_bpp(option, image, target_bpp, prompt)
+        quality, data = encode_to_bpp(codec, image, target_bpp, prompt=prompt)
     else:
-        quality = option.quality_at(50 if level is None else level)
-        start = time.perf_counter()
-        data = option.codec_for(quality).encode(image, quality, prompt=prompt)
-        encode_s = time.perf_counter() - start
-    codec = option.codec_for(quality)
+        quality = codec.ladder.at_level(50 if level is None else level)
+        data = codec.encode(image, quality, prompt=prompt)
+    encode_s = time.perf_counter() - start
     start = time.perf_counter()
     reconstruction = codec.decode(data).convert("RGB")
     decode_s = time.perf_counter() - start
@@ -109,30 +111,8 @@ def _quality_metrics(image: Image.Image, reconstruction: Image.Image) -> tuple[f
     try:
         ms_ssim_db = metrics.ms_ssim_db(metrics.ms_ssim(image, reconstruction))
     except metrics.ImageTooSmallError:
-        ms_ssim_db = None  # the UI says why (images under 161 px)
+        ms_ssim_db = None  # the UI says why (images under MS_SSIM_MIN_SIDE px)
     return psnr, ms_ssim_db
-
-
-def _encode_to_bpp(option: CodecOption, image, target_bpp: float, prompt):
-    """(quality, data, encode seconds) of the best quality within ``target_bpp``."""
-    if target_bpp <= 0:
-        raise CodecError(f"target bpp must be positive, got {target_bpp}")
-    start = time.perf_counter()
-    if option.kind == "conventional":
-        from ..codecs.rate_control import encode_to_bpp
-
-        quality, data = encode_to_bpp(option.codec, image, target_bpp, prompt=prompt)
-        return quality, data, time.perf_counter() - start
-    # Learned: one model per quality; keep the highest rate that fits, else the lowest.
-    best = None
-    for quality in option.grid:
-        data = option.codecs[quality].encode(image, quality, prompt=prompt)
-        fits = metrics.bpp(len(data), *image.size) <= target_bpp
-        if best is None or fits:
-            best = (quality, data)
-        if not fits:
-            break
-    return best[0], best[1], time.perf_counter() - start
 
 
 # --- RD curves ---------------------------------------------------------------------------
@@ -148,16 +128,16 @@ def image_digest(image: Image.Image) -> str:
 
 def rd_curve(option: CodecOption, image: Image.Image, prompt: str | None = None) -> list[RDPoint]:
     """Rate and PSNR of ``option`` over its RD grid on this image (cached)."""
-    key = (image_digest(image), option.key, tuple(option.rd_grid()), prompt or "")
+    grid = option.codec.ladder.spread(MAX_RD_POINTS)
+    key = (image_digest(image), option.key, tuple(grid), prompt or "")
     with _RD_LOCK:
         if key in _RD_CACHE:
             _RD_CACHE.move_to_end(key)
             return _RD_CACHE[key]
     points = []
-    for quality in option.rd_grid():
-        codec = option.codec_for(quality)
-        data = codec.encode(image, quality, prompt=prompt)
-        reconstruction = codec.decode(data).convert("RGB")
+    for quality in grid:
+        data = option.codec.encode(image, quality, prompt=prompt)
+        reconstruction = option.codec.decode(data).convert("RGB")
         # PSNR only: MS-SSIM costs seconds per point on a CPU (the table has it for the
         # current setting).
         psnr = metrics.psnr(image, reconstruction)
@@ -208,14 +188,6 @@ def add_clip_scores(
 
 # --- decoding ----------------------------------------------------------------------------
 
-_MAGIC = (  # (prefix test, file extension of the codec that writes it)
-    (lambda d: d[:3] == b"\xff\xd8\xff", ".jpg"),
-    (lambda d: d[:4] == b"RIFF" and d[8:12] == b"WEBP", ".webp"),
-    (lambda d: d[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n" or d[:4] == b"\xffO\xffQ", ".j2k"),
-    (lambda d: d[4:8] == b"ftyp" and d[8:12] in (b"avif", b"avis", b"mif1"), ".avif"),
-    (lambda d: d[:2] == b"\xff\x0a" or d[:12] == b"\x00\x00\x00\x0cJXL \r\n\x87\n", ".jxl"),
-)
-
 
 @dataclass
 class DecodeResult:
@@ -225,18 +197,38 @@ class DecodeResult:
 
 
 def decode_file(path: str | os.PathLike, catalog: Catalog) -> DecodeResult:
-    """Decode a file written by any codec of the catalog (or any .aigic whose model loads)."""
-    from ..codecs import container
+    """Decode a file written by any codec of the catalog (or any .aigic whose model loads).
+
+    The options whose codec recognises the bytes (file signature) are tried first, then
+    those whose file extension matches; a file none of them takes goes to
+    :func:`pku_aigi.codecs.decoder_for` (an .aigic file loads the model it names).
+    """
+    from ..codecs import decoder_for
 
     path = Path(path)
     data = path.read_bytes()
     if not data:
         raise CorruptStreamError(f"{path.name} is empty: upload a compressed file")
-    if container.is_aigic(data):
-        return _decode_aigic(data, catalog)
-    candidates = _conventional_candidates(path, data, catalog)
+    available = [option for option in catalog.options if option.available]
+    by_bytes = [option for option in available if option.codec.matches(data)]
+    suffix = path.suffix.lower()
+    by_name = [
+        option
+        for option in available
+        if option not in by_bytes and option.codec.file_extension.lower() == suffix
+    ]
+    candidates = by_bytes + by_name
     if not candidates:
-        raise CodecError("no conventional codec is available here to decode files")
+        try:
+            codec = decoder_for(data, path)
+        except CorruptStreamError:
+            raise
+        except PkuAigiError as error:
+            raise CorruptStreamError(
+                f"{path.name} is not a file of any codec available here: upload a file "
+                f"saved from the Compress tab ({error})"
+            ) from None
+        candidates = [CodecOption(codec.name, codec)]
     errors = []
     for option in candidates:
         try:
@@ -244,7 +236,9 @@ def decode_file(path: str | os.PathLike, catalog: Catalog) -> DecodeResult:
         except PkuAigiError as error:
             errors.append(f"{option.key}: {error}")
             continue
-        return DecodeResult(image, option.key, f"{option.key} file, {len(data):,} bytes")
+        return DecodeResult(
+            image, option.key, f"{_describe(option.key, data)}, {len(data):,} bytes"
+        )
     tried = ", ".join(option.key for option in candidates)
     raise CorruptStreamError(
         f"{path.name} is not a valid file of any codec available here (tried {tried}); "
@@ -252,55 +246,15 @@ def decode_file(path: str | os.PathLike, catalog: Catalog) -> DecodeResult:
     )
 
 
-def _conventional_candidates(path: Path, data: bytes, catalog: Catalog) -> list[CodecOption]:
-    options = [o for o in catalog.options if o.kind == "conventional" and o.available]
-    extensions = [path.suffix.lower()]
-    extensions += [ext for test, ext in _MAGIC if test(data)]
-
-    def rank(option: CodecOption) -> int:
-        ext = option.codec.file_extension.lower()
-        return extensions.index(ext) if ext in extensions else len(extensions)
-
-    return sorted(options, key=rank)
-
-
-def _decode_aigic(data: bytes, catalog: Catalog) -> DecodeResult:
+def _describe(key: str, data: bytes) -> str:
+    """What the file is: its codec, and for .aigic files the model and prompt it names."""
     from ..codecs import container
 
-    header = container.parse(data)
-    codec = _find_learned_codec(header, catalog)
-    image = codec.decode(data)
+    header = container.peek(data)
+    if header is None:
+        return f"{key} file"
     prompt = f', prompt "{header.prompt}"' if header.prompt else ""
-    return DecodeResult(
-        image,
-        header.architecture,
+    return (
         f".aigic file of {header.architecture} model {header.model_id} "
-        f"(quality {header.quality}){prompt}, {len(data):,} bytes",
+        f"(quality {header.quality}){prompt}"
     )
-
-
-def _find_learned_codec(header, catalog: Catalog):
-    """The codec of the model named in the header: the same model id first, then a model
-    of the same architecture and quality (the codec checks the rest), then the Hub."""
-    same_model, same_kind = [], []
-    for option in catalog.options:
-        if option.kind != "learned" or not option.available:
-            continue
-        for quality, source in option.sources.items():
-            if source == header.model_id:
-                same_model.append((option, quality))
-            elif option.key.startswith(f"{header.architecture} (") and quality == header.quality:
-                same_kind.append((option, quality))
-    if same_model or same_kind:
-        option, quality = (same_model + same_kind)[0]
-        return option.codec_for(quality)
-    try:
-        from ..codecs.learned import LearnedCodec
-
-        return LearnedCodec.from_pretrained(header.model_id)
-    except Exception as error:  # noqa: BLE001 - any failure: tell which model is needed
-        raise CodecError(
-            f"this .aigic file was made by model {header.model_id!r} ({header.architecture}, "
-            f"quality {header.quality}), which cannot be loaded here ({error}); put it under "
-            f"$PKU_AIGI_MODELS_DIR/<repo id> or run where the Hub is reachable"
-        ) from None

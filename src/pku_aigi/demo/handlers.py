@@ -19,6 +19,7 @@ import gradio as gr
 from PIL import Image
 
 from ..errors import PkuAigiError
+from ..metrics import MS_SSIM_MIN_SIDE
 from . import engine
 from .catalog import Catalog
 from .engine import RDPoint
@@ -105,7 +106,9 @@ class Handlers:
         prompt = (prompt or "").strip()
         notes = list(loaded.notes)
         options = [self.catalog.get(key) for key in keys]
-        if not prompt and any(option.text_conditioned for option in options):
+        if not prompt and any(
+            option.available and option.codec.text_conditioned for option in options
+        ):
             message = (
                 "no prompt given: text-conditioned codecs compress with an empty prompt; "
                 "type the image's prompt for their best rate"
@@ -148,7 +151,9 @@ class Handlers:
         elif original_clip is not None:
             notes.append(f"CLIP score of the original: {original_clip:.2f}")
         if any(result.ms_ssim_db is None for result in results):
-            notes.append("MS-SSIM needs both sides >= 161 px: left empty for this image")
+            notes.append(
+                f"MS-SSIM needs both sides >= {MS_SSIM_MIN_SIDE} px: left empty for this image"
+            )
 
         state = {
             "image": str(original_path),
@@ -226,7 +231,7 @@ class Handlers:
     def unavailable_markdown(self) -> str:
         missing = self.catalog.unavailable
         if not missing:
-            return "Every codec of this build runs here."
+            return "Every codec of this package runs here."
         return "\n".join(f"- **{option.key}**: {option.reason}" for option in missing)
 
 

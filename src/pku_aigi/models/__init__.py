@@ -8,14 +8,10 @@ from .registry import ArchitectureSpec, available, create, get_spec, register_ar
 
 
 def __getattr__(name):
-    if name == "AutoCodec":
-        from .hub import AutoCodec
+    if name in ("AutoCodec", "LearnedCodecModel"):
+        from . import base
 
-        return AutoCodec
-    if name == "LearnedCodecModel":
-        from .base import LearnedCodecModel
-
-        return LearnedCodecModel
+        return getattr(base, name)
     if name == "load_zoo":
         from .zoo import load_zoo
 

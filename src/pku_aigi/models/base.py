@@ -1,19 +1,21 @@
 """The base class of every learned codec: a ``torch.nn.Module`` that is also a Hub model.
 
 :class:`LearnedCodecModel` follows CompressAI's model convention (``forward``,
-``compress``, ``decompress``, ``aux_loss``, ``update``) and huggingface_hub's
-``PyTorchModelHubMixin`` (``save_pretrained``, ``from_pretrained``, ``push_to_hub``).
-A saved model folder holds ``model.safetensors`` (weights and the entropy coder's
-tables: never a pickle), ``config.json`` (:attr:`LearnedCodecModel.config`) and a
-generated model card ``README.md``.
+``compress``, ``decompress``, ``aux_loss``, ``update``) and implements huggingface_hub's
+``PyTorchModelHubMixin`` template methods (``_save_pretrained``, ``_from_pretrained``,
+``generate_model_card``), so ``save_pretrained``, ``from_pretrained`` and
+``push_to_hub`` are the mixin's. The folder format is :mod:`.folder`'s, the card
+:mod:`.card`'s.
 
 Subclasses (one per architecture, registered in :mod:`pku_aigi.models.registry`):
 
-- set ``architecture`` (the registered name) and, if needed, ``text_conditioned`` and
-  ``pad_multiple``;
+- set ``architecture`` (the registered name), ``downsampling_factor`` and, if needed,
+  ``text_conditioned``;
 - take their hyper-parameters (e.g. ``N``, ``M``) as ``__init__`` keyword arguments;
 - implement ``forward(x, text=None)``, ``compress(x, text=None)`` and
-  ``decompress(strings, shape, text=None)``.
+  ``decompress(strings, shape, text=None)``;
+- implement their deterministic entropy coding (:mod:`.entropy_coding`) in
+  ``_code_latents`` and ``_decode_latents``.
 
 Build them with ``Cls.from_config(**config)`` (or :func:`pku_aigi.models.create`), which
 fills quality, metric and lambda from the architecture's tables and records
@@ -27,34 +29,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models import CompressionModel
-from compressai.models.utils import update_registered_buffers
-from huggingface_hub import PyTorchModelHubMixin
+from huggingface_hub import ModelCard, PyTorchModelHubMixin
 
 from ..errors import ModelError
+from . import folder
+from .card import check_card_info, render_model_card
+from .entropy_coding import Coded, WeightsCache, crc, deterministic_torch
+from .registry import get_spec
 
 # Config keys every model records besides its architecture's hyper-parameters.
 _COMMON_KEYS = ("architecture", "quality", "metric", "lmbda")
-
-# safetensors metadata key holding the model card's inputs (training, rd_points, source).
-CARD_METADATA_KEY = "pku_aigi.card"
-
-# Entropy-coder tables whose shapes depend on the trained weights (set by ``update()``).
-ENTROPY_TABLES = {
-    EntropyBottleneck: ("_quantized_cdf", "_offset", "_cdf_length"),
-    GaussianConditional: ("_quantized_cdf", "_offset", "_cdf_length", "scale_table"),
-}
-
-
-def entropy_table_keys(model: torch.nn.Module) -> set[str]:
-    """State-dict keys of the data-dependent entropy-coder tables of ``model``."""
-    keys = set()
-    for name, module in model.named_modules():
-        for kind, buffers in ENTROPY_TABLES.items():
-            if isinstance(module, kind):
-                keys.update(f"{name}.{buffer}" if name else buffer for buffer in buffers)
-    return keys
 
 
 class LearnedCodecModel(
@@ -67,7 +52,8 @@ class LearnedCodecModel(
 
     architecture: str = ""
     text_conditioned: bool = False
-    pad_multiple: int = 64
+    # Height and width of the input must be multiples of this (CompressAI's name).
+    downsampling_factor: int
 
     # CompressAI's implementations work for any module tree: reuse them.
     aux_loss = CompressionModel.aux_loss
@@ -84,8 +70,6 @@ class LearnedCodecModel(
         Raises:
             ModelError: unknown architecture, quality, metric or hyper-parameter.
         """
-        from .registry import get_spec
-
         config = dict(config)
         architecture = config.pop("architecture", None) or cls.architecture
         if not architecture:
@@ -126,6 +110,8 @@ class LearnedCodecModel(
         }
         return model
 
+    # Plain attributes kept out of nn.Module's registries (set lazily: subclasses run
+    # CompressAI's __init__, which knows nothing of them).
     @property
     def config(self) -> dict[str, Any]:
         """Architecture, quality, metric, lambda and hyper-parameters (``config.json``)."""
@@ -140,92 +126,137 @@ class LearnedCodecModel(
     def config(self, value: dict[str, Any]) -> None:
         self.__dict__["_codec_config"] = dict(value)
 
+    @property
+    def card_info(self) -> dict[str, Any]:
+        """What the model card says beyond the config: ``training``, ``rd_points`` and
+        ``source`` (see :func:`pku_aigi.models.card.write_model_card`). Saved with the
+        weights, so a loaded model writes the same card again."""
+        return self.__dict__.setdefault("_card_info", {})
+
+    @card_info.setter
+    def card_info(self, value: dict[str, Any]) -> None:
+        self.__dict__["_card_info"] = check_card_info(value)
+
+    @property
+    def coding_cache(self) -> WeightsCache:
+        """Float64 copies and tables the entropy coding derives from the weights."""
+        return self.__dict__.setdefault("_coding_cache", WeightsCache())
+
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor | None:
         """Prompt embeddings for text-conditioned models; ``None`` for the others."""
         return None
 
     # ---------------------------------------------------------------- state dicts
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        """Like ``nn.Module.load_state_dict``, resizing the entropy coder's tables.
-
-        The tables written by ``update()`` have data-dependent shapes (CompressAI's
-        ``update_registered_buffers`` with the ``resize`` policy), so a fresh model can
-        load them from any trained state dict.
-        """
-        for name, module in self.named_modules():
-            for kind, buffers in ENTROPY_TABLES.items():
-                if isinstance(module, kind):
-                    present = [b for b in buffers if f"{name}.{b}" in state_dict]
-                    if present:
-                        update_registered_buffers(
-                            module, name, present, state_dict, policy="resize"
-                        )
+        """Like ``nn.Module.load_state_dict``, resizing the entropy coder's tables first
+        (their shapes depend on the weights), so a fresh model loads any trained ones."""
+        folder.resize_entropy_tables(self, state_dict)
         return torch.nn.Module.load_state_dict(self, state_dict, strict=strict, assign=assign)
 
     def entropy_coder_ready(self) -> bool:
         """True when every entropy model has its tables (``update()`` has run)."""
         state = self.state_dict()
-        return all(state[key].numel() > 0 for key in entropy_table_keys(self))
+        return all(state[key].numel() > 0 for key in folder.entropy_table_keys(self))
 
-    # ---------------------------------------------------------------- Hub
-    def _save_pretrained(self, save_directory: Path) -> None:
-        """Write ``model.safetensors``, ``config.json`` and the model card.
+    # ---------------------------------------------------------------- entropy coding
+    def code_latents(self, x: torch.Tensor, text=None, seed: int = 0) -> Coded:
+        """Entropy-code one image ``x`` (1, 3, H, W) in [0, 1] deterministically.
 
-        Entropy-coder tables that are missing are computed (``update()``) so that a loaded
-        model can code at once; existing tables are kept as they are (after training,
-        call ``update(force=True)`` before saving). The card's inputs travel in the
-        safetensors metadata so that loading and saving again keeps the card.
+        H and W are multiples of :attr:`downsampling_factor`. ``seed`` starts the CRC32s
+        of the desync check: the codec derives it from the file header so that the
+        check also binds the strings to it.
         """
-        import json
+        self.update(force=False)  # a model fresh from create() codes at once
+        with deterministic_torch():
+            return self._code_latents(x, text, seed)
 
-        from safetensors.torch import save_file
-
-        from .card import write_model_card
-
+    def decode_latents(self, coded: Coded, text=None, seed: int = 0) -> torch.Tensor:
+        """Decode to x_hat (1, 3, H, W); DesyncError if the desync checks disagree."""
         self.update(force=False)
-        tensors = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        metadata = {"format": "pt", CARD_METADATA_KEY: json.dumps(getattr(self, "card_info", {}))}
-        save_file(tensors, str(save_directory / "model.safetensors"), metadata=metadata)
-        (save_directory / "config.json").write_text(
-            json.dumps(self.config, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-        )
-        write_model_card(self, save_directory, **getattr(self, "card_info", {}))
+        with deterministic_torch():
+            return self._decode_latents(coded, text, seed)
+
+    def _code_latents(self, x: torch.Tensor, text, seed: int) -> Coded:
+        """The model's own ``compress``, without desync check (override to add one)."""
+        out = self.compress(x, text=text)
+        shape = tuple(int(s) for s in out["shape"])
+        return Coded(out["strings"], shape, crc(seed=seed), None)
+
+    def _decode_latents(self, coded: Coded, text, seed: int) -> torch.Tensor:
+        x_hat = self.decompress(coded.strings, coded.shape, text=text)["x_hat"]
+        return x_hat.clamp(0, 1)
+
+    # ---------------------------------------------------------------- Hub (mixin hooks)
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """Write the weights and ``config.json`` (:func:`.folder.save_folder`).
+
+        The mixin then writes the card (:meth:`generate_model_card`) if the folder has
+        none: drop a stale one, as the mixin drops a stale ``config.json``.
+        """
+        folder.save_folder(self, save_directory)
+        (save_directory / folder.CARD_NAME).unlink(missing_ok=True)
+
+    def generate_model_card(self, *args, **kwargs) -> ModelCard:
+        """The model card (:func:`pku_aigi.models.card.render_model_card`)."""
+        return render_model_card(self, **self.card_info)
 
     @classmethod
-    def from_pretrained(
-        cls,
-        pretrained_model_name_or_path: str | Path,
-        *,
-        revision: str | None = None,
-        cache_dir: str | Path | None = None,
-        force_download: bool = False,
-        token: str | bool | None = None,
-        local_files_only: bool = False,
-        map_location: str | torch.device = "cpu",
-        **unused: Any,
-    ) -> LearnedCodecModel:
-        """Load a saved model from a local folder or a Hub repo id (strictly).
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs):
+        """Load a saved model from a local folder or a Hub repo id, strictly.
 
-        Called on the base class (or :class:`pku_aigi.AutoCodec`) the class is picked
-        from ``config.json``; called on a subclass the folder must hold that
-        architecture. Only safetensors weights are read. The entropy coder is ready.
-
-        Raises:
-            ModelError: missing files, unknown architecture, missing or unexpected
-                weights, or weights of the wrong shape.
+        huggingface_hub's ``from_pretrained`` (keywords ``revision``, ``cache_dir``,
+        ``force_download``, ``token``, ``local_files_only``, ``map_location``), with
+        failures to reach or read the model as one :class:`ModelError`. Called on the
+        base class (or :class:`AutoCodec`) the class is picked from ``config.json``;
+        called on a subclass the folder must hold that architecture. The entropy coder
+        is ready.
         """
-        from .hub import load_pretrained
+        source = str(pretrained_model_name_or_path)
+        # The mixin reads config.json before it calls _from_pretrained: check it first.
+        download = {k: v for k, v in kwargs.items() if k in folder.DOWNLOAD_OPTIONS}
+        folder.load_config(source, **download)
+        with folder.hub_errors(source, folder.CONFIG_NAME, kwargs.get("revision")):
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
-        return load_pretrained(
-            pretrained_model_name_or_path,
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        map_location: str | torch.device = "cpu",
+        **config_values: Any,  # the mixin passes config.json's values: read it ourselves
+    ) -> LearnedCodecModel:
+        return folder.load_folder(
+            model_id,
             expected_class=cls if cls.architecture else None,
+            map_location=map_location,
             revision=revision,
             cache_dir=cache_dir,
             force_download=force_download,
             token=token,
             local_files_only=local_files_only,
-            map_location=map_location,
         )
+
+
+class AutoCodec:
+    """Loads any registered learned codec; the class comes from ``config.json``.
+
+    Example:
+        >>> model = AutoCodec.from_pretrained("org/mbt2018-mean-mse-q3")  # doctest: +SKIP
+    """
+
+    def __init__(self) -> None:
+        raise TypeError("use AutoCodec.from_pretrained(repo_id_or_dir)")
+
+    @staticmethod
+    def from_pretrained(pretrained_model_name_or_path: str | Path, **kwargs) -> LearnedCodecModel:
+        """:meth:`LearnedCodecModel.from_pretrained` on the base class."""
+        return LearnedCodecModel.from_pretrained(pretrained_model_name_or_path, **kwargs)
 
 
 def _check_hyperparameters(cls: type, hparams: dict[str, Any]) -> None:

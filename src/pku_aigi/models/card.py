@@ -14,9 +14,23 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
-CARD_NAME = "README.md"
+from ..errors import ModelError
+from .folder import CARD_NAME
+
 DATASET_ID = "Forerunner/PKU-AIGI-500K"
-CARD_INFO_KEYS = ("training", "rd_points", "source")
+CARD_INFO_KEYS = ("training", "rd_points", "source")  # the inputs of render_model_card
+
+
+def check_card_info(info: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``info`` if it only holds the card's inputs (:data:`CARD_INFO_KEYS`)."""
+    if not isinstance(info, dict):
+        raise ModelError(f"card_info must be a dict, not {type(info).__name__}")
+    unknown = sorted(set(info) - set(CARD_INFO_KEYS))
+    if unknown:
+        raise ModelError(
+            f"card_info has unknown keys {', '.join(unknown)}: use {', '.join(CARD_INFO_KEYS)}"
+        )
+    return dict(info)
 
 
 def write_model_card(
@@ -45,13 +59,11 @@ def write_model_card(
     Returns:
         The path of the card.
     """
-    info = dict(getattr(model, "card_info", None) or {})
     given = {"training": training, "rd_points": rd_points, "source": source}
-    info.update({k: v for k, v in given.items() if v is not None})
-    model.card_info = info
+    model.card_info = {**model.card_info, **{k: v for k, v in given.items() if v is not None}}
     path = Path(directory) / CARD_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
-    render_model_card(model, **info).save(path)
+    model.generate_model_card().save(path)
     return path
 
 
@@ -95,7 +107,8 @@ def render_model_card(
         "- Hyper-parameters: "
         + ", ".join(f"{k}={_fmt(v)}" for k, v in hparams.items() if k not in ("metric", "lmbda")),
         _parameters_line(model),
-        f"- Input: RGB in [0, 1], height and width padded to multiples of {model.pad_multiple}",
+        "- Input: RGB in [0, 1], height and width padded to multiples of "
+        f"{model.downsampling_factor}",
         "",
         "## Source of the weights",
         "",

@@ -36,10 +36,8 @@ from compressai.layers import (
 from torch import Tensor, nn
 
 from ..errors import ModelError
-from .base import LearnedCodecModel
-from .registry import ArchitectureSpec, register_architecture
-from .slice_coding import compress_slices, decompress_slices, forward_slices, ste_round
-from .tcm import check_input
+from .channel_slices import ChannelSliceCodec, register_slice_codec
+from .compressai_archs import MSE_LAMBDAS
 from .text_encoder import DEFAULT_TEXT_ENCODER, DEFAULT_TEXT_ENCODER_REVISION, load_text_encoder
 
 PAPER = (
@@ -48,8 +46,6 @@ PAPER = (
 )
 
 # The paper's lambdas are not published: CompressAI's ladders (quality 1..6).
-MSE_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483)
-MS_SSIM_LAMBDAS = (2.40, 4.58, 8.73, 16.64, 31.73, 60.50)
 
 
 class TextMixer(nn.Module):
@@ -197,7 +193,7 @@ def lrp_head(in_channels: int, out_channels: int) -> nn.Sequential:
     return nn.Sequential(*layers, conv3x3(widths[-1], out_channels))
 
 
-class CATC(LearnedCodecModel):
+class CATC(ChannelSliceCodec):
     """Cross-Attention Transformer Codec (Duan et al., JETCAS 2024).
 
     Sharing across slices (the paper does not say): the GRUs, the attention blocks and
@@ -223,7 +219,7 @@ class CATC(LearnedCodecModel):
 
     architecture = "catc"
     text_conditioned = True
-    pad_multiple = 64
+    downsampling_factor = 64  # 16x analysis, 4x hyper-analysis
 
     def __init__(
         self,
@@ -312,7 +308,7 @@ class CATC(LearnedCodecModel):
             )
         return encoder.encode(prompts, device=self.entropy_bottleneck.quantiles.device)
 
-    def _text(self, text: Tensor | None, batch: int) -> Tensor:
+    def prepare_text(self, text: Tensor | None, batch: int) -> Tensor:
         """The prompt embeddings checked against the batch; None means the empty prompt."""
         if text is None:
             return self.encode_prompts([""] * batch)
@@ -344,61 +340,28 @@ class CATC(LearnedCodecModel):
         mean_state, scale_state = state
         return self.gru_mean(y_hat_slice, mean_state), self.gru_scale(y_hat_slice, scale_state)
 
-    # ------------------------------------------------------------ codec
-    def _hyper(self, z_hat: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
+    # ------------------------------------------------------------ transforms
+    def analysis(self, x: Tensor, text: Tensor) -> Tensor:
+        return self.g_a(x, text)
+
+    def hyper_analysis(self, y: Tensor, text: Tensor) -> Tensor:
+        return self.h_a(y, text)
+
+    def hyper_synthesis(self, z_hat: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
         return self.h_mean_s(z_hat, text), self.h_scale_s(z_hat, text)
 
-    def forward(self, x: Tensor, text: Tensor | None = None) -> dict:
-        check_input(x, self.pad_multiple, self.architecture)
-        text = self._text(text, x.size(0))
-        y = self.g_a(x, text)
-        z = self.h_a(y, text)
-        z_hat, z_likelihoods = self.entropy_bottleneck(z)
-        if self.training:  # code with rounding around the medians, as compress() does
-            medians = self.entropy_bottleneck._get_medians()
-            z_hat = ste_round(z - medians) + medians
-        y_hat, y_likelihoods = forward_slices(self, y, *self._hyper(z_hat, text), text)
-        return {
-            "x_hat": self.g_s(y_hat, text),
-            "likelihoods": {"y": y_likelihoods, "z": z_likelihoods},
-        }
-
-    def compress(self, x: Tensor, text: Tensor | None = None) -> dict:
-        check_input(x, self.pad_multiple, self.architecture)
-        text = self._text(text, x.size(0))
-        y = self.g_a(x, text)
-        z = self.h_a(y, text)
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        y_strings = compress_slices(self, y, *self._hyper(z_hat, text), text)
-        return {"strings": [y_strings, z_strings], "shape": tuple(int(s) for s in z.shape[-2:])}
-
-    def decompress(self, strings, shape, text: Tensor | None = None) -> dict:
-        y_strings, z_strings = strings
-        text = self._text(text, len(z_strings))
-        z_hat = self.entropy_bottleneck.decompress(z_strings, tuple(shape))
-        y_hat = decompress_slices(self, y_strings, *self._hyper(z_hat, text), text)
-        return {"x_hat": self.g_s(y_hat, text).clamp_(0, 1)}
+    def synthesis(self, y_hat: Tensor, text: Tensor) -> Tensor:
+        return self.g_s(y_hat, text)
 
 
-register_architecture(
-    ArchitectureSpec(
-        name=CATC.architecture,
-        model_class=CATC,
-        paper=PAPER,
-        qualities={
-            q: {
-                "N": 256,
-                "M": 320,
-                "text_encoder": DEFAULT_TEXT_ENCODER,
-                "text_encoder_revision": DEFAULT_TEXT_ENCODER_REVISION,
-            }
-            for q in range(1, 7)
-        },
-        lambdas={
-            "mse": dict(enumerate(MSE_LAMBDAS, start=1)),
-            "ms-ssim": dict(enumerate(MS_SSIM_LAMBDAS, start=1)),
-        },
-        default_quality=3,
-    )
+register_slice_codec(
+    CATC,
+    PAPER,
+    {
+        "N": 256,
+        "M": 320,
+        "text_encoder": DEFAULT_TEXT_ENCODER,
+        "text_encoder_revision": DEFAULT_TEXT_ENCODER_REVISION,
+    },
+    MSE_LAMBDAS,
 )

@@ -92,7 +92,7 @@ def convert_command(args) -> int:
 
 
 def info_command(args) -> int:
-    from .hub import AutoCodec
+    from .base import AutoCodec
 
     model = AutoCodec.from_pretrained(str(args.model), revision=args.revision)
     parameters = sum(p.numel() for p in model.parameters())
@@ -101,9 +101,9 @@ def info_command(args) -> int:
         "class": type(model).__name__,
         "parameters": parameters,
         "text_conditioned": model.text_conditioned,
-        "pad_multiple": model.pad_multiple,
+        "downsampling_factor": model.downsampling_factor,
         "entropy_coder_ready": model.entropy_coder_ready(),
-        "source": (getattr(model, "card_info", None) or {}).get("source"),
+        "source": model.card_info.get("source"),
     }
     if args.json:
         print(json.dumps(info, indent=2))

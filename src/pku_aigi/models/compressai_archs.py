@@ -27,7 +27,9 @@ from compressai.models import (
 )
 from compressai.zoo.image import cfgs as COMPRESSAI_CFGS
 
+from . import compressai_coding as coding
 from .base import LearnedCodecModel
+from .entropy_coding import check_layout
 from .registry import ArchitectureSpec, register_architecture
 
 # Lambdas of CompressAI's zoo (quality 1..8): MSE loss lambda * 255^2 * MSE + bpp, and
@@ -50,27 +52,48 @@ class CompressAIModel(LearnedCodecModel):
     """Adapts a CompressAI ``CompressionModel`` subclass to :class:`LearnedCodecModel`.
 
     Put it first in the bases (``class X(CompressAIModel, CompressAIClass)``) so that its
-    methods wrap CompressAI's; ``text`` is accepted and ignored.
+    methods wrap CompressAI's; ``text`` is accepted and ignored. ``compress`` and
+    ``decompress`` compute missing entropy tables first, so a new model codes at once.
     """
+
+    # CompressAI's evaluation (compressai.utils.eval_model) pads every image to a
+    # multiple of 64 (the hyperprior's stride); the factorized prior (stride 16) too,
+    # so that its bitstreams and RD points are CompressAI's.
+    downsampling_factor = 64
+    # .aigic string groups of the deterministic coding: [y], or [y, z] with a hyperprior.
+    string_groups = 2
 
     def forward(self, x, text=None):
         return super().forward(x)
 
     def compress(self, x, text=None):
+        self.update(force=False)
         out = super().compress(x)
         return {"strings": out["strings"], "shape": tuple(int(s) for s in out["shape"])}
 
     def decompress(self, strings, shape, text=None):
+        self.update(force=False)
         return super().decompress(strings, tuple(shape))
+
+    def decode_latents(self, coded, text=None, seed: int = 0):
+        check_layout(coded, self.string_groups, self.architecture)
+        return super().decode_latents(coded, text, seed)
 
 
 class Bmshj2018Factorized(CompressAIModel, FactorizedPrior):
     """Factorized prior (Ballé et al., ICLR 2018), CompressAI's ``FactorizedPrior``."""
 
     architecture = "bmshj2018-factorized"
+    string_groups = 1
 
     def __init__(self, N: int, M: int):
         super().__init__(N=N, M=M)
+
+    def _code_latents(self, x, text, seed):
+        return coding.code_factorized(self, x, seed)
+
+    def _decode_latents(self, coded, text, seed):
+        return coding.decode_factorized(self, coded, seed)
 
 
 class Bmshj2018Hyperprior(CompressAIModel, ScaleHyperprior):
@@ -81,6 +104,12 @@ class Bmshj2018Hyperprior(CompressAIModel, ScaleHyperprior):
     def __init__(self, N: int, M: int):
         super().__init__(N=N, M=M)
 
+    def _code_latents(self, x, text, seed):
+        return coding.code_hyperprior(self, x, False, seed)
+
+    def _decode_latents(self, coded, text, seed):
+        return coding.decode_hyperprior(self, coded, False, seed)
+
 
 class Mbt2018Mean(CompressAIModel, MeanScaleHyperprior):
     """Mean-scale hyperprior (Minnen et al., NeurIPS 2018), ``MeanScaleHyperprior``."""
@@ -90,8 +119,24 @@ class Mbt2018Mean(CompressAIModel, MeanScaleHyperprior):
     def __init__(self, N: int, M: int):
         super().__init__(N=N, M=M)
 
+    def _code_latents(self, x, text, seed):
+        return coding.code_hyperprior(self, x, True, seed)
 
-class Mbt2018(CompressAIModel, JointAutoregressiveHierarchicalPriors):
+    def _decode_latents(self, coded, text, seed):
+        return coding.decode_hyperprior(self, coded, True, seed)
+
+
+class AutoregressiveModel(CompressAIModel):
+    """Codes with the masked context model of Minnen et al. 2018 (mbt2018, cheng2020)."""
+
+    def _code_latents(self, x, text, seed):
+        return coding.code_autoregressive(self, x, seed)
+
+    def _decode_latents(self, coded, text, seed):
+        return coding.decode_autoregressive(self, coded, seed)
+
+
+class Mbt2018(AutoregressiveModel, JointAutoregressiveHierarchicalPriors):
     """Joint autoregressive + hierarchical priors (Minnen et al., NeurIPS 2018)."""
 
     architecture = "mbt2018"
@@ -100,7 +145,7 @@ class Mbt2018(CompressAIModel, JointAutoregressiveHierarchicalPriors):
         super().__init__(N=N, M=M)
 
 
-class Cheng2020AnchorModel(CompressAIModel, Cheng2020Anchor):
+class Cheng2020AnchorModel(AutoregressiveModel, Cheng2020Anchor):
     """Residual-block anchor of Cheng et al. (CVPR 2020), CompressAI's ``Cheng2020Anchor``."""
 
     architecture = "cheng2020-anchor"
@@ -109,7 +154,7 @@ class Cheng2020AnchorModel(CompressAIModel, Cheng2020Anchor):
         super().__init__(N=N)
 
 
-class Cheng2020AttnModel(CompressAIModel, Cheng2020Attention):
+class Cheng2020AttnModel(AutoregressiveModel, Cheng2020Attention):
     """Cheng et al. (CVPR 2020) with attention modules, ``Cheng2020Attention``."""
 
     architecture = "cheng2020-attn"

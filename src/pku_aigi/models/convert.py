@@ -22,7 +22,8 @@ from typing import Any
 import torch
 
 from ..errors import ModelError
-from .base import LearnedCodecModel, entropy_table_keys
+from .base import LearnedCodecModel
+from .folder import entropy_table_keys, load_state
 
 logger = logging.getLogger(__name__)
 
@@ -118,12 +119,11 @@ def model_from_compressai_checkpoint(
         ModelError: unknown architecture or quality, unreadable checkpoint, weights that
             do not fit the architecture at this quality.
     """
-    from .hub import load_checked
     from .registry import create
 
     model = create(architecture, quality=quality, metric=metric, **hparams)
     state_dict = fill_constant_buffers(model, read_compressai_checkpoint(checkpoint))
-    load_checked(model, state_dict, source=str(checkpoint))
+    load_state(model, state_dict, source=str(checkpoint))
     return model.eval()
 
 

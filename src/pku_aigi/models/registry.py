@@ -8,11 +8,11 @@ everything needed to rebuild it (what ``config.json`` stores on the Hub).
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ModelError
+from ..registry import Registry
 
 # Modules that register architectures when imported.
 _ARCHITECTURE_MODULES = (
@@ -41,44 +41,24 @@ class ArchitectureSpec:
         return dict(self.qualities[quality])
 
 
-_REGISTRY: dict[str, ArchitectureSpec] = {}
-_loaded = False
+_ARCHITECTURES: Registry[ArchitectureSpec] = Registry(
+    "architecture", modules=_ARCHITECTURE_MODULES, error=ModelError
+)
 
 
 def register_architecture(spec: ArchitectureSpec) -> ArchitectureSpec:
-    if spec.name in _REGISTRY and _REGISTRY[spec.name] is not spec:
-        raise ValueError(f"architecture {spec.name!r} is registered twice")
-    _REGISTRY[spec.name] = spec
-    return spec
-
-
-def _load() -> None:
-    global _loaded
-    if _loaded:
-        return
-    for module in _ARCHITECTURE_MODULES:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as error:  # an architecture module not written yet
-            if error.name != module:
-                raise
-    _loaded = True
+    """Make ``spec`` available as ``create(spec.name)`` (the same registry as the codecs')."""
+    return _ARCHITECTURES.register(spec)
 
 
 def available() -> list[str]:
     """Names of every learned architecture, e.g. ``["bmshj2018-factorized", ...]``."""
-    _load()
-    return sorted(_REGISTRY)
+    return sorted(_ARCHITECTURES.names())
 
 
 def get_spec(name: str) -> ArchitectureSpec:
-    _load()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ModelError(
-            f"unknown architecture {name!r}: available architectures are {', '.join(available())}"
-        ) from None
+    """The spec registered as ``name`` (any case); ModelError naming the closest ones."""
+    return _ARCHITECTURES.get(name)
 
 
 def create(name: str, quality: int | None = None, **hparams: Any):
@@ -90,4 +70,4 @@ def create(name: str, quality: int | None = None, **hparams: Any):
     spec = get_spec(name)
     config = spec.hyperparameters(quality)
     config.update(hparams)
-    return spec.model_class.from_config(architecture=name, quality=quality, **config)
+    return spec.model_class.from_config(architecture=spec.name, quality=quality, **config)

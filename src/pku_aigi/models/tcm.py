@@ -31,9 +31,7 @@ from compressai.layers import (
 from torch import Tensor, nn
 
 from ..errors import ModelError
-from .base import LearnedCodecModel
-from .registry import ArchitectureSpec, register_architecture
-from .slice_coding import compress_slices, decompress_slices, forward_slices, ste_round
+from .channel_slices import ChannelSliceCodec, register_slice_codec
 
 PAPER = (
     'J. Liu, H. Sun, J. Katto. "Learned Image Compression with Mixed Transformer-CNN '
@@ -42,18 +40,6 @@ PAPER = (
 
 # Lambdas of the TCM paper (MSE, 6 rate points); MS-SSIM uses CompressAI's ladder.
 MSE_LAMBDAS = (0.0025, 0.0035, 0.0067, 0.0130, 0.0250, 0.0500)
-MS_SSIM_LAMBDAS = (2.40, 4.58, 8.73, 16.64, 31.73, 60.50)
-
-
-def check_input(x: Tensor, multiple: int, name: str) -> None:
-    """Raise ModelError unless ``x`` is an NCHW batch with H, W multiples of ``multiple``."""
-    if x.dim() != 4 or x.size(1) != 3:
-        raise ModelError(f"{name} expects images as a (B, 3, H, W) tensor, got {tuple(x.shape)}")
-    if x.size(2) % multiple or x.size(3) % multiple:
-        raise ModelError(
-            f"{name} needs H and W to be multiples of {multiple}, got {x.size(2)}x{x.size(3)}: "
-            "pad the image first (pku_aigi.codecs.from_model(model) pads and crops for you)"
-        )
 
 
 class WindowAttention(nn.Module):
@@ -197,7 +183,7 @@ def slice_head(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-class TCM(LearnedCodecModel):
+class TCM(ChannelSliceCodec):
     """TCM (Liu, Sun, Katto, CVPR 2023), large configuration by default (N=128, M=320).
 
     Args:
@@ -213,7 +199,7 @@ class TCM(LearnedCodecModel):
     """
 
     architecture = "tcm-large"
-    pad_multiple = 128  # 16x downsampling, then 8x8 windows on the latent
+    downsampling_factor = 128  # 16x downsampling, then 8x8 windows on the latent
 
     def __init__(
         self,
@@ -302,35 +288,18 @@ class TCM(LearnedCodecModel):
     def advance(self, i: int, state: dict, y_hat_slice: Tensor) -> dict:
         return {**state, "slices": [*state["slices"], y_hat_slice]}
 
-    # ------------------------------------------------------------ codec
-    def _hyper(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+    # ------------------------------------------------------------ transforms
+    def analysis(self, x: Tensor, text=None) -> Tensor:
+        return self.g_a(x)
+
+    def hyper_analysis(self, y: Tensor, text=None) -> Tensor:
+        return self.h_a(y)
+
+    def hyper_synthesis(self, z_hat: Tensor, text=None) -> tuple[Tensor, Tensor]:
         return self.h_mean_s(z_hat), self.h_scale_s(z_hat)
 
-    def forward(self, x: Tensor, text=None) -> dict:
-        check_input(x, self.pad_multiple, self.architecture)
-        y = self.g_a(x)
-        z = self.h_a(y)
-        z_hat, z_likelihoods = self.entropy_bottleneck(z)
-        if self.training:  # code with rounding around the medians, as compress() does
-            medians = self.entropy_bottleneck._get_medians()
-            z_hat = ste_round(z - medians) + medians
-        y_hat, y_likelihoods = forward_slices(self, y, *self._hyper(z_hat), text)
-        return {"x_hat": self.g_s(y_hat), "likelihoods": {"y": y_likelihoods, "z": z_likelihoods}}
-
-    def compress(self, x: Tensor, text=None) -> dict:
-        check_input(x, self.pad_multiple, self.architecture)
-        y = self.g_a(x)
-        z = self.h_a(y)
-        z_strings = self.entropy_bottleneck.compress(z)
-        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
-        y_strings = compress_slices(self, y, *self._hyper(z_hat), text)
-        return {"strings": [y_strings, z_strings], "shape": tuple(int(s) for s in z.shape[-2:])}
-
-    def decompress(self, strings, shape, text=None) -> dict:
-        y_strings, z_strings = strings
-        z_hat = self.entropy_bottleneck.decompress(z_strings, tuple(shape))
-        y_hat = decompress_slices(self, y_strings, *self._hyper(z_hat), text)
-        return {"x_hat": self.g_s(y_hat).clamp_(0, 1)}
+    def synthesis(self, y_hat: Tensor, text=None) -> Tensor:
+        return self.g_s(y_hat)
 
 
 class TCMSmall(TCM):
@@ -346,16 +315,4 @@ class TCMMedium(TCM):
 
 
 for _cls, _n in ((TCMSmall, 64), (TCMMedium, 96), (TCM, 128)):
-    register_architecture(
-        ArchitectureSpec(
-            name=_cls.architecture,
-            model_class=_cls,
-            paper=PAPER,
-            qualities={q: {"N": _n, "M": 320} for q in range(1, 7)},
-            lambdas={
-                "mse": dict(enumerate(MSE_LAMBDAS, start=1)),
-                "ms-ssim": dict(enumerate(MS_SSIM_LAMBDAS, start=1)),
-            },
-            default_quality=3,
-        )
-    )
+    register_slice_codec(_cls, PAPER, {"N": _n, "M": 320}, MSE_LAMBDAS)

@@ -51,6 +51,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--arch-override", type=_overrides, default={}, help="hyper-parameters, e.g. N=64,M=96"
     )
+    parser.add_argument(
+        "--text-encoder",
+        metavar="DIR_OR_ID",
+        help="CLIP text encoder of text-conditioned models (catc): a local folder or a Hub "
+        "id (default: openai/clip-vit-base-patch32 at a pinned revision; offline, a local copy)",
+    )
     parser.add_argument("--max-steps", type=int, help="training steps (default: one epoch)")
     parser.add_argument("--batch-size", type=int, default=8, help="crops per step and process")
     parser.add_argument("--patch-size", type=int, default=256, help="side of the random crops")
@@ -133,6 +139,7 @@ def config_from_args(args):
         val_images=args.val_images,
         quality=args.quality,
         overrides=args.arch_override,
+        text_encoder=args.text_encoder,
         max_steps=args.max_steps,
         batch_size=args.batch_size,
         patch_size=args.patch_size,

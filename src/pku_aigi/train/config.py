@@ -34,7 +34,8 @@ class TrainConfig:
     val_images: Path | None = None
     val_holdout: int = 4  # images of --images kept for validation without --val-images
     quality: int | None = None
-    overrides: dict = field(default_factory=dict)
+    overrides: dict = field(default_factory=dict)  # hyper-parameters, e.g. {"N": 64}
+    text_encoder: str | None = None  # text-conditioned models: a local folder or Hub id
     max_steps: int | None = None  # default: one epoch
     batch_size: int = 8
     patch_size: int = 256
@@ -81,9 +82,20 @@ class TrainConfig:
             raise TrainingError(f"--max-steps must be at least 1, got {self.max_steps}")
         if self.checkpoint_every < 1:
             raise TrainingError("--checkpoint-every must be at least 1")
+        if self.text_encoder and "text_encoder" in self.overrides:
+            raise TrainingError(
+                "give the text encoder once: --text-encoder or --arch-override text_encoder="
+            )
         for name in ("cuda_graphs", "channels_last"):
             if getattr(self, name) not in ("auto", "on", "off"):
                 raise TrainingError(f"--{name.replace('_', '-')} must be auto, on or off")
+
+    def model_options(self) -> dict:
+        """Keyword arguments of ``pku_aigi.models.create`` besides quality and lambda."""
+        options = dict(self.overrides)
+        if self.text_encoder:  # a folder, or a Hub id at its latest revision
+            options.update(text_encoder=self.text_encoder, text_encoder_revision=None)
+        return options
 
     def to_json(self) -> dict:
         """JSON-friendly dict (what ``train_args.json`` records)."""
@@ -102,6 +114,7 @@ class TrainConfig:
         "images",
         "quality",
         "overrides",
+        "text_encoder",
         "batch_size",
         "patch_size",
         "seed",

@@ -240,6 +240,10 @@ def check_names(config: TrainConfig) -> None:
     spec = get_spec(config.arch)
     if config.quality is not None:
         spec.hyperparameters(config.quality)
+    if config.text_encoder and not spec.model_class.text_conditioned:
+        raise TrainingError(
+            f"--text-encoder is for text-conditioned architectures (catc), not {config.arch}"
+        )
     for name in config.configs or []:
         get_subset(name)
 
@@ -373,7 +377,7 @@ def train(config: TrainConfig, callback=None) -> TrainResult:
         embed = PromptEmbedder(runs[0].raw, device)
     val_crops = []
     if is_main:
-        val_crops = validation_crops(val_sources, config.val_crop, _pad_multiple(runs[0].raw))
+        val_crops = validation_crops(val_sources, config.val_crop, runs[0].raw.downsampling_factor)
         if config.val_max_images:
             val_crops = val_crops[: config.val_max_images]
     writer = _summary_writer(config.out / LOGS_DIR) if is_main else None
@@ -446,7 +450,11 @@ def build_runs(config: TrainConfig, accelerator, graphs: bool, channels_last: bo
         quality = pick_quality(config.arch, config.metric, lmbda, config.quality)
         torch.manual_seed(config.seed)  # same initial weights on every process
         model = models.create(
-            config.arch, quality=quality, metric=config.metric, lmbda=lmbda, **config.overrides
+            config.arch,
+            quality=quality,
+            metric=config.metric,
+            lmbda=lmbda,
+            **config.model_options(),
         )
         remove_host_syncs(model)
         model.to(accelerator.device)
@@ -457,10 +465,6 @@ def build_runs(config: TrainConfig, accelerator, graphs: bool, channels_last: bo
         name = run_name(config, lmbda)
         runs.append(ModelRun(model, name, lmbda, config, accelerator, graphs))
     return runs
-
-
-def _pad_multiple(model) -> int:
-    return int(getattr(model, "pad_multiple", 64))
 
 
 def _summary_writer(path: Path):
@@ -598,7 +602,9 @@ def _finish(config, runs, val_crops, descriptions, step, writer, result) -> None
         result.model_dirs.append(folder)
         result.rd_points.append(point)
         if config.push_to_hub:
-            _push(folder, _repo_id(config.push_to_hub, run, len(runs)))
+            repo_id = _repo_id(config.push_to_hub, run, len(runs))
+            model.push_to_hub(repo_id, commit_message="pku-aigi train")
+            logger.info("pushed %s to the Hub as %s", folder, repo_id)
         logger.info("model written to %s", folder)
 
 
@@ -628,12 +634,3 @@ def _repo_id(template: str, run: ModelRun, count: int) -> str:
     if "{" in template:
         return template.format(lmbda=f"{run.lmbda:g}", name=run.name)
     return template if count == 1 else f"{template}-lmbda{run.lmbda:g}"
-
-
-def _push(folder: Path, repo_id: str) -> None:
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    api.create_repo(repo_id, exist_ok=True)
-    api.upload_folder(folder_path=str(folder), repo_id=repo_id, commit_message="pku-aigi train")
-    logger.info("pushed %s to the Hub as %s", folder, repo_id)

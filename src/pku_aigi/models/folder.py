@@ -1,14 +1,24 @@
-"""Loading learned codecs saved with ``save_pretrained``: local folders and Hub repos.
+"""The model-folder format: what ``save_pretrained`` writes and ``from_pretrained`` reads.
 
-A model folder (or Hub model repo) holds ``config.json``, ``model.safetensors`` and a
-model card. :class:`AutoCodec` reads ``config.json``, picks the class registered for its
-``"architecture"`` and loads the weights strictly: missing or unexpected weights, wrong
-shapes, unknown architectures and missing files raise :class:`ModelError`. Pickled
-weights (``pytorch_model.bin``) are never loaded.
+A model folder (or Hub model repo) holds exactly:
+
+- ``config.json``: the model's ``config`` (architecture, quality, metric, lambda and
+  hyper-parameters);
+- ``model.safetensors``: the weights and the entropy coder's tables (never a pickle),
+  with the model card's inputs (:attr:`LearnedCodecModel.card_info`) as JSON in the
+  metadata key ``pku_aigi.card``, so that a loaded model saves the same card again;
+- ``README.md``: the model card (:mod:`.card`).
+
+Loading is strict: unknown architectures, missing files, pickles only, and missing,
+unexpected or wrong-shape weights raise :class:`ModelError`. A repo id resolves through
+huggingface_hub's cache (offline too). Everything that is read passes
+:func:`check_config` and :func:`check_state_dict` before a model is built from it: add
+new checks of loaded data there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -16,86 +26,88 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from compressai.entropy_models import EntropyBottleneck, GaussianConditional
+from compressai.models.utils import update_registered_buffers
 
 from ..errors import ModelError
-from .base import CARD_METADATA_KEY, LearnedCodecModel, entropy_table_keys
-from .validation import check_config, check_entropy_tables
+from . import validation
 
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+CARD_NAME = "README.md"
 PICKLE_NAMES = ("pytorch_model.bin", "model.pth", "model.pt")
+
+# Keywords of from_pretrained that say where and how to download (hf_hub_download's).
+DOWNLOAD_OPTIONS = ("revision", "cache_dir", "force_download", "token", "local_files_only")
+
+# safetensors metadata key holding the model card's inputs (training, rd_points, source).
+CARD_METADATA_KEY = "pku_aigi.card"
+
+# Entropy-coder tables whose shapes depend on the trained weights (set by ``update()``).
+ENTROPY_TABLES = {
+    EntropyBottleneck: ("_quantized_cdf", "_offset", "_cdf_length"),
+    GaussianConditional: ("_quantized_cdf", "_offset", "_cdf_length", "scale_table"),
+}
 
 # How many key names an error message lists before "and N more".
 _LIST_LIMIT = 8
 
 
-class AutoCodec:
-    """Loads any registered learned codec; the class comes from ``config.json``.
+# --------------------------------------------------------------------------- saving
+def save_folder(model, directory: Path) -> None:
+    """Write ``model.safetensors`` and ``config.json`` of ``model`` into ``directory``.
 
-    Example:
-        >>> model = AutoCodec.from_pretrained("org/mbt2018-mean-mse-q3")  # doctest: +SKIP
+    Entropy-coder tables that are missing are computed (``update()``) so that a loaded
+    model codes at once; existing tables are kept as they are.
     """
+    from safetensors.torch import save_file
 
-    def __init__(self) -> None:
-        raise TypeError("use AutoCodec.from_pretrained(repo_id_or_dir)")
-
-    @staticmethod
-    def from_pretrained(
-        pretrained_model_name_or_path: str | Path,
-        *,
-        revision: str | None = None,
-        **kwargs: Any,
-    ) -> LearnedCodecModel:
-        """Load the model in a local folder or Hub repo (see :func:`load_pretrained`)."""
-        return load_pretrained(pretrained_model_name_or_path, revision=revision, **kwargs)
+    model.update(force=False)
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    metadata = {"format": "pt", CARD_METADATA_KEY: json.dumps(model.card_info)}
+    save_file(tensors, str(directory / WEIGHTS_NAME), metadata=metadata)
+    (directory / CONFIG_NAME).write_text(
+        json.dumps(model.config, indent=2, sort_keys=True) + "\n", encoding="utf-8"
+    )
 
 
-def load_pretrained(
-    pretrained_model_name_or_path: str | Path,
+# --------------------------------------------------------------------------- loading
+def load_folder(
+    source: str,
     *,
     expected_class: type | None = None,
-    revision: str | None = None,
-    cache_dir: str | Path | None = None,
-    force_download: bool = False,
-    token: str | bool | None = None,
-    local_files_only: bool = False,
     map_location: str | torch.device = "cpu",
-) -> LearnedCodecModel:
-    """A saved model, ready to code (entropy tables loaded or computed).
+    **download: Any,
+):
+    """The model saved in folder or Hub repo ``source``, ready to code.
 
     Args:
-        pretrained_model_name_or_path: a local folder or a Hub repo id ("org/name").
+        source: a local folder or a Hub repo id ("org/name").
         expected_class: when set, the folder must hold this class's architecture.
-        revision: branch, tag or commit of a Hub repo (default ``main``).
-        cache_dir, force_download, token, local_files_only: as for ``hf_hub_download``.
         map_location: device to load the weights on.
+        download: ``revision``, ``cache_dir``, ``force_download``, ``token`` and
+            ``local_files_only``, as for ``hf_hub_download``.
 
     Raises:
         ModelError: when the folder or repo cannot be loaded as asked.
     """
-    source = str(pretrained_model_name_or_path)
-    download = {
-        "revision": revision,
-        "cache_dir": cache_dir,
-        "force_download": force_download,
-        "token": token,
-        "local_files_only": local_files_only,
-    }
-    config_path = resolve_file(source, CONFIG_NAME, **download)
-    config = read_config(config_path)
-    weights_path = resolve_file(source, WEIGHTS_NAME, **download)
-    check_config(config, config_path, weights_path)
+    config = load_config(source, **download)
     model_class = model_class_for(config, expected_class)
-
+    weights_path = resolve_file(source, WEIGHTS_NAME, **download)
+    validation.check_config(config, f"{source}/{CONFIG_NAME}", weights_path)
     model = model_class.from_config(**config)
-    state_dict = read_safetensors(weights_path, map_location)
-    load_checked(model, state_dict, source=source)
+    load_state(model, read_safetensors(weights_path, map_location), source=source)
     model.card_info = read_card_info(weights_path)
     model.to(map_location)
     model.eval()
     return model
+
+
+def load_config(source: str, **download: Any) -> dict[str, Any]:
+    """The checked ``config.json`` of folder or Hub repo ``source``."""
+    return check_config(read_config(resolve_file(source, CONFIG_NAME, **download)))
 
 
 def resolve_file(source: str, filename: str, **download: Any) -> Path:
@@ -105,10 +117,15 @@ def resolve_file(source: str, filename: str, **download: Any) -> Path:
         if not path.is_file():
             raise ModelError(_missing_file_message(source, filename, local=True))
         return path
-    if _looks_like_path(source):
-        raise ModelError(f"model folder {source} does not exist")
-
     from huggingface_hub import hf_hub_download
+
+    with hub_errors(source, filename, download.get("revision")):
+        return Path(hf_hub_download(repo_id=source, filename=filename, **download))
+
+
+@contextlib.contextmanager
+def hub_errors(source: str, filename: str = CONFIG_NAME, revision: str | None = None):
+    """Turn what ``hf_hub_download`` raises for ``source`` into one clear ModelError."""
     from huggingface_hub.errors import (
         GatedRepoError,
         HFValidationError,
@@ -118,9 +135,11 @@ def resolve_file(source: str, filename: str, **download: Any) -> Path:
         RevisionNotFoundError,
     )
 
-    revision = download.get("revision") or "main"
+    revision = revision or "main"
+    if not os.path.isdir(source) and _looks_like_path(source):
+        raise ModelError(f"model folder {source} does not exist")
     try:
-        return Path(hf_hub_download(repo_id=source, filename=filename, **download))
+        yield
     except HFValidationError as error:
         raise ModelError(
             f"{source!r} is neither a model folder nor a valid Hub repo id ({error})"
@@ -169,12 +188,13 @@ def _missing_file_message(source: str, filename: str, *, local: bool) -> str:
 
 
 def read_config(path: Path) -> dict[str, Any]:
-    """The config dict of ``config.json``, checked to name an architecture."""
+    """The JSON object of ``config.json``."""
     try:
         config = _json(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ModelError(f"cannot read {path}: {error}") from None
-    check_config(config, path)
+    if not isinstance(config, dict):
+        raise ModelError(f"{path} must hold a JSON object, not {type(config).__name__}")
     return config
 
 
@@ -185,6 +205,13 @@ def _json(text: str) -> Any:
         return json.loads(text)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+
+
+def check_config(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` if a model can be built from it: types and ranges of every value
+    (:func:`.validation.check_config`; ``from_config`` checks the rest)."""
+    validation.check_config(config, CONFIG_NAME)
+    return config
 
 
 def model_class_for(config: dict[str, Any], expected_class: type | None = None) -> type:
@@ -227,6 +254,31 @@ def read_card_info(path: Path) -> dict[str, Any]:
     return info if isinstance(info, dict) else {}
 
 
+# --------------------------------------------------------------------------- state dicts
+def entropy_table_keys(model: torch.nn.Module) -> set[str]:
+    """State-dict keys of the data-dependent entropy-coder tables of ``model``."""
+    keys = set()
+    for name, module in model.named_modules():
+        for kind, buffers in ENTROPY_TABLES.items():
+            if isinstance(module, kind):
+                keys.update(f"{name}.{buffer}" if name else buffer for buffer in buffers)
+    return keys
+
+
+def resize_entropy_tables(model: torch.nn.Module, state_dict: dict) -> None:
+    """Give ``model``'s entropy tables the shapes of those in ``state_dict``.
+
+    The tables written by ``update()`` have data-dependent shapes (CompressAI's
+    ``update_registered_buffers`` with the ``resize`` policy).
+    """
+    for name, module in model.named_modules():
+        for kind, buffers in ENTROPY_TABLES.items():
+            if isinstance(module, kind):
+                present = [b for b in buffers if f"{name}.{b}" in state_dict]
+                if present:
+                    update_registered_buffers(module, name, present, state_dict, policy="resize")
+
+
 def check_state_dict(model: torch.nn.Module, state_dict: dict, *, source: str = "") -> None:
     """Raise :class:`ModelError` unless ``state_dict`` has exactly ``model``'s keys and shapes.
 
@@ -260,18 +312,17 @@ def check_state_dict(model: torch.nn.Module, state_dict: dict, *, source: str = 
         )
 
 
-def load_checked(model: LearnedCodecModel, state_dict: dict, *, source: str = "") -> None:
+def load_state(model, state_dict: dict, *, source: str = "") -> None:
     """Strictly load ``state_dict`` into ``model``; compute missing entropy tables."""
     check_state_dict(model, state_dict, source=source)
     model.load_state_dict(state_dict, strict=False)
     if not model.entropy_coder_ready():
-        logger.info("entropy coder tables missing%s: computing them (update)", _at(source))
+        logger.info(
+            "entropy coder tables missing%s: computing them (update)",
+            f" in {source}" if source else "",
+        )
         model.update(force=True)
-    check_entropy_tables(model, source)
-
-
-def _at(source: str) -> str:
-    return f" in {source}" if source else ""
+    validation.check_entropy_tables(model, source)
 
 
 def _names(names: list[str]) -> str:

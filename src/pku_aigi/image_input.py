@@ -1,8 +1,9 @@
-"""How images of any PIL mode become the 8-bit RGB that conventional codecs code.
+"""Images coming in: the one rule that turns any PIL image into the RGB a codec codes.
 
-Every conventional codec (JPEG ... VVC) codes one still 8-bit RGB image and decodes to
-mode ``"RGB"``; :func:`to_rgb` is the one documented rule that gets there, so the
-benchmark can measure distortion against exactly the image the codec saw:
+Every codec (conventional, learned or plugin) codes one still 8-bit RGB image, and the
+benchmark, training and the Space read images the same way; :func:`to_rgb` is the one
+documented rule, so distortion is always measured against exactly the image the codec
+saw:
 
 ============================  ==========================================================
 input mode                    becomes
@@ -22,7 +23,7 @@ animated (``n_frames > 1``)   refused: pick a frame with ``image.seek(i)`` and p
 ============================  ==========================================================
 
 Images with zero pixels, and images with more than ``max_pixels`` pixels (default
-:data:`~pku_aigi.codecs.base.MAX_PIXELS_DEFAULT`), are refused with a :class:`CodecError`.
+:data:`MAX_PIXELS_DEFAULT`), are refused with a :class:`~pku_aigi.errors.CodecError`.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from ..errors import CodecError
-from .base import MAX_PIXELS_DEFAULT
+from .errors import CodecError
+
+MAX_PIXELS_DEFAULT = 64_000_000  # ~ 8000 x 8000; override per call where a codec allows
 
 _DROP_ALPHA = {"RGBA": "RGB", "LA": "L"}
 _SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -49,7 +51,7 @@ def check_pixels(width: int, height: int, max_pixels: int = MAX_PIXELS_DEFAULT) 
 
 
 def to_rgb(image: Image.Image, max_pixels: int = MAX_PIXELS_DEFAULT) -> Image.Image:
-    """The 8-bit RGB image a conventional codec codes, by the rule of this module.
+    """The 8-bit RGB image every codec codes, by the rule of this module.
 
     Args:
         image: any PIL image.
@@ -91,21 +93,3 @@ def to_rgb(image: Image.Image, max_pixels: int = MAX_PIXELS_DEFAULT) -> Image.Im
             "or 'RGB' yourself"
         )
     return image.convert("RGB")
-
-
-def even_padded(array: np.ndarray, multiple: int, minimum: int) -> np.ndarray:
-    """Pad an HxWxC array at the bottom/right by edge replication.
-
-    The result has both sides multiples of ``multiple`` and at least ``minimum``; edge
-    replication (as BPG and the HEVC/VVC reference software pad) costs few bits.
-    """
-    height, width = array.shape[:2]
-
-    def target(size: int) -> int:
-        size = max(size, minimum)
-        return -(-size // multiple) * multiple
-
-    pad_h, pad_w = target(height) - height, target(width) - width
-    if pad_h == 0 and pad_w == 0:
-        return array
-    return np.pad(array, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")

@@ -1,0 +1,268 @@
+"""Families of learned codecs: one architecture and metric, one model per quality.
+
+A :class:`LearnedCodecFamily` is one :class:`~pku_aigi.codecs.base.Codec` whose ladder
+is the qualities of its models; each model loads on first use (once, thread-safe), so
+a catalog of the whole zoo costs nothing until a quality is used.
+:func:`discover_families` groups the zoo manifest (``models/zoo.json``) and any model
+folders under ``PKU_AIGI_MODELS_DIR`` into families, the way the Space and the
+benchmark offer them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections import defaultdict
+from pathlib import Path
+
+from PIL import Image
+
+from ..errors import CodecError, CorruptStreamError, ModelError, PkuAigiError
+from . import container
+from .base import Codec
+from .ladder import QualityLadder
+from .learned import LearnedCodec
+
+logger = logging.getLogger(__name__)
+
+MODELS_DIR_ENV = "PKU_AIGI_MODELS_DIR"
+DEFAULT_METRIC = "mse"
+
+
+class LearnedCodecFamily(Codec):
+    """Several models of one architecture, one per quality, as one :class:`Codec`.
+
+    Args:
+        name: the codec's name (e.g. ``"mbt2018-mean (mse)"``).
+        members: ``{quality: model}`` where a model is a :class:`LearnedCodec`, a
+            ``LearnedCodecModel``, or a Hub repo id / folder loaded on first use.
+        architecture: the models' architecture (default: ``name``); it tells whether
+            the family is text-conditioned before any model is loaded.
+        **options: passed to :class:`LearnedCodec` (``device``, ``pad_multiple`` ...).
+    """
+
+    file_extension = container.FILE_EXTENSION
+
+    def __init__(self, name: str, members: dict, *, architecture: str | None = None, **options):
+        if not members:
+            raise CodecError(f"learned codec family {name!r} needs at least one model")
+        self.name = name
+        self.architecture = architecture or name
+        self.options = options
+        self._members = {int(quality): member for quality, member in sorted(members.items())}
+        self._codecs: dict[int, LearnedCodec] = {}
+        self._lock = threading.Lock()
+        qualities = tuple(self._members)
+        self.ladder = QualityLadder.of(qualities)
+        self.quality_help = f"one model per quality: {', '.join(map(str, qualities))}"
+        self.description = f"learned codec family {name} ({len(qualities)} models)"
+        self.text_conditioned = _text_conditioned(self.architecture, self._members.values())
+
+    @property
+    def sources(self) -> dict[int, str]:
+        """``{quality: repo id or folder}`` of the members (as recorded in .aigic headers)."""
+        return {
+            quality: member.model_id if isinstance(member, LearnedCodec) else str(member)
+            for quality, member in self._members.items()
+            if isinstance(member, LearnedCodec | str | os.PathLike)
+        }
+
+    def codec(self, quality) -> LearnedCodec:
+        """The member coding at ``quality``, loaded now if it was not yet."""
+        try:
+            quality = int(quality)
+            member = self._members[quality]
+        except (KeyError, TypeError, ValueError):
+            raise CodecError(
+                f"{self.name} has no model for quality {quality}: {self.quality_help}"
+            ) from None
+        with self._lock:
+            if quality not in self._codecs:
+                self._codecs[quality] = self._load(member)
+            return self._codecs[quality]
+
+    def _load(self, member) -> LearnedCodec:
+        if isinstance(member, LearnedCodec):
+            return member
+        if isinstance(member, str | os.PathLike):
+            logger.info("loading learned codec %s", member)
+            try:
+                return LearnedCodec.from_pretrained(member, **self.options)
+            except PkuAigiError as error:
+                raise ModelError(f"{self.name}: model {member} cannot be loaded: {error}") from None
+        return LearnedCodec.from_model(member, **self.options)
+
+    def load(self) -> LearnedCodecFamily:
+        """Load every member now (a benchmark uses them all; errors surface at once)."""
+        for quality in self._members:
+            self.codec(quality)
+        return self
+
+    @property
+    def version(self) -> str:
+        return "|".join(self.codec(quality).version for quality in self._members)
+
+    def matches(self, data: bytes) -> bool:
+        """True for .aigic bytes of this architecture at one of the family's qualities."""
+        header = container.peek(data)
+        if header is None:
+            return False
+        if header.model_id in self.sources.values():
+            return True
+        return header.architecture == self.architecture and header.quality in self._members
+
+    def encode(self, image: Image.Image, quality, *, prompt: str | None = None) -> bytes:
+        return self.codec(quality).encode(image, None, prompt=prompt)
+
+    def decode(self, data: bytes) -> Image.Image:
+        header = container.parse(data)
+        if header.quality not in self._members:
+            raise CorruptStreamError(
+                f"this .aigic file is at quality {header.quality}; {self.name} has "
+                f"{self.quality_help}"
+            )
+        return self.codec(header.quality).decode(data)
+
+
+def _text_conditioned(architecture: str, members) -> bool:
+    for member in members:
+        if not isinstance(member, str | os.PathLike):  # a model or a LearnedCodec
+            return bool(getattr(member, "text_conditioned", False))
+    from .. import models
+
+    try:
+        return bool(models.get_spec(architecture).model_class.text_conditioned)
+    except ModelError:  # an architecture this package does not know: it cannot load anyway
+        return False
+
+
+def family_label(architecture: str, metric: str | None) -> str:
+    """The name of a zoo family in the Space, e.g. ``"mbt2018-mean (mse)"``."""
+    return f"{architecture} ({metric or DEFAULT_METRIC})"
+
+
+def group_by_family(entries: list[dict]) -> dict[tuple[str, str], dict[int, str]]:
+    """Zoo entries as ``{(architecture, metric): {quality: repo_id}}``."""
+    groups: dict[tuple[str, str], dict[int, str]] = defaultdict(dict)
+    for entry in entries:
+        key = (entry.get("architecture") or entry["repo_id"], entry.get("metric") or DEFAULT_METRIC)
+        groups[key][int(entry.get("quality") or 0)] = entry["repo_id"]
+    return dict(groups)
+
+
+def zoo_entries() -> list[dict]:
+    """The zoo manifest's entries (``models/zoo.json``)."""
+    from ..models import zoo
+
+    return list(zoo.load_zoo().get("models", []))
+
+
+def local_model_dirs(models_dir: Path) -> dict[str, Path]:
+    """``{repo_id: folder}`` of model folders (with config.json) up to two levels deep."""
+    configs = sorted(models_dir.glob("*/config.json")) + sorted(models_dir.glob("*/*/config.json"))
+    return {config.parent.relative_to(models_dir).as_posix(): config.parent for config in configs}
+
+
+def discover_families(
+    models_dir: str | os.PathLike | None = None, **options
+) -> dict[str, LearnedCodecFamily | str]:
+    """Every family of the zoo and of ``models_dir`` (default ``$PKU_AIGI_MODELS_DIR``).
+
+    Models found in ``models_dir/<repo id>`` load at once (a broken folder is reported
+    now); the others are Hub repos whose config.json is fetched now and weights on first
+    use. Returns ``{label: family}``, or ``{label: reason}`` when no model of the family
+    can be used here; models that fail beside working ones are logged and left out.
+    """
+    models_dir = models_dir or os.environ.get(MODELS_DIR_ENV)
+    local = local_model_dirs(Path(models_dir)) if models_dir and Path(models_dir).is_dir() else {}
+    try:
+        entries = zoo_entries()
+    except (OSError, ValueError, PkuAigiError) as error:
+        logger.warning("the zoo manifest cannot be read: %s", error)
+        entries = []
+    listed = {entry["repo_id"] for entry in entries}
+    entries += [
+        {"repo_id": repo_id, **_config_fields(folder)}
+        for repo_id, folder in local.items()
+        if repo_id not in listed
+    ]
+
+    hub = _HubCheck()
+    found: dict[str, LearnedCodecFamily | str] = {}
+    for (architecture, metric), repos in sorted(group_by_family(entries).items()):
+        label = family_label(architecture, metric)
+        members, failures = {}, []
+        for quality, repo_id in repos.items():
+            try:
+                if repo_id in local:
+                    codec = LearnedCodec.from_pretrained(str(local[repo_id].resolve()), **options)
+                    members[codec.model_quality or quality] = codec
+                else:
+                    hub.check(repo_id)
+                    members[quality] = repo_id
+            except Exception as error:  # noqa: BLE001 - any failure: listed, not raised
+                failures.append(f"{repo_id}: {_first_line(error)}")
+        if members:
+            if failures:
+                logger.warning(
+                    "%s: %d model(s) unavailable: %s", label, len(failures), _summarise(failures)
+                )
+            found[label] = LearnedCodecFamily(label, members, architecture=architecture, **options)
+        else:
+            found[label] = _summarise(failures)
+    return found
+
+
+class _HubCheck:
+    """Checks that Hub model repos answer, giving up on the Hub after a network failure."""
+
+    def __init__(self):
+        self.down: str | None = None
+
+    def check(self, repo_id: str) -> None:
+        if self.down:
+            raise ConnectionError(self.down)
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import (
+            EntryNotFoundError,
+            LocalEntryNotFoundError,
+            RepositoryNotFoundError,
+        )
+
+        try:
+            hf_hub_download(repo_id, "config.json")
+        except LocalEntryNotFoundError:
+            self.down = (
+                "not in the local Hub cache and the Hub cannot be reached (offline): copy the "
+                f"model repo to ${MODELS_DIR_ENV}/<repo id>"
+            )
+            raise ConnectionError(self.down) from None
+        except (RepositoryNotFoundError, EntryNotFoundError):
+            raise
+        except Exception as error:
+            self.down = f"the Hub cannot be reached ({_first_line(error)})"
+            raise ConnectionError(self.down) from None
+
+
+def _summarise(failures: list[str]) -> str:
+    if not failures:
+        return "no model listed"
+    reasons = {failure.split(": ", 1)[-1] for failure in failures}
+    if len(reasons) == 1:
+        return f"{len(failures)} model(s) cannot load: {reasons.pop()}"
+    return "; ".join(failures)
+
+
+def _config_fields(folder: Path) -> dict:
+    try:
+        config = json.loads((folder / "config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {key: config[key] for key in ("architecture", "quality", "metric") if key in config}
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

@@ -1,0 +1,272 @@
+"""Channel-wise autoregressive coding of the latent in slices: the base of TCM and CATC.
+
+Minnen & Singh, "Channel-wise autoregressive entropy models for learned image
+compression", ICIP 2020: the latent ``y`` is split into channel slices coded one after
+another; each slice's Gaussian mean and scale are predicted from the hyperprior and the
+slices already decoded, and a latent residual prediction (LRP) refines each decoded slice.
+
+:class:`ChannelSliceCodec` holds what TCM and CATC share: the hyperprior codec around
+the slices (``forward``, ``compress``, ``decompress``), the input checks, the
+deterministic entropy coding with the scale-index desync check, and the registration
+with a six-rate lambda ladder. A subclass provides the transforms and the entropy model:
+
+- ``analysis(x, text)``, ``hyper_analysis(y, text)``, ``hyper_synthesis(z_hat, text)``
+  (-> means, scales) and ``synthesis(y_hat, text)``;
+- ``init_state(means, scales, text)``: state before the first slice;
+- ``slice_params(i, state, text) -> (mu, scale, context)``;
+- ``refine(i, context, y_hat_slice, text) -> y_hat_slice`` (adds the LRP);
+- ``advance(i, state, y_hat_slice) -> state``;
+- ``prepare_text(text, batch)``: the text argument checked (None for unconditioned).
+
+The decoder repeats the encoder's computation on the same dequantized values
+(``round(y - mu) + mu``), so the reconstruction of ``decompress`` equals the one of an
+eval-mode ``forward``.
+"""
+
+from __future__ import annotations
+
+import torch
+from compressai.ans import BufferedRansEncoder, RansDecoder
+from torch import Tensor
+
+from ..errors import ModelError
+from .base import LearnedCodecModel
+from .compressai_archs import MS_SSIM_LAMBDAS
+from .entropy_coding import Coded, check_crc, crc, symbols_in_range
+from .registry import ArchitectureSpec, register_architecture
+
+QUALITIES = range(1, 7)  # six rate points, as TCM's paper
+
+
+def ste_round(x: Tensor) -> Tensor:
+    """Round with a straight-through gradient."""
+    return (torch.round(x) - x).detach() + x
+
+
+def quantize_around(y: Tensor, mu: Tensor, training: bool) -> Tensor:
+    """``round(y - mu) + mu``; straight-through gradient while training."""
+    if training:
+        return ste_round(y - mu) + mu
+    return torch.round(y - mu) + mu
+
+
+def forward_slices(model, y: Tensor, means: Tensor, scales: Tensor, text):
+    """Training/eval pass: (y_hat, y_likelihoods) with the Gaussian conditional's noise."""
+    state = model.init_state(means, scales, text)
+    y_hats, likelihoods = [], []
+    for i, y_slice in enumerate(y.chunk(model.num_slices, dim=1)):
+        mu, scale, context = model.slice_params(i, state, text)
+        _, slice_likelihoods = model.gaussian_conditional(y_slice, scale, mu)
+        likelihoods.append(slice_likelihoods)
+        y_hat_slice = model.refine(i, context, quantize_around(y_slice, mu, model.training), text)
+        y_hats.append(y_hat_slice)
+        state = model.advance(i, state, y_hat_slice)
+    return torch.cat(y_hats, dim=1), torch.cat(likelihoods, dim=1)
+
+
+def compress_slices(
+    model,
+    y: Tensor,
+    means: Tensor,
+    scales: Tensor,
+    text,
+    indexes_seen: list | None = None,
+    symbols_seen: list | None = None,
+) -> list[bytes]:
+    """One rANS string per image holding all slices of ``y``.
+
+    The scale indexes and the symbols of each slice are appended to ``indexes_seen`` and
+    ``symbols_seen`` (for the desync check)."""
+    conditional = model.gaussian_conditional
+    cdf = conditional.quantized_cdf.tolist()
+    cdf_lengths = conditional.cdf_length.reshape(-1).int().tolist()
+    offsets = conditional.offset.reshape(-1).int().tolist()
+    encoders = [BufferedRansEncoder() for _ in range(y.size(0))]
+    state = model.init_state(means, scales, text)
+    for i, y_slice in enumerate(y.chunk(model.num_slices, dim=1)):
+        mu, scale, context = model.slice_params(i, state, text)
+        indexes = conditional.build_indexes(scale)
+        if indexes_seen is not None:
+            indexes_seen.append(indexes.detach().to(torch.int32).cpu().numpy())
+        symbols_in_range(y_slice, mu)
+        symbols = conditional.quantize(y_slice, "symbols", mu)
+        if symbols_seen is not None:
+            symbols_seen.append(symbols.detach().to(torch.int32).cpu().numpy())
+        for b, encoder in enumerate(encoders):
+            encoder.encode_with_indexes(
+                symbols[b].reshape(-1).tolist(),
+                indexes[b].reshape(-1).tolist(),
+                cdf,
+                cdf_lengths,
+                offsets,
+            )
+        y_hat_slice = model.refine(i, context, symbols.to(mu.dtype) + mu, text)
+        state = model.advance(i, state, y_hat_slice)
+    return [encoder.flush() for encoder in encoders]
+
+
+def decompress_slices(
+    model,
+    strings: list[bytes],
+    means: Tensor,
+    scales: Tensor,
+    text,
+    indexes_seen=None,
+    symbols_seen=None,
+) -> Tensor:
+    """Inverse of :func:`compress_slices`: the dequantized, refined latent ``y_hat``."""
+    conditional = model.gaussian_conditional
+    cdf = conditional.quantized_cdf.tolist()
+    cdf_lengths = conditional.cdf_length.reshape(-1).int().tolist()
+    offsets = conditional.offset.reshape(-1).int().tolist()
+    decoders = []
+    for string in strings:
+        decoder = RansDecoder()
+        decoder.set_stream(string)
+        decoders.append(decoder)
+    state = model.init_state(means, scales, text)
+    y_hats = []
+    for i in range(model.num_slices):
+        mu, scale, context = model.slice_params(i, state, text)
+        indexes = conditional.build_indexes(scale)
+        if indexes_seen is not None:
+            indexes_seen.append(indexes.detach().to(torch.int32).cpu().numpy())
+        symbols = torch.stack(
+            [
+                torch.tensor(
+                    decoder.decode_stream(
+                        indexes[b].reshape(-1).tolist(), cdf, cdf_lengths, offsets
+                    ),
+                    dtype=torch.int32,
+                ).reshape(indexes.shape[1:])
+                for b, decoder in enumerate(decoders)
+            ]
+        ).to(mu.device)
+        if symbols_seen is not None:
+            symbols_seen.append(symbols.detach().cpu().numpy())
+        y_hat_slice = model.refine(i, context, conditional.dequantize(symbols, mu), text)
+        y_hats.append(y_hat_slice)
+        state = model.advance(i, state, y_hat_slice)
+    return torch.cat(y_hats, dim=1)
+
+
+class ChannelSliceCodec(LearnedCodecModel):
+    """A hyperprior codec whose latent is coded in channel slices (TCM, CATC).
+
+    Subclasses set ``num_slices``, ``entropy_bottleneck`` (of ``z``) and
+    ``gaussian_conditional`` (of the slices), and the methods listed in the module
+    docstring.
+    """
+
+    def prepare_text(self, text, batch: int):
+        """The text argument as the transforms take it; unconditioned models ignore it."""
+        return None
+
+    def check_input(self, x: Tensor) -> None:
+        """ModelError unless ``x`` is (B, 3, H, W) with H, W multiples of the factor."""
+        multiple, name = self.downsampling_factor, self.architecture
+        if x.dim() != 4 or x.size(1) != 3:
+            raise ModelError(
+                f"{name} expects images as a (B, 3, H, W) tensor, got {tuple(x.shape)}"
+            )
+        if x.size(2) % multiple or x.size(3) % multiple:
+            raise ModelError(
+                f"{name} needs H and W to be multiples of {multiple}, got "
+                f"{x.size(2)}x{x.size(3)}: pad the image first "
+                "(pku_aigi.codecs.from_model(model) pads and crops for you)"
+            )
+
+    def forward(self, x: Tensor, text=None) -> dict:
+        self.check_input(x)
+        text = self.prepare_text(text, x.size(0))
+        y = self.analysis(x, text)
+        z = self.hyper_analysis(y, text)
+        z_hat, z_likelihoods = self.entropy_bottleneck(z)
+        if self.training:  # code with rounding around the medians, as compress() does
+            medians = self.entropy_bottleneck._get_medians()
+            z_hat = ste_round(z - medians) + medians
+        means, scales = self.hyper_synthesis(z_hat, text)
+        y_hat, y_likelihoods = forward_slices(self, y, means, scales, text)
+        return {
+            "x_hat": self.synthesis(y_hat, text),
+            "likelihoods": {"y": y_likelihoods, "z": z_likelihoods},
+        }
+
+    def compress(
+        self, x: Tensor, text=None, indexes_seen: list | None = None, symbols_seen=None
+    ) -> dict:
+        """{"strings": [y_strings, z_strings], "shape": z's (H, W)}; the scale indexes
+        and y's symbols are appended to ``indexes_seen`` and ``symbols_seen`` when given."""
+        self.check_input(x)
+        self.update(force=False)  # a new model codes at once
+        text = self.prepare_text(text, x.size(0))
+        y = self.analysis(x, text)
+        z = self.hyper_analysis(y, text)
+        symbols_in_range(z, self.entropy_bottleneck._get_medians())
+        z_strings = self.entropy_bottleneck.compress(z)
+        z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
+        means, scales = self.hyper_synthesis(z_hat, text)
+        y_strings = compress_slices(self, y, means, scales, text, indexes_seen, symbols_seen)
+        return {"strings": [y_strings, z_strings], "shape": tuple(int(s) for s in z.shape[-2:])}
+
+    def decompress(
+        self, strings, shape, text=None, indexes_seen: list | None = None, symbols_seen=None
+    ) -> dict:
+        self.update(force=False)
+        y_strings, z_strings = strings
+        text = self.prepare_text(text, len(z_strings))
+        z_hat = self.entropy_bottleneck.decompress(z_strings, tuple(shape))
+        means, scales = self.hyper_synthesis(z_hat, text)
+        y_hat = decompress_slices(self, y_strings, means, scales, text, indexes_seen, symbols_seen)
+        if isinstance(symbols_seen, _CheckedSymbols):  # the desync check, before synthesis
+            symbols_seen.check()
+        return {"x_hat": self.synthesis(y_hat, text).clamp_(0, 1)}
+
+    # The desync check covers the scale indexes of every slice (the means are not
+    # quantized to a grid: the slice transforms run in the model's own precision).
+    def _code_latents(self, x: Tensor, text, seed: int) -> Coded:
+        indexes: list = []
+        symbols: list = []
+        out = self.compress(x, text=text, indexes_seen=indexes, symbols_seen=symbols)
+        return Coded(
+            out["strings"], out["shape"], crc(*indexes, seed=seed), crc(*symbols, seed=seed)
+        )
+
+    def _decode_latents(self, coded: Coded, text, seed: int) -> Tensor:
+        indexes: list = []
+        symbols = _CheckedSymbols(coded, indexes, seed)
+        x_hat = self.decompress(
+            coded.strings, coded.shape, text=text, indexes_seen=indexes, symbols_seen=symbols
+        )
+        return x_hat["x_hat"].clamp(0, 1)
+
+
+class _CheckedSymbols(list):
+    """The decoded symbols, checked (with the scale indexes) before the synthesis runs:
+    a forged or corrupt file costs no synthesis transform."""
+
+    def __init__(self, coded: Coded, indexes: list, seed: int):
+        super().__init__()
+        self.coded, self.indexes, self.seed = coded, indexes, seed
+
+    def check(self) -> None:
+        check_crc(self.coded.params_crc, crc(*self.indexes, seed=self.seed), "entropy parameters")
+        check_crc(self.coded.symbols_crc, crc(*self, seed=self.seed), "decoded symbols")
+
+
+def register_slice_codec(cls: type, paper: str, hparams: dict, mse_lambdas) -> None:
+    """Register ``cls`` with qualities 1..6 of ``hparams``, ``mse_lambdas`` and
+    CompressAI's MS-SSIM ladder."""
+    register_architecture(
+        ArchitectureSpec(
+            name=cls.architecture,
+            model_class=cls,
+            paper=paper,
+            qualities={q: dict(hparams) for q in QUALITIES},
+            lambdas={
+                "mse": dict(zip(QUALITIES, mse_lambdas)),
+                "ms-ssim": dict(zip(QUALITIES, MS_SSIM_LAMBDAS)),
+            },
+            default_quality=3,
+        )
+    )
