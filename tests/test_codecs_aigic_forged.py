@@ -169,3 +169,13 @@ def test_genuine_flat_images_pass_the_length_bound():
     codec = tiny_codec("mbt2018-mean", N=16, M=192)
     image = Image.new("RGB", (512, 512), (128, 128, 128))
     assert codec.decode(codec.encode(image)).size == (512, 512)
+
+
+def test_autoregressive_decoding_stops_where_the_string_ends(crop):
+    """An enlarged size whose y string passes the length bound: the context model used to
+    decode every position (minutes for a few megapixels) before the desync check; it now
+    stops at the first position past the information the string holds."""
+    codec = tiny_codec("mbt2018", N=16, M=16)
+    data = enlarged(codec.encode(crop), 1000, 64)
+    with pytest.raises(CorruptStreamError, match=r"y string \(\d+ bytes\) ends before .* row 0 of"):
+        codec.decode(data)

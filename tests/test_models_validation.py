@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 import pku_aigi.models as models
 from pku_aigi.codecs import from_model
 from pku_aigi.errors import ModelError
-from pku_aigi.models.base import CARD_METADATA_KEY
+from pku_aigi.models.folder import CARD_METADATA_KEY
 from pku_aigi.models.validation import check_entropy_tables
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
