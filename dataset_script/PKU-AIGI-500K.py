@@ -15,6 +15,10 @@ from __future__ import annotations
 Every problem caused by input (a bad file, an unknown name, a missing archive part) is
 raised as a :class:`PkuAigiError` whose message says what is wrong and what to do. The CLI
 prints that one message and exits with status 2; anything else is a bug.
+
+Concatenated into ``dataset_script/PKU-AIGI-500K.py`` (the loading script for
+``datasets`` < 4, made by :mod:`pku_aigi.data.script_generator`): import only the
+standard library, ``datasets`` and the other copied modules.
 """
 
 
@@ -49,6 +53,10 @@ Everything the package knows about the Hub repo ``Forerunner/PKU-AIGI-500K`` liv
 config names, the archive and prompt files as published, inner folders, split sizes and
 resolutions (see the authors' README, summarised in the dataset card). A new subset is a
 new row; nothing else in the package hard-codes file names.
+
+Concatenated into ``dataset_script/PKU-AIGI-500K.py`` (the loading script for
+``datasets`` < 4, made by :mod:`pku_aigi.data.script_generator`): import only the
+standard library, ``datasets`` and the other copied modules.
 """
 
 
@@ -235,11 +243,16 @@ per member) is held in memory.
 
 Format: PKWARE APPNOTE.TXT 6.3.x, sections 4.3.12 to 4.3.16 (central directory, Zip64
 end records) and 8 (splitting and spanning).
+
+Concatenated into ``dataset_script/PKU-AIGI-500K.py`` (the loading script for
+``datasets`` < 4, made by :mod:`pku_aigi.data.script_generator`): import only the
+standard library, ``datasets`` and the other copied modules.
 """
 
 
 import bisect
 import io
+import lzma
 import os
 import struct
 import zipfile
@@ -259,6 +272,8 @@ _CENTRAL_SIG = b"PK\x01\x02"
 _ZIP64_EXTRA = 0x0001
 _U16 = 0xFFFF
 _U32 = 0xFFFF_FFFF
+_LOCAL_HEADER_SIZE = 30
+_READ_CHUNK = 1 << 20
 _MAX_TAIL = _EOCD.size + _U16  # EOCD plus the longest possible comment
 
 
@@ -360,7 +375,11 @@ def _find_eocd(tail: bytes) -> int:
 
 
 def _end_record(last_disk: str | os.PathLike) -> tuple[int, int, int, int, int]:
-    """(disks, cd_disk, cd_offset, cd_size, entries) from the last disk's end records."""
+    """(disks, cd_disk, cd_offset, cd_size, entries) from the last disk's end records.
+
+    Values are checked against the last disk's size where the format allows; the caller
+    checks what depends on the other disks.
+    """
     name = Path(str(last_disk)).name
     size = _file_size(last_disk)
     with open_binary(last_disk) as handle:
@@ -382,13 +401,23 @@ def _end_record(last_disk: str | os.PathLike) -> tuple[int, int, int, int, int]:
             # The Zip64 end record is normally on the last disk, right before its locator.
             eocd64_at = locator_at - _EOCD64.size
             record = tail[eocd64_at:locator_at] if eocd64_at >= 0 else b""
-            if not record.startswith(_EOCD64_SIG):
+            if not record.startswith(_EOCD64_SIG) and eocd64_offset < size:
                 handle.seek(eocd64_offset)
                 record = handle.read(_EOCD64.size)
-            if not record.startswith(_EOCD64_SIG):
+            if not record.startswith(_EOCD64_SIG) or len(record) != _EOCD64.size:
                 raise DatasetError(f"{name}: the Zip64 end record is missing; the file is corrupt")
             fields = _EOCD64.unpack(record)
             cd_disk, entries, cd_size, cd_offset = fields[5], fields[7], fields[8], fields[9]
+    if disks < 1 or cd_disk >= disks:
+        raise DatasetError(
+            f"{name}: the end record says the archive has {disks} disks with the central "
+            f"directory on disk {cd_disk + 1}; the file is corrupt, download it again"
+        )
+    if cd_size > size * max(1, disks) or cd_size < entries * _CENTRAL.size:
+        raise DatasetError(
+            f"{name}: the end record gives a central directory of {cd_size} bytes for "
+            f"{entries} entries, impossible in this file; it is corrupt, download it again"
+        )
     return disks, cd_disk, cd_offset, cd_size, entries
 
 
@@ -396,12 +425,23 @@ def split_parts(last_disk: str | os.PathLike) -> list[str]:
     """All disks of the archive whose last disk is ``last_disk``, in disk order.
 
     A single zip is its own only disk; a split archive ``name.zip`` of N disks has
-    ``name.z01`` .. ``name.z{N-1}`` next to it (Info-ZIP naming).
+    ``name.z01`` .. ``name.z{N-1}`` next to it (Info-ZIP naming). The disk count of the
+    end record is trusted only as far as those files exist: a missing disk is named.
     """
     disks = _end_record(last_disk)[0]
     text = str(last_disk)
     stem = text[: -len(".zip")] if text.lower().endswith(".zip") else text
-    return [f"{stem}.z{i:02d}" for i in range(1, disks)] + [text]
+    parts = []
+    for i in range(1, disks):
+        part = f"{stem}.z{i:02d}"
+        if "://" not in part and not os.path.isfile(part):
+            raise DatasetError(
+                f"archive part {Path(part).name} of {Path(text).name} is missing (its end "
+                f"record announces {disks} disks): download it or put it next to the other "
+                "parts"
+            )
+        parts.append(part)
+    return parts + [text]
 
 
 def _rewrite_central_directory(
@@ -414,9 +454,13 @@ def _rewrite_central_directory(
     while pos < len(cd):
         if cd[pos : pos + 4] != _CENTRAL_SIG:
             raise DatasetError(f"{archive}: bad central directory entry at byte {pos}; corrupt")
+        if pos + _CENTRAL.size > len(cd):
+            raise DatasetError(f"{archive}: central directory entry at byte {pos} is cut short")
         fields = list(_CENTRAL.unpack_from(cd, pos))
         name_len, extra_len, comment_len = fields[12], fields[13], fields[14]
         body = pos + _CENTRAL.size
+        if body + name_len + extra_len + comment_len > len(cd):
+            raise DatasetError(f"{archive}: central directory entry at byte {pos} is cut short")
         name = cd[body : body + name_len]
         extra = cd[body + name_len : body + name_len + extra_len]
         comment = cd[body + name_len + extra_len : body + name_len + extra_len + comment_len]
@@ -436,19 +480,24 @@ def _rewrite_central_directory(
             i += 4 + length
         j = 0
         values = []
-        if file_size == _U32:
-            file_size = struct.unpack_from("<Q", zip64, j)[0]
-            values.append(file_size)
-            j += 8
-        if compress_size == _U32:
-            compress_size = struct.unpack_from("<Q", zip64, j)[0]
-            values.append(compress_size)
-            j += 8
-        if offset == _U32:
-            offset = struct.unpack_from("<Q", zip64, j)[0]
-            j += 8
-        if disk == _U16:
-            disk = struct.unpack_from("<L", zip64, j)[0]
+        try:
+            if file_size == _U32:
+                file_size = struct.unpack_from("<Q", zip64, j)[0]
+                values.append(file_size)
+                j += 8
+            if compress_size == _U32:
+                compress_size = struct.unpack_from("<Q", zip64, j)[0]
+                values.append(compress_size)
+                j += 8
+            if offset == _U32:
+                offset = struct.unpack_from("<Q", zip64, j)[0]
+                j += 8
+            if disk == _U16:
+                disk = struct.unpack_from("<L", zip64, j)[0]
+        except struct.error:
+            raise DatasetError(
+                f"{archive}: central directory entry at byte {pos} lacks its Zip64 sizes"
+            ) from None
         if disk >= len(disk_starts):
             raise DatasetError(
                 f"{archive}: an entry points at disk {disk + 1} of {len(disk_starts)}"
@@ -472,7 +521,7 @@ def _spanned_file(parts: Sequence[str | os.PathLike]) -> SpannedFile:
     """The disks of a split archive as one file that :class:`zipfile.ZipFile` can read."""
     archive = Path(str(parts[-1])).name
     sizes = [_file_size(part) for part in parts]
-    disks, cd_disk, cd_offset, cd_size, _ = _end_record(parts[-1])
+    disks, cd_disk, cd_offset, cd_size, expected_entries = _end_record(parts[-1])
     if disks != len(parts):
         raise DatasetError(f"{archive} has {disks} disks but {len(parts)} parts were given")
     if len(set(sizes[:-1])) > 1:  # Info-ZIP cuts every disk but the last at the split size
@@ -484,13 +533,18 @@ def _spanned_file(parts: Sequence[str | os.PathLike]) -> SpannedFile:
         )
     disk_starts = [sum(sizes[:i]) for i in range(len(parts))]
     cd_start = disk_starts[cd_disk] + cd_offset
+    if cd_start + cd_size > sum(sizes):
+        raise DatasetError(f"{archive}: the central directory is truncated; download it again")
     segments = [(part, 0, size) for part, size in zip(parts, sizes)]
     with SpannedFile(segments) as spanned:
         spanned.seek(cd_start)
         cd = spanned.read(cd_size)
-    if len(cd) != cd_size:
-        raise DatasetError(f"{archive}: the central directory is truncated; download it again")
     new_cd, entries = _rewrite_central_directory(cd, disk_starts, archive)
+    if entries != expected_entries:
+        raise DatasetError(
+            f"{archive}: the central directory holds {entries} entries but the end record "
+            f"says {expected_entries}; it is corrupt, download it again"
+        )
     eocd64_at = cd_start + len(new_cd)
     tail = (
         _EOCD64.pack(
@@ -507,6 +561,15 @@ def _spanned_file(parts: Sequence[str | os.PathLike]) -> SpannedFile:
         body.append((part, 0, min(size, remaining)))
         remaining -= size
     return SpannedFile(body + [new_cd + tail])
+
+
+def _read_in_chunks(handle) -> bytes:
+    # read() without a size inflates up to 2 GiB in one call whatever the declared size;
+    # bounded reads stop at the declared size (zipfile then checks the CRC).
+    chunks = []
+    while chunk := handle.read(_READ_CHUNK):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class ZipArchive:
@@ -529,17 +592,44 @@ class ZipArchive:
         self._disk_starts = [0]
         try:
             if len(self.parts) == 1:
+                expected_entries = _end_record(self.parts[0])[4]
                 self._file = open_binary(self.parts[0])
             else:
                 self._file = _spanned_file(self.parts)
+                expected_entries = None  # checked while rewriting the central directory
                 sizes = [_file_size(p) for p in self.parts]
                 self._disk_starts = [sum(sizes[:i]) for i in range(len(sizes))]
             self.zip = zipfile.ZipFile(self._file)
-        except (zipfile.BadZipFile, OSError, struct.error) as error:
+        except NotImplementedError as error:  # e.g. "zip file version 9.7"
+            raise DatasetError(
+                f"{self.name} needs a zip feature Python's zipfile lacks ({error}): it is "
+                "corrupt or was not written by Info-ZIP; download it again"
+            ) from None
+        except (zipfile.BadZipFile, OSError, struct.error, ValueError) as error:
+            # ValueError: UnicodeDecodeError in a name flagged as UTF-8, among others
             raise DatasetError(
                 f"{self.name} is not a readable zip archive ({error}): it is truncated or "
                 "corrupt, download it again"
             ) from None
+        infos = self.zip.infolist()
+        if expected_entries is not None and len(infos) != expected_entries:
+            raise DatasetError(
+                f"{self.name}: the central directory holds {len(infos)} entries but the end "
+                f"record says {expected_entries}; it is corrupt, download it again"
+            )
+        self._check_positions(infos)
+
+    def _check_positions(self, infos: list[zipfile.ZipInfo]) -> None:
+        """Every member's data lies before the central directory, overlapping no other."""
+        end = self.zip.start_dir
+        for info in sorted(infos, key=lambda i: i.header_offset, reverse=True):
+            if info.header_offset + _LOCAL_HEADER_SIZE + info.compress_size > end:
+                raise DatasetError(
+                    f"{self.name}: the central directory places {info.filename!r} at byte "
+                    f"{info.header_offset} with {info.compress_size} bytes, overlapping "
+                    "another member or the directory; the archive is corrupt, download it again"
+                )
+            end = info.header_offset
 
     @classmethod
     def from_last_disk(cls, last_disk: str | os.PathLike) -> ZipArchive:
@@ -557,16 +647,48 @@ class ZipArchive:
         disk = bisect.bisect_right(self._disk_starts, info.header_offset) - 1
         return Path(self.parts[disk]).name
 
-    def read(self, info: zipfile.ZipInfo) -> bytes:
-        """The member's bytes, CRC-checked; a corrupt part raises an error naming it."""
+    def read(self, info: zipfile.ZipInfo, limit: int | None = None) -> bytes:
+        """The member's bytes, CRC-checked; a corrupt part raises an error naming it.
+
+        Args:
+            info: the member.
+            limit: largest size accepted; the size the central directory declares is
+                checked before anything is inflated, and inflating stops there.
+        """
+        if limit is not None and info.file_size > limit:
+            raise DatasetError(
+                f"{info.filename} in {self.name} declares {info.file_size:,} bytes, more "
+                f"than the {limit:,} accepted: the archive is corrupt or not of this dataset"
+            )
+        return self._guarded(info, _read_in_chunks)
+
+    def head(self, info: zipfile.ZipInfo, size: int) -> bytes:
+        """The first ``size`` bytes of the member (no CRC check: it is not read whole)."""
+        return self._guarded(info, lambda handle: handle.read(size))
+
+    def check_header(self, info: zipfile.ZipInfo) -> None:
+        """Check the member's local header (signature, name) without reading its data."""
+        self._guarded(info, lambda handle: b"")
+
+    def _guarded(self, info: zipfile.ZipInfo, work):
         try:
-            return self.zip.read(info)
+            with self.zip.open(info) as handle:
+                return work(handle)
         except NotImplementedError as error:  # e.g. Deflate64 (method 9) from Windows tools
             raise DatasetError(
                 f"{info.filename} in {self.name} uses a compression method Python's zipfile "
                 f"cannot read ({error})"
             ) from None
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, struct.error) as error:
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            lzma.LZMAError,
+            EOFError,
+            OSError,
+            struct.error,
+            RuntimeError,  # "File ... is encrypted, password required"
+            ValueError,  # UnicodeDecodeError in the local header's name, among others
+        ) as error:
             raise DatasetError(
                 f"cannot read {info.filename} from archive part {self.part_of(info)} "
                 f"({error}): the part is corrupt or truncated, download it again"
@@ -589,6 +711,10 @@ class ZipArchive:
 One prompt per line, UTF-8; some lines are blank and the last line may lack a newline.
 An image ``<N>_<k>.png`` (train, validation) or ``<N>.png`` (test) takes line N, 1-based:
 the authors' loader does ``int(name.split('.')[0].split('_')[0]) - 1``.
+
+Concatenated into ``dataset_script/PKU-AIGI-500K.py`` (the loading script for
+``datasets`` < 4, made by :mod:`pku_aigi.data.script_generator`): import only the
+standard library, ``datasets`` and the other copied modules.
 """
 
 
@@ -647,9 +773,9 @@ One config per subset (``sd21b``, ``sd21``, ``sdxl``, ``mj52``, ``mod``), splits
 The ``image`` feature holds each PNG file's original bytes, unchanged. Examples come in a
 fixed order (archive order, then prompt number, then name) under stable keys.
 
-This module is also copied, with the table and the archive reader, into the legacy
-loading script ``dataset_script/PKU-AIGI-500K.py`` (see ``legacy_script.py``), so it only
-imports ``datasets`` and the standard library besides its sibling modules.
+Concatenated, with the table and the archive reader, into ``dataset_script/PKU-AIGI-500K.py``
+(the loading script for ``datasets`` < 4, made by :mod:`pku_aigi.data.script_generator`),
+so it only imports ``datasets`` and the standard library besides the other copied modules.
 """
 
 
@@ -666,6 +792,9 @@ logger = logging.getLogger(__name__)
 
 TEST_FOLDER = "test"  # local test split: test/<FOLDER>/*.png and test/<FOLDER>.txt
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_HEAD_SIZE = 33  # signature + IHDR chunk
+MAX_IMAGE_PIXELS = 178_956_970  # Pillow refuses more as a DecompressionBombError
+MAX_IMAGE_BYTES = 256 << 20  # the dataset's largest PNGs are a few MB
 
 FEATURES = datasets.Features(
     {
@@ -686,10 +815,51 @@ DESCRIPTION = (
 
 
 def png_size(data: bytes, name: str) -> tuple[int, int]:
-    """(width, height) from a PNG's IHDR chunk, without decoding the image."""
-    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+    """(width, height) from a PNG's IHDR chunk, without decoding the image.
+
+    Raises :class:`DatasetError` for anything but a PNG signature followed by an IHDR
+    (PNG specification, section 5), and for sizes of zero or above ``MAX_IMAGE_PIXELS``.
+    """
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR" or len(data) < PNG_HEAD_SIZE:
         raise DatasetError(f"{name} is not a PNG file")
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if not (0 < width and 0 < height and width * height <= MAX_IMAGE_PIXELS):
+        raise DatasetError(
+            f"{name} declares {width}x{height} pixels: no image of the dataset is empty or "
+            f"above {MAX_IMAGE_PIXELS:,} pixels (Pillow's decompression-bomb limit); the "
+            "file is corrupt or not of this dataset"
+        )
+    return width, height
+
+
+def check_png_file_size(size: int, width: int, height: int, name: str) -> None:
+    """Refuse a PNG far larger than any encoding of its declared pixels (a zip bomb)."""
+    # 8 bytes a pixel (16-bit RGBA) plus a filter byte a row, stored uncompressed, plus
+    # room for text and other ancillary chunks.
+    largest = min(MAX_IMAGE_BYTES, height * (1 + 8 * width) * 11 // 10 + (16 << 20))
+    if size > largest:
+        raise DatasetError(
+            f"{name} is {size:,} bytes, more than any PNG of {width}x{height} pixels can "
+            f"need ({largest:,}): the file is corrupt or a decompression bomb"
+        )
+
+
+def read_member_png(archive: ZipArchive, member, name: str) -> bytes:
+    """A PNG member's bytes, refused from its header and declared size before inflating."""
+    width, height = png_size(archive.head(member, PNG_HEAD_SIZE), name)
+    check_png_file_size(member.file_size, width, height, name)
+    return archive.read(member, limit=MAX_IMAGE_BYTES)
+
+
+def read_png_file(path: str, name: str) -> bytes:
+    """A local (or URL) PNG file's bytes, checked like :func:`read_member_png`."""
+    with open_binary(path) as handle:
+        head = handle.read(PNG_HEAD_SIZE)
+        width, height = png_size(head, name)
+        handle.seek(0, os.SEEK_END)
+        check_png_file_size(handle.tell(), width, height, name)
+        handle.seek(0)
+        return handle.read()
 
 
 def _sort_key(file_name: str) -> tuple:
@@ -853,13 +1023,17 @@ def iter_split(
             prompt = lookup_prompt(prompts, pid, file_name, source)
             if check_only:
                 continue
-            data = _read_file(os.path.join(root, file_name))
+            data = read_png_file(os.path.join(root, file_name), file_name)
             yield file_name, _example(subset, data, file_name, pid, prompt)
         return
 
     for parts in archives:
         with ZipArchive(parts) as archive:
             members = [m for m in archive.members() if _is_png(m.filename)]
+            if not check_only:  # a name changed in the directory alone must not hide an image
+                for other in archive.zip.infolist():
+                    if not _is_png(other.filename):
+                        archive.check_header(other)
             if split == "validation":
                 names = [m.filename for m in archive.members()]
                 wanted = subset.validation_prompt_file
@@ -884,7 +1058,7 @@ def iter_split(
                 prompt = lookup_prompt(prompts, pid, member.filename, source)
                 if check_only:
                     continue
-                data = archive.read(member)
+                data = read_member_png(archive, member, f"{member.filename} in {archive.name}")
                 key = f"{archive.name}:{member.filename}"
                 yield key, _example(subset, data, member.filename, pid, prompt)
 
@@ -930,7 +1104,7 @@ class PkuAigi500K(datasets.GeneratorBasedBuilder):
         return datasets.DatasetInfo(
             description=DESCRIPTION,
             features=FEATURES,
-            homepage="https://huggingface.co/datasets/Forerunner/PKU-AIGI-500K",
+            homepage=f"https://huggingface.co/datasets/{HUB_REPO_ID}",
             citation=CITATION,
         )
 

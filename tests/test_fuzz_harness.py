@@ -43,3 +43,16 @@ def test_harness_classifies_each_outcome(fuzz, tmp_path):
         "| _selftest | 16    | 4     | 2       | 2     | 2    | 2           | 2     | 2       |"
         in table
     )
+
+
+@pytest.mark.slow
+def test_seeded_slice_of_every_surface_ends_cleanly(fuzz, tmp_path):
+    """CI's slice of the fuzz run (the README has the full run): 1,000 crafted inputs over
+    every surface, each refused with a PkuAigiError or decoded exactly."""
+    names = fuzz.available_surfaces()
+    assert {"archives", "images"} <= set(names)
+    counts, findings = fuzz.fuzz(names, count=1000, seed=2024, jobs=2, timeout=30, workdir=tmp_path)
+    assert sum(sum(row.values()) for row in counts.values()) == 1000
+    assert set(counts) == set(names)
+    shown = "\n".join(f"{s} {col}: {case.get('kind')}: {d}" for s, col, case, d in findings[:20])
+    assert not findings, f"{len(findings)} cases did not end cleanly:\n{shown}"

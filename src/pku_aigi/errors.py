@@ -3,6 +3,10 @@
 Every problem caused by input (a bad file, an unknown name, a missing archive part) is
 raised as a :class:`PkuAigiError` whose message says what is wrong and what to do. The CLI
 prints that one message and exits with status 2; anything else is a bug.
+
+Concatenated into ``dataset_script/PKU-AIGI-500K.py`` (the loading script for
+``datasets`` < 4, made by :mod:`pku_aigi.data.script_generator`): import only the
+standard library, ``datasets`` and the other copied modules.
 """
 
 

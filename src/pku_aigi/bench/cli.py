@@ -32,7 +32,8 @@ def register(subparsers) -> None:
     what = parser.add_argument_group("codecs")
     what.add_argument("--protocol", choices=["pku-aigi"], help="the paper's codecs and settings "
                       "(default when neither --codecs nor --model is given)")  # fmt: skip
-    what.add_argument("--codecs", help="comma-separated conventional codecs, e.g. jpeg,webp,vvc")
+    what.add_argument("--codecs", help="comma-separated codec names (`pku-aigi codecs`, plugins "
+                      "included), e.g. jpeg,webp,vvc")  # fmt: skip
     what.add_argument("--model", action="append", default=[], metavar="DIR_OR_REPO",
                       help="a learned model folder or Hub id (repeatable; one curve per architecture)")  # fmt: skip
     what.add_argument("--qualities", action="append", default=[], metavar="CODEC=Q1,Q2",
@@ -99,11 +100,13 @@ def _resolve_device(device: str) -> str:
 
 
 def _check_out(out: Path, force: bool) -> None:
-    from .sweep import CACHE_FILE
+    from .sweep import CACHE_FILE, LOCK_FILE
 
     if out.is_file():
         raise PkuAigiError(f"--out {out} is a file; give a folder")
-    if out.is_dir() and any(out.iterdir()) and not (out / CACHE_FILE).exists() and not force:
+    ours = {CACHE_FILE, LOCK_FILE}
+    busy = out.is_dir() and any(p.name not in ours for p in out.iterdir())
+    if busy and not (out / CACHE_FILE).exists() and not force:
         raise PkuAigiError(
             f"--out {out} is not empty and holds no {CACHE_FILE}: it is not a bench folder. "
             "Choose another --out, or pass --force to write the report files into it"
@@ -138,6 +141,8 @@ def _check_codec_names(args) -> None:
     for name in (args.codecs or "").split(","):
         if name.strip():
             codecs.codec_class(name.strip())
+    if codecs.registry.is_known(args.anchor):  # "--anchor VVC" means vvc
+        args.anchor = codecs.canonical_name(args.anchor)
 
 
 def _select(args, device: str):
@@ -192,10 +197,8 @@ def _extras(args, device: str, notes: list[str]):
 
 
 def run_bench(args) -> int:
-    from .. import __version__
-    from . import bdrate, prompt_modes
-    from .report import write_report
-    from .sweep import run_sweep
+    from . import prompt_modes
+    from .sweep import out_dir_lock
 
     out = Path(args.out)
     _check_out(out, args.force)
@@ -208,11 +211,27 @@ def run_bench(args) -> int:
     notes = [f"codec {name} left out: {reason}" for name, reason in selection.unavailable.items()]
     extras = _extras(args, device, notes)
 
-    out.mkdir(parents=True, exist_ok=True)
+    with out_dir_lock(out):  # held until the report is written
+        return _sweep_and_report(args, out, images, source, device, selection, use_protocol,
+                                 notes, extras)  # fmt: skip
+
+
+def _sweep_and_report(args, out, images, source, device, selection, use_protocol, notes, extras):
+    from .. import __version__
+    from . import bdrate
+    from .report import write_report
+    from .sweep import run_sweep
+
     result = run_sweep(
         images, selection.runs, out, workers=args.workers, extras=extras,
         progress=not args.no_progress,
     )  # fmt: skip
+    kept = sorted({row["codec"] for row in result.earlier})
+    if kept:
+        notes.append(
+            f"kept from earlier runs into {out} (same images): {', '.join(kept)} "
+            f"({len(result.earlier)} measurements)"
+        )
     notes += [f"failed: {f.codec} q={f.quality} on {f.image}: {f.error}" for f in result.failures]
 
     per_subset: dict[str, int] = {}
@@ -241,7 +260,7 @@ def run_bench(args) -> int:
         "measurements": f"{result.measured} new, {result.reused} reused from the cache",
     }
     report = write_report(
-        result.rows, out, images_per_subset=per_subset, anchor=args.anchor,
+        result.rows + result.earlier, out, images_per_subset=per_subset, anchor=args.anchor,
         settings=settings, notes=notes,
     )  # fmt: skip
     print(

@@ -49,6 +49,8 @@ class Selection:
 
 def parse_qualities(items: list[str] | None) -> dict[str, tuple[float, ...]]:
     """``["jpeg=20,50,80", ...]`` -> ``{"jpeg": (20.0, 50.0, 80.0)}``."""
+    from ..codecs.registry import canonical_name, is_known
+
     grids = {}
     for item in items or []:
         name, sep, values = item.partition("=")
@@ -60,7 +62,9 @@ def parse_qualities(items: list[str] | None) -> dict[str, tuple[float, ...]]:
             raise PkuAigiError(
                 f"--qualities {item!r}: expected CODEC=Q1,Q2,... (e.g. jpeg=20,50,80)"
             )
-        grids[name.strip()] = tuple(int(q) if q.is_integer() else q for q in grid)
+        name = name.strip()
+        name = canonical_name(name) if is_known(name) else name  # "JPEG=..." means jpeg
+        grids[name] = tuple(int(q) if q.is_integer() else q for q in grid)
     return grids
 
 

@@ -12,6 +12,8 @@ interrupted sweep only does the missing work.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import multiprocessing
@@ -27,12 +29,13 @@ from PIL import Image
 
 from .. import metrics
 from ..codecs.base import Codec
-from ..errors import CodecError
+from ..errors import CodecError, PkuAigiError
 from .images import BenchImage
 
 logger = logging.getLogger(__name__)
 
 CACHE_FILE = "measurements.jsonl"
+LOCK_FILE = ".bench.lock"
 
 
 @dataclass
@@ -76,19 +79,38 @@ def cache_key(image_key: str, codec: str, version: str, quality: float) -> str:
 
 
 class MeasurementCache:
-    """Append-only JSONL file of measurements; a torn last line (interrupt) is ignored."""
+    """Append-only JSONL file of measurements, one row a line.
+
+    Each row is appended with one ``write`` on an ``O_APPEND`` descriptor. A line cut by
+    an interrupt (no final newline) is discarded when the cache is opened, so the next
+    row starts on a line of its own instead of being glued to the torn one.
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.rows: dict[str, dict] = {}
-        if self.path.exists():
-            for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    logger.warning("%s:%d: skipping an incomplete line", self.path, number)
-                    continue
-                self.rows[row["key"]] = row
+        if not self.path.exists():
+            return
+        data = self.path.read_bytes()
+        complete = data[: data.rfind(b"\n") + 1]
+        if len(complete) < len(data):
+            logger.warning(
+                "%s: discarding an incomplete last line (an interrupted run); its "
+                "measurement will be made again",
+                self.path,
+            )
+            os.truncate(self.path, len(complete))
+        for number, line in enumerate(complete.decode("utf-8", "replace").splitlines(), 1):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                row = None
+            if not isinstance(row, dict) or not isinstance(row.get("key"), str):
+                logger.warning(
+                    "%s:%d: skipping a line that is not a measurement", self.path, number
+                )
+                continue
+            self.rows[row["key"]] = row
 
     def get(self, key: str) -> dict | None:
         return self.rows.get(key)
@@ -96,9 +118,76 @@ class MeasurementCache:
     def add(self, row: dict) -> None:
         self.rows[row["key"]] = row
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as file:
-            file.write(json.dumps(row, allow_nan=True) + "\n")
-            file.flush()
+        line = (json.dumps(row, allow_nan=True) + "\n").encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            written = os.write(fd, line)
+            while written < len(line):  # a regular file takes it whole; be exact anyway
+                written += os.write(fd, line[written:])
+        finally:
+            os.close(fd)
+
+    def earlier_rows(self, image_keys: set[str], codecs: set[str]) -> list[dict]:
+        """Rows of codecs other than ``codecs`` on these images, from earlier runs.
+
+        Keeps a report complete when a run selects other codecs than the last one.
+        Of a codec cached under several versions, the most recently added one is kept.
+        """
+        latest: dict[str, str] = {}
+        for row in self.rows.values():
+            if row.get("codec") not in codecs and row.get("image_key") in image_keys:
+                latest[row["codec"]] = row.get("codec_version")
+        return [
+            row
+            for row in self.rows.values()
+            if row.get("codec") in latest
+            and row.get("image_key") in image_keys
+            and row.get("codec_version") == latest[row["codec"]]
+        ]
+
+
+class OutDirBusyError(PkuAigiError):
+    """Another process is running a benchmark into the same output folder."""
+
+
+_HELD_LOCKS: dict[Path, list] = {}  # folder -> [descriptor, depth]: re-entrant per process
+
+
+@contextlib.contextmanager
+def out_dir_lock(out_dir: str | Path):
+    """Hold ``out_dir/.bench.lock`` (``flock``) for the duration of a run.
+
+    Two runs into one folder would measure the same work twice and overwrite each
+    other's report; the second one stops at once with :class:`OutDirBusyError`.
+    """
+    folder = Path(out_dir).resolve()
+    if folder in _HELD_LOCKS:
+        _HELD_LOCKS[folder][1] += 1
+        try:
+            yield
+        finally:
+            _HELD_LOCKS[folder][1] -= 1
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise OutDirBusyError(
+            f"another benchmark (process {holder}) is writing into {folder}: wait for it to "
+            "finish, or give this run another --out"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _HELD_LOCKS[folder] = [fd, 1]
+    try:
+        yield
+    finally:
+        del _HELD_LOCKS[folder]
+        os.close(fd)  # releases the lock
 
 
 def payload_bytes(codec: Codec, data: bytes) -> int | None:
@@ -213,6 +302,7 @@ class SweepResult:
     failures: list[Failure]
     measured: int  # new measurements made in this run
     reused: int  # measurements taken from the cache
+    earlier: list[dict] = field(default_factory=list)  # other codecs' rows, same images
 
 
 def default_workers() -> int:
@@ -229,7 +319,15 @@ def run_sweep(
     progress: bool = True,
     on_row: Callable[[dict], None] | None = None,
 ) -> SweepResult:
-    """Measure every image x codec x quality not in the cache; return all rows."""
+    """Measure every image x codec x quality not in the cache; return all rows.
+
+    Holds :func:`out_dir_lock` on ``out_dir`` while it runs.
+    """
+    with out_dir_lock(out_dir):
+        return _run_sweep(images, runs, out_dir, workers, extras, progress, on_row)
+
+
+def _run_sweep(images, runs, out_dir, workers, extras, progress, on_row) -> SweepResult:
     from tqdm.auto import tqdm
 
     extras = extras or Extras()
@@ -330,4 +428,5 @@ def run_sweep(
         bar.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    return SweepResult(rows, failures, measured=len(rows) - reused, reused=reused)
+    earlier = cache.earlier_rows({i.key for i in images}, {r.display_name for r in runs})
+    return SweepResult(rows, failures, len(rows) - reused, reused, earlier)

@@ -74,16 +74,9 @@ def _write_atomically(path: Path, data: bytes) -> None:
 
 
 def _read_image(path: Path):
-    from PIL import Image, UnidentifiedImageError
+    from .image_files import open_image_file
 
-    try:
-        image = Image.open(path)
-        image.load()
-    except FileNotFoundError:
-        raise CodecError(f"{path} does not exist") from None
-    except (UnidentifiedImageError, OSError) as error:
-        raise CodecError(f"cannot read {path} as an image: {error}") from None
-    return image
+    return open_image_file(path)
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -6,9 +6,9 @@ One config per subset (``sd21b``, ``sd21``, ``sdxl``, ``mj52``, ``mod``), splits
 The ``image`` feature holds each PNG file's original bytes, unchanged. Examples come in a
 fixed order (archive order, then prompt number, then name) under stable keys.
 
-This module is also copied, with the table and the archive reader, into the legacy
-loading script ``dataset_script/PKU-AIGI-500K.py`` (see ``legacy_script.py``), so it only
-imports ``datasets`` and the standard library besides its sibling modules.
+Concatenated, with the table and the archive reader, into ``dataset_script/PKU-AIGI-500K.py``
+(the loading script for ``datasets`` < 4, made by :mod:`pku_aigi.data.script_generator`),
+so it only imports ``datasets`` and the standard library besides the other copied modules.
 """
 
 from __future__ import annotations
@@ -22,7 +22,15 @@ from dataclasses import dataclass
 import datasets
 
 from ..errors import DatasetError
-from ..subsets import CITATION, CONFIGS, SPLITS, VALIDATION_ARCHIVE, Subset, get_subset
+from ..subsets import (
+    CITATION,
+    CONFIGS,
+    HUB_REPO_ID,
+    SPLITS,
+    VALIDATION_ARCHIVE,
+    Subset,
+    get_subset,
+)
 from .prompts import lookup_prompt, parse_prompts, prompt_id
 from .splitzip import ZipArchive, open_binary, split_parts
 
@@ -30,6 +38,9 @@ logger = logging.getLogger(__name__)
 
 TEST_FOLDER = "test"  # local test split: test/<FOLDER>/*.png and test/<FOLDER>.txt
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+PNG_HEAD_SIZE = 33  # signature + IHDR chunk
+MAX_IMAGE_PIXELS = 178_956_970  # Pillow refuses more as a DecompressionBombError
+MAX_IMAGE_BYTES = 256 << 20  # the dataset's largest PNGs are a few MB
 
 FEATURES = datasets.Features(
     {
@@ -50,10 +61,51 @@ DESCRIPTION = (
 
 
 def png_size(data: bytes, name: str) -> tuple[int, int]:
-    """(width, height) from a PNG's IHDR chunk, without decoding the image."""
-    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR":
+    """(width, height) from a PNG's IHDR chunk, without decoding the image.
+
+    Raises :class:`DatasetError` for anything but a PNG signature followed by an IHDR
+    (PNG specification, section 5), and for sizes of zero or above ``MAX_IMAGE_PIXELS``.
+    """
+    if data[:8] != PNG_SIGNATURE or data[12:16] != b"IHDR" or len(data) < PNG_HEAD_SIZE:
         raise DatasetError(f"{name} is not a PNG file")
-    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if not (0 < width and 0 < height and width * height <= MAX_IMAGE_PIXELS):
+        raise DatasetError(
+            f"{name} declares {width}x{height} pixels: no image of the dataset is empty or "
+            f"above {MAX_IMAGE_PIXELS:,} pixels (Pillow's decompression-bomb limit); the "
+            "file is corrupt or not of this dataset"
+        )
+    return width, height
+
+
+def check_png_file_size(size: int, width: int, height: int, name: str) -> None:
+    """Refuse a PNG far larger than any encoding of its declared pixels (a zip bomb)."""
+    # 8 bytes a pixel (16-bit RGBA) plus a filter byte a row, stored uncompressed, plus
+    # room for text and other ancillary chunks.
+    largest = min(MAX_IMAGE_BYTES, height * (1 + 8 * width) * 11 // 10 + (16 << 20))
+    if size > largest:
+        raise DatasetError(
+            f"{name} is {size:,} bytes, more than any PNG of {width}x{height} pixels can "
+            f"need ({largest:,}): the file is corrupt or a decompression bomb"
+        )
+
+
+def read_member_png(archive: ZipArchive, member, name: str) -> bytes:
+    """A PNG member's bytes, refused from its header and declared size before inflating."""
+    width, height = png_size(archive.head(member, PNG_HEAD_SIZE), name)
+    check_png_file_size(member.file_size, width, height, name)
+    return archive.read(member, limit=MAX_IMAGE_BYTES)
+
+
+def read_png_file(path: str, name: str) -> bytes:
+    """A local (or URL) PNG file's bytes, checked like :func:`read_member_png`."""
+    with open_binary(path) as handle:
+        head = handle.read(PNG_HEAD_SIZE)
+        width, height = png_size(head, name)
+        handle.seek(0, os.SEEK_END)
+        check_png_file_size(handle.tell(), width, height, name)
+        handle.seek(0)
+        return handle.read()
 
 
 def _sort_key(file_name: str) -> tuple:
@@ -217,13 +269,17 @@ def iter_split(
             prompt = lookup_prompt(prompts, pid, file_name, source)
             if check_only:
                 continue
-            data = _read_file(os.path.join(root, file_name))
+            data = read_png_file(os.path.join(root, file_name), file_name)
             yield file_name, _example(subset, data, file_name, pid, prompt)
         return
 
     for parts in archives:
         with ZipArchive(parts) as archive:
             members = [m for m in archive.members() if _is_png(m.filename)]
+            if not check_only:  # a name changed in the directory alone must not hide an image
+                for other in archive.zip.infolist():
+                    if not _is_png(other.filename):
+                        archive.check_header(other)
             if split == "validation":
                 names = [m.filename for m in archive.members()]
                 wanted = subset.validation_prompt_file
@@ -248,7 +304,7 @@ def iter_split(
                 prompt = lookup_prompt(prompts, pid, member.filename, source)
                 if check_only:
                     continue
-                data = archive.read(member)
+                data = read_member_png(archive, member, f"{member.filename} in {archive.name}")
                 key = f"{archive.name}:{member.filename}"
                 yield key, _example(subset, data, member.filename, pid, prompt)
 
@@ -294,7 +350,7 @@ class PkuAigi500K(datasets.GeneratorBasedBuilder):
         return datasets.DatasetInfo(
             description=DESCRIPTION,
             features=FEATURES,
-            homepage="https://huggingface.co/datasets/Forerunner/PKU-AIGI-500K",
+            homepage=f"https://huggingface.co/datasets/{HUB_REPO_ID}",
             citation=CITATION,
         )
 

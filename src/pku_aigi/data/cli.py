@@ -115,7 +115,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_script(args: argparse.Namespace) -> int:
-    from .legacy_script import write_dataset_repo
+    from .script_generator import write_dataset_repo
 
     for path in write_dataset_repo(args.out):
         print(f"wrote {path}")

@@ -87,7 +87,7 @@ def load_dataset(
     from datasets.exceptions import DatasetGenerationError
 
     from .builder import PkuAigi500K, test_split_error
-    from .hub import download_files
+    from .download import download_files
 
     subset = get_subset(config)
     if split is not None:

@@ -11,12 +11,17 @@ per member) is held in memory.
 
 Format: PKWARE APPNOTE.TXT 6.3.x, sections 4.3.12 to 4.3.16 (central directory, Zip64
 end records) and 8 (splitting and spanning).
+
+Concatenated into ``dataset_script/PKU-AIGI-500K.py`` (the loading script for
+``datasets`` < 4, made by :mod:`pku_aigi.data.script_generator`): import only the
+standard library, ``datasets`` and the other copied modules.
 """
 
 from __future__ import annotations
 
 import bisect
 import io
+import lzma
 import os
 import struct
 import zipfile
@@ -37,6 +42,8 @@ _CENTRAL_SIG = b"PK\x01\x02"
 _ZIP64_EXTRA = 0x0001
 _U16 = 0xFFFF
 _U32 = 0xFFFF_FFFF
+_LOCAL_HEADER_SIZE = 30
+_READ_CHUNK = 1 << 20
 _MAX_TAIL = _EOCD.size + _U16  # EOCD plus the longest possible comment
 
 
@@ -138,7 +145,11 @@ def _find_eocd(tail: bytes) -> int:
 
 
 def _end_record(last_disk: str | os.PathLike) -> tuple[int, int, int, int, int]:
-    """(disks, cd_disk, cd_offset, cd_size, entries) from the last disk's end records."""
+    """(disks, cd_disk, cd_offset, cd_size, entries) from the last disk's end records.
+
+    Values are checked against the last disk's size where the format allows; the caller
+    checks what depends on the other disks.
+    """
     name = Path(str(last_disk)).name
     size = _file_size(last_disk)
     with open_binary(last_disk) as handle:
@@ -160,13 +171,23 @@ def _end_record(last_disk: str | os.PathLike) -> tuple[int, int, int, int, int]:
             # The Zip64 end record is normally on the last disk, right before its locator.
             eocd64_at = locator_at - _EOCD64.size
             record = tail[eocd64_at:locator_at] if eocd64_at >= 0 else b""
-            if not record.startswith(_EOCD64_SIG):
+            if not record.startswith(_EOCD64_SIG) and eocd64_offset < size:
                 handle.seek(eocd64_offset)
                 record = handle.read(_EOCD64.size)
-            if not record.startswith(_EOCD64_SIG):
+            if not record.startswith(_EOCD64_SIG) or len(record) != _EOCD64.size:
                 raise DatasetError(f"{name}: the Zip64 end record is missing; the file is corrupt")
             fields = _EOCD64.unpack(record)
             cd_disk, entries, cd_size, cd_offset = fields[5], fields[7], fields[8], fields[9]
+    if disks < 1 or cd_disk >= disks:
+        raise DatasetError(
+            f"{name}: the end record says the archive has {disks} disks with the central "
+            f"directory on disk {cd_disk + 1}; the file is corrupt, download it again"
+        )
+    if cd_size > size * max(1, disks) or cd_size < entries * _CENTRAL.size:
+        raise DatasetError(
+            f"{name}: the end record gives a central directory of {cd_size} bytes for "
+            f"{entries} entries, impossible in this file; it is corrupt, download it again"
+        )
     return disks, cd_disk, cd_offset, cd_size, entries
 
 
@@ -174,12 +195,23 @@ def split_parts(last_disk: str | os.PathLike) -> list[str]:
     """All disks of the archive whose last disk is ``last_disk``, in disk order.
 
     A single zip is its own only disk; a split archive ``name.zip`` of N disks has
-    ``name.z01`` .. ``name.z{N-1}`` next to it (Info-ZIP naming).
+    ``name.z01`` .. ``name.z{N-1}`` next to it (Info-ZIP naming). The disk count of the
+    end record is trusted only as far as those files exist: a missing disk is named.
     """
     disks = _end_record(last_disk)[0]
     text = str(last_disk)
     stem = text[: -len(".zip")] if text.lower().endswith(".zip") else text
-    return [f"{stem}.z{i:02d}" for i in range(1, disks)] + [text]
+    parts = []
+    for i in range(1, disks):
+        part = f"{stem}.z{i:02d}"
+        if "://" not in part and not os.path.isfile(part):
+            raise DatasetError(
+                f"archive part {Path(part).name} of {Path(text).name} is missing (its end "
+                f"record announces {disks} disks): download it or put it next to the other "
+                "parts"
+            )
+        parts.append(part)
+    return parts + [text]
 
 
 def _rewrite_central_directory(
@@ -192,9 +224,13 @@ def _rewrite_central_directory(
     while pos < len(cd):
         if cd[pos : pos + 4] != _CENTRAL_SIG:
             raise DatasetError(f"{archive}: bad central directory entry at byte {pos}; corrupt")
+        if pos + _CENTRAL.size > len(cd):
+            raise DatasetError(f"{archive}: central directory entry at byte {pos} is cut short")
         fields = list(_CENTRAL.unpack_from(cd, pos))
         name_len, extra_len, comment_len = fields[12], fields[13], fields[14]
         body = pos + _CENTRAL.size
+        if body + name_len + extra_len + comment_len > len(cd):
+            raise DatasetError(f"{archive}: central directory entry at byte {pos} is cut short")
         name = cd[body : body + name_len]
         extra = cd[body + name_len : body + name_len + extra_len]
         comment = cd[body + name_len + extra_len : body + name_len + extra_len + comment_len]
@@ -214,19 +250,24 @@ def _rewrite_central_directory(
             i += 4 + length
         j = 0
         values = []
-        if file_size == _U32:
-            file_size = struct.unpack_from("<Q", zip64, j)[0]
-            values.append(file_size)
-            j += 8
-        if compress_size == _U32:
-            compress_size = struct.unpack_from("<Q", zip64, j)[0]
-            values.append(compress_size)
-            j += 8
-        if offset == _U32:
-            offset = struct.unpack_from("<Q", zip64, j)[0]
-            j += 8
-        if disk == _U16:
-            disk = struct.unpack_from("<L", zip64, j)[0]
+        try:
+            if file_size == _U32:
+                file_size = struct.unpack_from("<Q", zip64, j)[0]
+                values.append(file_size)
+                j += 8
+            if compress_size == _U32:
+                compress_size = struct.unpack_from("<Q", zip64, j)[0]
+                values.append(compress_size)
+                j += 8
+            if offset == _U32:
+                offset = struct.unpack_from("<Q", zip64, j)[0]
+                j += 8
+            if disk == _U16:
+                disk = struct.unpack_from("<L", zip64, j)[0]
+        except struct.error:
+            raise DatasetError(
+                f"{archive}: central directory entry at byte {pos} lacks its Zip64 sizes"
+            ) from None
         if disk >= len(disk_starts):
             raise DatasetError(
                 f"{archive}: an entry points at disk {disk + 1} of {len(disk_starts)}"
@@ -250,7 +291,7 @@ def _spanned_file(parts: Sequence[str | os.PathLike]) -> SpannedFile:
     """The disks of a split archive as one file that :class:`zipfile.ZipFile` can read."""
     archive = Path(str(parts[-1])).name
     sizes = [_file_size(part) for part in parts]
-    disks, cd_disk, cd_offset, cd_size, _ = _end_record(parts[-1])
+    disks, cd_disk, cd_offset, cd_size, expected_entries = _end_record(parts[-1])
     if disks != len(parts):
         raise DatasetError(f"{archive} has {disks} disks but {len(parts)} parts were given")
     if len(set(sizes[:-1])) > 1:  # Info-ZIP cuts every disk but the last at the split size
@@ -262,13 +303,18 @@ def _spanned_file(parts: Sequence[str | os.PathLike]) -> SpannedFile:
         )
     disk_starts = [sum(sizes[:i]) for i in range(len(parts))]
     cd_start = disk_starts[cd_disk] + cd_offset
+    if cd_start + cd_size > sum(sizes):
+        raise DatasetError(f"{archive}: the central directory is truncated; download it again")
     segments = [(part, 0, size) for part, size in zip(parts, sizes)]
     with SpannedFile(segments) as spanned:
         spanned.seek(cd_start)
         cd = spanned.read(cd_size)
-    if len(cd) != cd_size:
-        raise DatasetError(f"{archive}: the central directory is truncated; download it again")
     new_cd, entries = _rewrite_central_directory(cd, disk_starts, archive)
+    if entries != expected_entries:
+        raise DatasetError(
+            f"{archive}: the central directory holds {entries} entries but the end record "
+            f"says {expected_entries}; it is corrupt, download it again"
+        )
     eocd64_at = cd_start + len(new_cd)
     tail = (
         _EOCD64.pack(
@@ -285,6 +331,15 @@ def _spanned_file(parts: Sequence[str | os.PathLike]) -> SpannedFile:
         body.append((part, 0, min(size, remaining)))
         remaining -= size
     return SpannedFile(body + [new_cd + tail])
+
+
+def _read_in_chunks(handle) -> bytes:
+    # read() without a size inflates up to 2 GiB in one call whatever the declared size;
+    # bounded reads stop at the declared size (zipfile then checks the CRC).
+    chunks = []
+    while chunk := handle.read(_READ_CHUNK):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 class ZipArchive:
@@ -307,17 +362,44 @@ class ZipArchive:
         self._disk_starts = [0]
         try:
             if len(self.parts) == 1:
+                expected_entries = _end_record(self.parts[0])[4]
                 self._file = open_binary(self.parts[0])
             else:
                 self._file = _spanned_file(self.parts)
+                expected_entries = None  # checked while rewriting the central directory
                 sizes = [_file_size(p) for p in self.parts]
                 self._disk_starts = [sum(sizes[:i]) for i in range(len(sizes))]
             self.zip = zipfile.ZipFile(self._file)
-        except (zipfile.BadZipFile, OSError, struct.error) as error:
+        except NotImplementedError as error:  # e.g. "zip file version 9.7"
+            raise DatasetError(
+                f"{self.name} needs a zip feature Python's zipfile lacks ({error}): it is "
+                "corrupt or was not written by Info-ZIP; download it again"
+            ) from None
+        except (zipfile.BadZipFile, OSError, struct.error, ValueError) as error:
+            # ValueError: UnicodeDecodeError in a name flagged as UTF-8, among others
             raise DatasetError(
                 f"{self.name} is not a readable zip archive ({error}): it is truncated or "
                 "corrupt, download it again"
             ) from None
+        infos = self.zip.infolist()
+        if expected_entries is not None and len(infos) != expected_entries:
+            raise DatasetError(
+                f"{self.name}: the central directory holds {len(infos)} entries but the end "
+                f"record says {expected_entries}; it is corrupt, download it again"
+            )
+        self._check_positions(infos)
+
+    def _check_positions(self, infos: list[zipfile.ZipInfo]) -> None:
+        """Every member's data lies before the central directory, overlapping no other."""
+        end = self.zip.start_dir
+        for info in sorted(infos, key=lambda i: i.header_offset, reverse=True):
+            if info.header_offset + _LOCAL_HEADER_SIZE + info.compress_size > end:
+                raise DatasetError(
+                    f"{self.name}: the central directory places {info.filename!r} at byte "
+                    f"{info.header_offset} with {info.compress_size} bytes, overlapping "
+                    "another member or the directory; the archive is corrupt, download it again"
+                )
+            end = info.header_offset
 
     @classmethod
     def from_last_disk(cls, last_disk: str | os.PathLike) -> ZipArchive:
@@ -335,16 +417,48 @@ class ZipArchive:
         disk = bisect.bisect_right(self._disk_starts, info.header_offset) - 1
         return Path(self.parts[disk]).name
 
-    def read(self, info: zipfile.ZipInfo) -> bytes:
-        """The member's bytes, CRC-checked; a corrupt part raises an error naming it."""
+    def read(self, info: zipfile.ZipInfo, limit: int | None = None) -> bytes:
+        """The member's bytes, CRC-checked; a corrupt part raises an error naming it.
+
+        Args:
+            info: the member.
+            limit: largest size accepted; the size the central directory declares is
+                checked before anything is inflated, and inflating stops there.
+        """
+        if limit is not None and info.file_size > limit:
+            raise DatasetError(
+                f"{info.filename} in {self.name} declares {info.file_size:,} bytes, more "
+                f"than the {limit:,} accepted: the archive is corrupt or not of this dataset"
+            )
+        return self._guarded(info, _read_in_chunks)
+
+    def head(self, info: zipfile.ZipInfo, size: int) -> bytes:
+        """The first ``size`` bytes of the member (no CRC check: it is not read whole)."""
+        return self._guarded(info, lambda handle: handle.read(size))
+
+    def check_header(self, info: zipfile.ZipInfo) -> None:
+        """Check the member's local header (signature, name) without reading its data."""
+        self._guarded(info, lambda handle: b"")
+
+    def _guarded(self, info: zipfile.ZipInfo, work):
         try:
-            return self.zip.read(info)
+            with self.zip.open(info) as handle:
+                return work(handle)
         except NotImplementedError as error:  # e.g. Deflate64 (method 9) from Windows tools
             raise DatasetError(
                 f"{info.filename} in {self.name} uses a compression method Python's zipfile "
                 f"cannot read ({error})"
             ) from None
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, struct.error) as error:
+        except (
+            zipfile.BadZipFile,
+            zlib.error,
+            lzma.LZMAError,
+            EOFError,
+            OSError,
+            struct.error,
+            RuntimeError,  # "File ... is encrypted, password required"
+            ValueError,  # UnicodeDecodeError in the local header's name, among others
+        ) as error:
             raise DatasetError(
                 f"cannot read {info.filename} from archive part {self.part_of(info)} "
                 f"({error}): the part is corrupt or truncated, download it again"

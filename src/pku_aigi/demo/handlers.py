@@ -23,8 +23,8 @@ from ..metrics import MS_SSIM_MIN_SIDE
 from . import engine
 from .catalog import Catalog
 from .engine import RDPoint
-from .images import InputImageError, load_input_image
 from .plot import rd_figure
+from .upload import InputImageError, load_input_image
 
 log = logging.getLogger(__name__)
 

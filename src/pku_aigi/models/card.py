@@ -15,9 +15,10 @@ from typing import Any
 from huggingface_hub import ModelCard, ModelCardData
 
 from ..errors import ModelError
+from ..subsets import HUB_REPO_ID
 from .folder import CARD_NAME
 
-DATASET_ID = "Forerunner/PKU-AIGI-500K"
+DATASET_ID = HUB_REPO_ID
 CARD_INFO_KEYS = ("training", "rd_points", "source")  # the inputs of render_model_card
 
 
@@ -93,7 +94,7 @@ def render_model_card(
         f"# {architecture}, quality {config.get('quality')}, {config.get('metric') or 'mse'}",
         "",
         f"A learned image codec ({architecture}) packaged by "
-        "[pku-aigi](https://huggingface.co/datasets/Forerunner/PKU-AIGI-500K) as a Hugging "
+        f"[pku-aigi](https://huggingface.co/datasets/{DATASET_ID}) as a Hugging "
         "Face Hub model: `config.json`, `model.safetensors` (weights and entropy-coder "
         "tables), and this card.",
         "",

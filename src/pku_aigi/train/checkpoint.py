@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 from pathlib import Path
 
 import torch
@@ -62,8 +63,13 @@ def load_checkpoint(out: Path, config: TrainConfig) -> dict:
     path = checkpoint_path(out)
     if not path.is_file():
         raise TrainingError(f"--resume: no checkpoint at {path}: start a new run without --resume")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    saved = json.loads(state["config"])
+    state = _read(path)
+    try:
+        saved = json.loads(state["config"])
+        if not isinstance(state["runs"], list) or not isinstance(state["step"], int):
+            raise TypeError("runs or step of the wrong type")
+    except (KeyError, TypeError, ValueError) as error:  # ValueError: bad JSON
+        raise _unreadable(path, f"not a checkpoint of this trainer: {error}") from None
     now = config.to_json()
     changed = [k for k in TrainConfig.RESUME_KEYS if saved.get(k) != now.get(k)]
     if changed:
@@ -75,13 +81,34 @@ def load_checkpoint(out: Path, config: TrainConfig) -> dict:
     return state
 
 
+def _read(path: Path):
+    """``torch.load`` of a checkpoint file; a truncated or corrupt file is named."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as error:
+        # An empty or cut file: RuntimeError "failed finding central directory" or EOFError
+        reason = "it is empty" if path.stat().st_size == 0 else f"{error}".splitlines()[0]
+        raise _unreadable(path, reason) from None
+
+
+def _unreadable(path: Path, reason: str) -> TrainingError:
+    out = path.parent.parent
+    return TrainingError(
+        f"--resume: the checkpoint file {path} cannot be read ({reason}); it is truncated "
+        f"or corrupt (e.g. the disk filled up or the copy was cut). Restore {path.parent} "
+        f"from a copy, or start the run again with --force (this deletes the run in {out})"
+    )
+
+
 def restore_rng(out: Path, rank: int) -> None:
     path = Path(out) / CHECKPOINT_DIR / f"rng-{rank}.pt"
     if not path.is_file():
         raise TrainingError(
             f"--resume: {path} is missing: resume with as many processes as the run had"
         )
-    rng = torch.load(path, weights_only=True)
+    rng = _read(path)
+    if not isinstance(rng, dict) or not isinstance(rng.get("cpu"), torch.Tensor):
+        raise _unreadable(path, "no CPU random-number state in it")
     torch.set_rng_state(rng["cpu"])
     if torch.cuda.is_available() and rng["cuda"]:
         torch.cuda.set_rng_state_all(rng["cuda"][: torch.cuda.device_count()])

@@ -142,9 +142,3 @@ def download_files(
     if folder is None:
         raise DatasetError("no file to download")
     return folder
-
-
-def hub_urls(repo_id: str, files: list[str], revision: str | None = None) -> dict[str, str]:
-    """``hf://`` URLs of repo files, for streaming without a local copy."""
-    at = f"@{revision}" if revision else ""
-    return {name: f"hf://datasets/{repo_id}{at}/{name}" for name in files}

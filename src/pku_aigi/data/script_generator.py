@@ -5,13 +5,19 @@
 script must not depend on this package, and must not drift from the package's builder;
 so it is made by concatenating the very modules the package uses (the errors, the subsets
 table, the split-zip reader, the prompt rules and the builder), with their relative
-imports removed. ``pku-aigi data script`` rewrites it; a test checks it is current.
+imports between each other removed. Any other relative import (to a module that is not
+copied, or inside a function) cannot be rewritten: the generator refuses it, naming the
+line. ``pku-aigi data script`` rewrites it; a test checks it is current.
 """
 
 from __future__ import annotations
 
+import ast
+import posixpath
 import re
 from pathlib import Path
+
+from ..errors import DatasetError
 
 SCRIPT_NAME = "PKU-AIGI-500K.py"
 PACKAGE = Path(__file__).resolve().parents[1]
@@ -27,8 +33,39 @@ _HEADER = '''# ruff: noqa
 
 from __future__ import annotations
 '''
-_RELATIVE_IMPORT = re.compile(r"^from \.+\w* import (\([^)]*\)|.*)$\n", re.MULTILINE)
 _FUTURE = re.compile(r"^from __future__ import annotations\n", re.MULTILINE)
+
+
+def _target(module: str, node: ast.ImportFrom) -> str:
+    """The package file a relative import reads, e.g. ``"errors.py"``."""
+    folder = posixpath.dirname(module)
+    for _ in range(node.level - 1):
+        folder = posixpath.dirname(folder)
+    return posixpath.join(folder, *(node.module or "__init__").split(".")) + ".py"
+
+
+def strip_sibling_imports(module: str, source: str, copied=MODULES) -> str:
+    """``source`` without its top-level relative imports of modules in ``copied``.
+
+    Raises:
+        DatasetError: a relative import the concatenated script cannot satisfy (a module
+            that is not copied, or an import inside a function or class).
+    """
+    lines = source.splitlines(keepends=True)
+    drop: set[int] = set()
+    for node in ast.walk(ast.parse(source)):
+        if not (isinstance(node, ast.ImportFrom) and node.level):
+            continue
+        target = _target(module, node)
+        if target not in copied or node.col_offset:
+            raise DatasetError(
+                f"pku_aigi/{module}, line {node.lineno}: the relative import of {target} "
+                f"cannot be rewritten for {SCRIPT_NAME} (only top-level imports of "
+                f"{', '.join(copied)} can): import the standard library or `datasets` "
+                "there, or add the module to MODULES"
+            )
+        drop.update(range(node.lineno - 1, node.end_lineno))
+    return "".join(line for number, line in enumerate(lines) if number not in drop)
 
 
 def render_script() -> str:
@@ -36,7 +73,7 @@ def render_script() -> str:
     chunks = [_HEADER.format(modules=", ".join(MODULES))]
     for module in MODULES:
         source = (PACKAGE / module).read_text(encoding="utf-8")
-        source = _FUTURE.sub("", _RELATIVE_IMPORT.sub("", source))
+        source = _FUTURE.sub("", strip_sibling_imports(module, source))
         chunks.append(f"\n\n# ---- pku_aigi/{module} " + "-" * (70 - len(module)) + "\n")
         chunks.append(source.strip("\n") + "\n")
     return "".join(chunks)

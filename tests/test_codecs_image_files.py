@@ -1,0 +1,120 @@
+"""Crafted input images (issue 12): `pku-aigi compress` and the demo give one error line,
+never a traceback, a DecompressionBombError or a 2 GiB allocation."""
+
+from __future__ import annotations
+
+import struct
+import tracemalloc
+import zlib
+
+import pytest
+from PIL import Image
+
+from pku_aigi.cli import main
+from pku_aigi.codecs.image_files import open_image_file
+from pku_aigi.demo.upload import InputImageError, load_input_image
+from pku_aigi.errors import CodecError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def grey_png(width: int, height: int, *extra: bytes, rows: int | None = None) -> bytes:
+    """An 8-bit grey PNG of black pixels, with ``extra`` chunks before IDAT; with
+    ``rows``, the IDAT holds only that many rows (the rest of the file is cut)."""
+    row = bytes(width + 1)
+    idat = zlib.compress(row * (height if rows is None else rows), 9)
+    ihdr = struct.pack(">2I5B", width, height, 8, 0, 0, 0, 0)
+    return (
+        PNG_SIGNATURE
+        + chunk(b"IHDR", ihdr)
+        + b"".join(extra)
+        + chunk(b"IDAT", idat)
+        + (chunk(b"IEND", b""))
+    )
+
+
+@pytest.fixture(scope="module")
+def crafted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("crafted")
+    files = {
+        "bomb.png": grey_png(30000, 30000, rows=1),  # 900 million pixels declared
+        "text.png": grey_png(
+            32, 32, chunk(b"zTXt", b"Comment\0\0" + zlib.compress(b"A" * (2 << 20)))
+        ),
+        "length.png": grey_png(32, 32),
+    }
+    data = bytearray(files["length.png"])
+    struct.pack_into(">I", data, data.find(b"IDAT") - 4, 0x7FFF_FFFF)  # IDAT length 2 GiB
+    files["length.png"] = bytes(data)
+    for name, content in files.items():
+        (folder / name).write_bytes(content)
+    return folder
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("bomb.png", r"too large to decode safely .*900000000 pixels"),
+        ("text.png", r"cannot read .*text\.png as an image: Decompressed data too large"),
+    ],
+)
+def test_compress_refuses_crafted_png_in_one_line(crafted, tmp_path, capsys, name, message):
+    out = tmp_path / "out.jpg"
+    status = main(
+        ["compress", str(crafted / name), "-o", str(out), "--codec", "jpeg", "--quality", "80"]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and not out.exists()
+    assert len(err) == 1 and err[0].startswith("pku-aigi compress: error: "), err
+    assert __import__("re").search(message, err[0]), err[0]
+
+
+def test_size_is_checked_before_pixels_are_decoded(tmp_path):
+    path = tmp_path / "big.png"
+    path.write_bytes(grey_png(300, 200)[:60])  # the file ends inside IDAT
+    with pytest.raises(CodecError, match=r"300x200 = 60,000 pixels, more than the limit of 50,000"):
+        open_image_file(path, max_pixels=50_000)
+    with pytest.raises(CodecError, match=r"big\.png is truncated or corrupt"):
+        open_image_file(path, max_pixels=60_000)
+
+
+def test_declared_chunk_length_does_not_allocate(crafted, tmp_path, capsys):
+    """An IDAT length of 2 GiB in a 100-byte file: Pillow reading the file itself would
+    allocate 2 GiB (a MemoryError under a memory cap); read from memory it costs nothing."""
+    out = tmp_path / "out.jpg"
+    tracemalloc.start()
+    try:
+        status = main(
+            [
+                "compress",
+                str(crafted / "length.png"),
+                "-o",
+                str(out),
+                "--codec",
+                "jpeg",
+                "--quality",
+                "80",
+            ]
+        )
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 << 20, f"{peak / 2**20:.0f} MiB"
+    assert status == 0, capsys.readouterr().err
+    assert Image.open(out).getextrema() == ((0, 0), (0, 0), (0, 0))  # the 32x32 black image
+
+
+def test_demo_loader_refuses_a_huge_text_chunk(crafted):
+    with pytest.raises(InputImageError, match=r"text\.png cannot be opened: Decompressed data"):
+        load_input_image(crafted / "text.png")
+
+
+def test_valid_image_is_read_as_pillow_reads_it(pku_examples, tmp_path):
+    source = sorted((pku_examples / "mj52").glob("*.png"))[0]
+    image = open_image_file(source)
+    with Image.open(source) as reference:
+        assert image.mode == reference.mode and image.tobytes() == reference.tobytes()
