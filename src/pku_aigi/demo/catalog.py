@@ -51,8 +51,8 @@ def learned_options(models_dir: str | os.PathLike | None = None) -> list[CodecOp
     """One option per learned-codec family of the zoo and the local models folder, with
     the Space's limits on what one request may decode."""
     from ..codecs.families import discover_families
-    from .images import max_pixels
     from .limits import MAX_SEQUENTIAL_PIXELS
+    from .upload import max_pixels
 
     limits = {"max_pixels": max_pixels(), "max_sequential_pixels": MAX_SEQUENTIAL_PIXELS}
     return [
