@@ -10,8 +10,9 @@ to this file when it exists, else the package's built-in CC0 sample (``pku_aigi.
 from pathlib import Path
 
 from pku_aigi.demo import build_app
+from pku_aigi.demo.limits import launch_options
 
 demo = build_app(examples_dir=Path(__file__).resolve().parent / "examples")
 
 if __name__ == "__main__":
-    demo.launch()
+    demo.launch(**launch_options())  # upload size limit, errors shown to the client
