@@ -34,6 +34,7 @@ from . import annexb
 from .conventional import ConventionalCodec
 from .ladder import QualityLadder
 from .registry import register
+from .threads import codec_threads
 
 logger = logging.getLogger(__name__)
 
@@ -162,6 +163,12 @@ class FfmpegCodec(ConventionalCodec):
         slowdown = max(1.0, self.preset_slowdown.get(self.preset, 1.0))
         return ENCODE_TIMEOUT_S + ENCODE_TIMEOUT_PER_MP_S * slowdown * width * height / 1e6
 
+    @staticmethod
+    def thread_args() -> list[str]:
+        """ffmpeg options capping its filter and codec threads (none: its defaults)."""
+        threads = codec_threads()
+        return ["-filter_threads", str(threads), "-threads", str(threads)] if threads else []
+
     def _encode(self, rgb: Image.Image, quality: int) -> bytes:
         array = np.asarray(rgb, dtype=np.uint8)
         padded = even_padded(array, self.side_multiple, MIN_SIDE)
@@ -171,6 +178,7 @@ class FfmpegCodec(ConventionalCodec):
             "-vf",
             f"scale=out_color_matrix=bt601:out_range=full:flags={_SWS},format={self.pix_fmt}",
             *("-color_range", "pc", "-colorspace", "bt470bg", "-frames:v", "1"),
+            *self.thread_args(),
             *self.encoder_args(quality),
             *("-f", self.container, "pipe:1"),
         ]
@@ -190,6 +198,7 @@ class FfmpegCodec(ConventionalCodec):
         args = [
             *("-xerror", "-err_detect", "crccheck+bitstream+buffer+explode"),
             *("-max_pixels", str(self.max_pixels), "-c:v", self.decoder),
+            *self.thread_args(),
             *("-f", self.container, "-i", "pipe:0", "-frames:v", "1"),
             "-vf",
             f"scale=in_color_matrix=bt601:in_range=full:flags={_SWS},format=rgb24",
@@ -281,6 +290,8 @@ class HevcCodec(FfmpegCodec):
 
     def encoder_args(self, quality: int) -> list[str]:
         params = f"qp={quality}:info=0:log-level=error:keyint=1"
+        if codec_threads():  # x265 sizes its own thread pool; ffmpeg's -threads is not used
+            params += f":pools={codec_threads()}:frame-threads=1"
         return ["-c:v", "libx265", "-preset", self.preset, "-tune", "psnr", "-x265-params", params]
 
 

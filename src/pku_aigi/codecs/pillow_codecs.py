@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import warnings
 from typing import ClassVar
 
@@ -20,6 +21,7 @@ from .base import signature
 from .conventional import ConventionalCodec
 from .ladder import QualityLadder
 from .registry import register
+from .threads import codec_threads
 
 
 class PillowCodec(ConventionalCodec):
@@ -198,9 +200,26 @@ class AvifCodec(PillowCodec):
 
         return f"{super().version}; {_avif.codec_versions()}"
 
+    def settings(self) -> str:
+        return f"{super().settings()}, row-mt"
+
     def save_options(self, quality, size=(0, 0)) -> dict:
         options = {"subsampling": "4:2:0", "speed": self.speed, "range": "full", "codec": "aom"}
         return options if quality is None else {"quality": int(quality), **options}
+
+    def _encode(self, rgb: Image.Image, quality: int | float) -> bytes:
+        # libavif turns on libaom's row-based multithreading for more than one thread,
+        # which codes differently: at least 2 keeps the bytes the same on every machine.
+        buffer = io.BytesIO()
+        threads = max(2, codec_threads() or _default_threads())
+        rgb.save(buffer, "AVIF", max_threads=threads, **self.save_options(quality, rgb.size))
+        return buffer.getvalue()
+
+    def _decode(self, data: bytes) -> Image.Image:
+        from PIL import AvifImagePlugin
+
+        AvifImagePlugin.DEFAULT_MAX_THREADS = codec_threads()  # dav1d; 0: one per core
+        return super()._decode(data)
 
 
 def _speed(value: int | str, speeds: tuple[int, ...]) -> int:
@@ -215,3 +234,7 @@ def _speed(value: int | str, speeds: tuple[int, ...]) -> int:
             "(lower is slower and compresses better)"
         )
     return speed
+
+
+def _default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
