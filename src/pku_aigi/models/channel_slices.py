@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from ..errors import ModelError
 from .base import LearnedCodecModel
 from .compressai_archs import MS_SSIM_LAMBDAS
-from .entropy_coding import Coded, check_crc, crc
+from .entropy_coding import Coded, check_crc, crc, symbols_in_range
 from .registry import ArchitectureSpec, register_architecture
 
 QUALITIES = range(1, 7)  # six rate points, as TCM's paper
@@ -78,12 +78,18 @@ def forward_slices(model, y: Tensor, means: Tensor, scales: Tensor, text):
 
 
 def compress_slices(
-    model, y: Tensor, means: Tensor, scales: Tensor, text, indexes_seen: list | None = None
+    model,
+    y: Tensor,
+    means: Tensor,
+    scales: Tensor,
+    text,
+    indexes_seen: list | None = None,
+    symbols_seen: list | None = None,
 ) -> list[bytes]:
     """One rANS string per image holding all slices of ``y``.
 
-    The scale indexes of each slice are appended to ``indexes_seen`` (for the desync
-    check)."""
+    The scale indexes and the symbols of each slice are appended to ``indexes_seen`` and
+    ``symbols_seen`` (for the desync check)."""
     conditional = model.gaussian_conditional
     cdf = conditional.quantized_cdf.tolist()
     cdf_lengths = conditional.cdf_length.reshape(-1).int().tolist()
@@ -95,7 +101,10 @@ def compress_slices(
         indexes = conditional.build_indexes(scale)
         if indexes_seen is not None:
             indexes_seen.append(indexes.detach().to(torch.int32).cpu().numpy())
+        symbols_in_range(y_slice, mu)
         symbols = conditional.quantize(y_slice, "symbols", mu)
+        if symbols_seen is not None:
+            symbols_seen.append(symbols.detach().to(torch.int32).cpu().numpy())
         for b, encoder in enumerate(encoders):
             encoder.encode_with_indexes(
                 symbols[b].reshape(-1).tolist(),
@@ -110,7 +119,13 @@ def compress_slices(
 
 
 def decompress_slices(
-    model, strings: list[bytes], means: Tensor, scales: Tensor, text, indexes_seen=None
+    model,
+    strings: list[bytes],
+    means: Tensor,
+    scales: Tensor,
+    text,
+    indexes_seen=None,
+    symbols_seen=None,
 ) -> Tensor:
     """Inverse of :func:`compress_slices`: the dequantized, refined latent ``y_hat``."""
     conditional = model.gaussian_conditional
@@ -140,6 +155,8 @@ def decompress_slices(
                 for b, decoder in enumerate(decoders)
             ]
         ).to(mu.device)
+        if symbols_seen is not None:
+            symbols_seen.append(symbols.detach().cpu().numpy())
         y_hat_slice = model.refine(i, context, conditional.dequantize(symbols, mu), text)
         y_hats.append(y_hat_slice)
         state = model.advance(i, state, y_hat_slice)
@@ -217,41 +234,66 @@ class ChannelSliceCodec(LearnedCodecModel):
             "likelihoods": {"y": y_likelihoods, "z": z_likelihoods},
         }
 
-    def compress(self, x: Tensor, text=None, indexes_seen: list | None = None) -> dict:
+    def compress(
+        self, x: Tensor, text=None, indexes_seen: list | None = None, symbols_seen=None
+    ) -> dict:
         """{"strings": [y_strings, z_strings], "shape": z's (H, W)}; the scale indexes
-        are appended to ``indexes_seen`` when given."""
+        and y's symbols are appended to ``indexes_seen`` and ``symbols_seen`` when given."""
         self.check_input(x)
         self.update(force=False)  # a new model codes at once
         text = self.prepare_text(text, x.size(0))
         y = self.analysis(x, text)
         z = self.hyper_analysis(y, text)
+        symbols_in_range(z, self.entropy_bottleneck._get_medians())
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         means, scales = self.hyper_synthesis(z_hat, text)
-        y_strings = compress_slices(self, y, means, scales, text, indexes_seen)
+        y_strings = compress_slices(self, y, means, scales, text, indexes_seen, symbols_seen)
         return {"strings": [y_strings, z_strings], "shape": tuple(int(s) for s in z.shape[-2:])}
 
-    def decompress(self, strings, shape, text=None, indexes_seen: list | None = None) -> dict:
+    def decompress(
+        self, strings, shape, text=None, indexes_seen: list | None = None, symbols_seen=None
+    ) -> dict:
         self.update(force=False)
         y_strings, z_strings = strings
         text = self.prepare_text(text, len(z_strings))
         z_hat = self.entropy_bottleneck.decompress(z_strings, tuple(shape))
         means, scales = self.hyper_synthesis(z_hat, text)
-        y_hat = decompress_slices(self, y_strings, means, scales, text, indexes_seen)
+        y_hat = decompress_slices(self, y_strings, means, scales, text, indexes_seen, symbols_seen)
+        if isinstance(symbols_seen, _CheckedSymbols):  # the desync check, before synthesis
+            symbols_seen.check()
         return {"x_hat": self.synthesis(y_hat, text).clamp_(0, 1)}
 
     # The desync check covers the scale indexes of every slice (the means are not
     # quantized to a grid: the slice transforms run in the model's own precision).
     def _code_latents(self, x: Tensor, text, seed: int) -> Coded:
         indexes: list = []
-        out = self.compress(x, text=text, indexes_seen=indexes)
-        return Coded(out["strings"], out["shape"], crc(*indexes, seed=seed), None)
+        symbols: list = []
+        out = self.compress(x, text=text, indexes_seen=indexes, symbols_seen=symbols)
+        return Coded(
+            out["strings"], out["shape"], crc(*indexes, seed=seed), crc(*symbols, seed=seed)
+        )
 
     def _decode_latents(self, coded: Coded, text, seed: int) -> Tensor:
         indexes: list = []
-        x_hat = self.decompress(coded.strings, coded.shape, text=text, indexes_seen=indexes)
-        check_crc(coded.params_crc, crc(*indexes, seed=seed), "entropy parameters")
+        symbols = _CheckedSymbols(coded, indexes, seed)
+        x_hat = self.decompress(
+            coded.strings, coded.shape, text=text, indexes_seen=indexes, symbols_seen=symbols
+        )
         return x_hat["x_hat"].clamp(0, 1)
+
+
+class _CheckedSymbols(list):
+    """The decoded symbols, checked (with the scale indexes) before the synthesis runs:
+    a forged or corrupt file costs no synthesis transform."""
+
+    def __init__(self, coded: Coded, indexes: list, seed: int):
+        super().__init__()
+        self.coded, self.indexes, self.seed = coded, indexes, seed
+
+    def check(self) -> None:
+        check_crc(self.coded.params_crc, crc(*self.indexes, seed=self.seed), "entropy parameters")
+        check_crc(self.coded.symbols_crc, crc(*self, seed=self.seed), "decoded symbols")
 
 
 def register_slice_codec(cls: type, paper: str, hparams: dict, mse_lambdas) -> None:

@@ -47,9 +47,24 @@ def publish(config: TrainConfig, runs: list, val_crops, descriptions, step, writ
         result.rd_points.append(point)
         logger.info("model written to %s", folder)
         if config.push_to_hub:
-            repo_id = hub_repo_id(config.push_to_hub, run, len(runs))
-            model.push_to_hub(repo_id, commit_message="pku-aigi train")
-            logger.info("pushed %s to the Hub as %s", folder, repo_id)
+            push(model, hub_repo_id(config.push_to_hub, run, len(runs)), data_description)
+
+
+def push(model, repo_id: str, trained_on: str) -> None:
+    """Upload ``model`` to Hub repo ``repo_id``, then print the zoo entry that names it."""
+    import json
+
+    from ..models import zoo
+
+    model.push_to_hub(repo_id, commit_message="pku-aigi train")
+    logger.info("pushed the model to the Hub as %s", repo_id)
+    entry = zoo.entry_for_pushed_model(repo_id, model.config, trained_on)
+    print(
+        f"Pushed {repo_id}. To make it the zoo's {entry['architecture']} quality "
+        f"{entry['quality']} {entry['metric']} model (preferred over CompressAI's Vimeo-90k "
+        "weights), add this entry to the file named by PKU_AIGI_ZOO (or to models/zoo.json):\n"
+        + json.dumps(entry)
+    )
 
 
 def training_summary(config: TrainConfig, run, data: str, steps: int) -> dict:

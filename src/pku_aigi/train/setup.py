@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..outputs import check_output_folder, make_output_folder
 from . import checkpoint as ckpt
 from .config import TrainConfig, TrainingError
 from .data import (
@@ -101,7 +102,7 @@ def _resolve(flag: str, default: bool) -> bool:
 
 def prepare_out_dir(config: TrainConfig, names: list[str]) -> None:
     """Refuse to overwrite a previous run unless --resume or --force."""
-    out = config.out
+    out = check_output_folder(config.out, option="--out")
     busy = out.exists() and any(out.iterdir())
     if config.resume:
         if not ckpt.checkpoint_path(out).is_file():
@@ -116,7 +117,7 @@ def prepare_out_dir(config: TrainConfig, names: list[str]) -> None:
         for name in [ckpt.CHECKPOINT_DIR, LOGS_DIR, *names]:
             shutil.rmtree(out / name, ignore_errors=True)
         (out / ARGS_FILE).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
+    make_output_folder(out, option="--out")
 
 
 def build_data(config: TrainConfig, rank: int, world: int):
