@@ -81,7 +81,7 @@ def models_dir() -> tuple[Path, str]:
 def direct_api_seconds(catalog, image_path: Path) -> float:
     """The same compressions through the package API, no UI."""
     from pku_aigi.demo import engine
-    from pku_aigi.demo.images import load_input_image
+    from pku_aigi.demo.upload import load_input_image
 
     start = time.perf_counter()
     image = load_input_image(image_path).image

@@ -14,7 +14,12 @@ from __future__ import annotations
 
 Every problem caused by input (a bad file, an unknown name, a missing archive part) is
 raised as a :class:`PkuAigiError` whose message says what is wrong and what to do. The CLI
-prints that one message and exits with status 2; anything else is a bug.
+prints that one message and exits with status 2; anything else is a bug. Network
+failures anywhere become one :class:`NetworkError` line (see :mod:`pku_aigi.network`).
+
+Concatenated into ``dataset_script/PKU-AIGI-500K.py`` (the loading script for
+``datasets`` < 4, made by :mod:`pku_aigi.data.script_generator`): import only the
+standard library, ``datasets`` and the other copied modules.
 """
 
 
@@ -42,6 +47,14 @@ class ModelError(PkuAigiError):
     """A learned model cannot be created, loaded or saved as asked."""
 
 
+class OutputError(PkuAigiError):
+    """An output file or folder cannot be written where the user asked."""
+
+
+class NetworkError(PkuAigiError):
+    """A host (the Hub, a checkpoint server) cannot be reached, or a transfer failed."""
+
+
 # ---- pku_aigi/subsets.py ------------------------------------------------------------
 """The five subsets of PKU-AIGI-500K in one table.
 
@@ -49,6 +62,10 @@ Everything the package knows about the Hub repo ``Forerunner/PKU-AIGI-500K`` liv
 config names, the archive and prompt files as published, inner folders, split sizes and
 resolutions (see the authors' README, summarised in the dataset card). A new subset is a
 new row; nothing else in the package hard-codes file names.
+
+Concatenated into ``dataset_script/PKU-AIGI-500K.py`` (the loading script for
+``datasets`` < 4, made by :mod:`pku_aigi.data.script_generator`): import only the
+standard library, ``datasets`` and the other copied modules.
 """
 
 
@@ -235,6 +252,10 @@ per member) is held in memory.
 
 Format: PKWARE APPNOTE.TXT 6.3.x, sections 4.3.12 to 4.3.16 (central directory, Zip64
 end records) and 8 (splitting and spanning).
+
+Concatenated into ``dataset_script/PKU-AIGI-500K.py`` (the loading script for
+``datasets`` < 4, made by :mod:`pku_aigi.data.script_generator`): import only the
+standard library, ``datasets`` and the other copied modules.
 """
 
 
@@ -699,6 +720,10 @@ class ZipArchive:
 One prompt per line, UTF-8; some lines are blank and the last line may lack a newline.
 An image ``<N>_<k>.png`` (train, validation) or ``<N>.png`` (test) takes line N, 1-based:
 the authors' loader does ``int(name.split('.')[0].split('_')[0]) - 1``.
+
+Concatenated into ``dataset_script/PKU-AIGI-500K.py`` (the loading script for
+``datasets`` < 4, made by :mod:`pku_aigi.data.script_generator`): import only the
+standard library, ``datasets`` and the other copied modules.
 """
 
 
@@ -757,9 +782,9 @@ One config per subset (``sd21b``, ``sd21``, ``sdxl``, ``mj52``, ``mod``), splits
 The ``image`` feature holds each PNG file's original bytes, unchanged. Examples come in a
 fixed order (archive order, then prompt number, then name) under stable keys.
 
-This module is also copied, with the table and the archive reader, into the legacy
-loading script ``dataset_script/PKU-AIGI-500K.py`` (see ``legacy_script.py``), so it only
-imports ``datasets`` and the standard library besides its sibling modules.
+Concatenated, with the table and the archive reader, into ``dataset_script/PKU-AIGI-500K.py``
+(the loading script for ``datasets`` < 4, made by :mod:`pku_aigi.data.script_generator`),
+so it only imports ``datasets`` and the standard library besides the other copied modules.
 """
 
 
@@ -1088,7 +1113,7 @@ class PkuAigi500K(datasets.GeneratorBasedBuilder):
         return datasets.DatasetInfo(
             description=DESCRIPTION,
             features=FEATURES,
-            homepage="https://huggingface.co/datasets/Forerunner/PKU-AIGI-500K",
+            homepage=f"https://huggingface.co/datasets/{HUB_REPO_ID}",
             citation=CITATION,
         )
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -33,6 +32,14 @@ def photo(pku_examples) -> Image.Image:
 def test_names_ignore_case_and_accept_aliases(typed, name):
     assert codecs.canonical_name(typed) == name
     assert codecs.get(typed).name == name
+
+
+def test_bench_takes_names_in_any_case():
+    from pku_aigi.bench import presets
+
+    assert presets.parse_qualities(["JPEG=20,50", "x265=30"]) == {"jpeg": (20, 50), "hevc": (30,)}
+    runs, _ = presets.conventional_runs(["Jpg"], {"jpeg": (20, 50)})
+    assert [(run.name, run.qualities) for run in runs] == [("jpeg", (20, 50))]
 
 
 def test_unknown_names_suggest_the_closest():
@@ -137,40 +144,10 @@ def test_rate_control_searches_only_ladder_steps(photo):
     assert set(codec.tried) <= {5, 20, 40, 80} and len(codec.tried) <= 4
 
 
-PLUGIN = '''
-"""A throw-away plugin distribution: lossy PNG by bit-depth reduction."""
-
-import io
-
-from PIL import Image, UnidentifiedImageError
-
-from pku_aigi.codecs import Codec, QualityLadder
-from pku_aigi.codecs.base import signature
-from pku_aigi.errors import CorruptStreamError
-from pku_aigi.image_input import to_rgb
-
-
-class PngBitsCodec(Codec):
-    name = "png-bits"
-    description = "PNG of the top 1..8 bits of each sample"
-    quality_help = "bits kept per sample 1..8, higher is better"
-    ladder = QualityLadder.integers(1, 8, sweep=(2, 3, 4, 6))
-    file_extension = ".png"
-    signatures = (signature((0, b"\\x89PNG\\r\\n\\x1a\\n")),)
-
-    def encode(self, image, quality, *, prompt=None):
-        mask = (0xFF << (8 - self.check_quality(quality))) & 0xFF
-        buffer = io.BytesIO()
-        to_rgb(image).point(lambda v: v & mask).save(buffer, "PNG", optimize=True)
-        return buffer.getvalue()
-
-    def decode(self, data):
-        try:
-            with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
-                return image.convert("RGB")
-        except (UnidentifiedImageError, OSError) as error:
-            raise CorruptStreamError(f"png-bits: {error}") from None
-
+README = Path(__file__).resolve().parents[1] / "README.md"
+# The plugin of the README, installed as is, plus a factory entry point.
+PLUGIN = README.read_text().split("<!-- plugin example -->\n```python\n")[1].split("```")[0]
+PLUGIN += '''
 
 def coarse(**options):
     """A factory entry point: the same codec with a shorter ladder, under another name."""
@@ -207,7 +184,7 @@ def test_plugin_codec_appears_in_cli_bench_and_space(tmp_path, pku_examples):
         "[pku_aigi.codecs]\npng-bits = aigi_png_bits:PngBitsCodec\n"
         "png-coarse = aigi_png_bits:coarse\nbroken = aigi_png_bits:missing\n"
     )
-    (site / "aigi_png_bits.py").write_text(textwrap.dedent(PLUGIN))
+    (site / "aigi_png_bits.py").write_text(PLUGIN)
     images = tmp_path / "images"
     images.mkdir()
     with Image.open(pku_examples / "sd21b" / "1.png") as image:

@@ -7,7 +7,7 @@ import datasets
 from pku_aigi.cli import main
 from pku_aigi.data import export as export_module
 from pku_aigi.data.card import render_card
-from pku_aigi.data.legacy_script import PACKAGE
+from pku_aigi.data.script_generator import PACKAGE
 
 PROJECT = PACKAGE.parents[1]
 

@@ -10,7 +10,7 @@ import datasets
 import pytest
 
 from pku_aigi.data.builder import PkuAigi500K
-from pku_aigi.data.legacy_script import PACKAGE, SCRIPT_NAME, render_script
+from pku_aigi.data.script_generator import PACKAGE, SCRIPT_NAME, render_script
 
 SCRIPT = PACKAGE.parents[1] / "dataset_script" / SCRIPT_NAME
 
@@ -57,3 +57,16 @@ def test_script_and_package_builder_yield_the_same_examples(
     expected = _rows(package, split)
     assert len(expected) == len(hub_replica.expected[(config, split)])
     assert _rows(script, split) == expected
+
+
+def test_generator_refuses_relative_imports_it_cannot_rewrite():
+    from pku_aigi.data.script_generator import strip_sibling_imports
+    from pku_aigi.errors import DatasetError
+
+    source = "from ..errors import DatasetError\nfrom .prompts import (\n    a,\n    b,\n)\nX = 1\n"
+    assert strip_sibling_imports("data/builder.py", source) == "X = 1\n"
+    with pytest.raises(DatasetError, match=r"data/builder.py, line 1: .*image_input.py"):
+        strip_sibling_imports("data/builder.py", "from ..image_input import to_rgb\n")
+    inside = "def load():\n    from .prompts import lookup_prompt\n"
+    with pytest.raises(DatasetError, match=r"line 2: the relative import of data/prompts.py"):
+        strip_sibling_imports("data/builder.py", inside)

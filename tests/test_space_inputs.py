@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pku_aigi.demo.images import InputImageError, load_input_image, max_pixels
+from pku_aigi.demo.upload import InputImageError, load_input_image, max_pixels
 from pku_aigi.errors import PkuAigiError
+from pku_aigi.image_input import to_rgb
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,7 @@ def test_grayscale_becomes_three_equal_channels(tmp_path, crop):
     assert np.array_equal(rgb[..., 0], rgb[..., 1])
 
 
-def test_alpha_is_composited_on_white(tmp_path, crop):
+def test_alpha_is_dropped_as_every_codec_drops_it(tmp_path, crop):
     rgba = crop.convert("RGBA")
     alpha = np.full((crop.height, crop.width), 255, np.uint8)
     alpha[:, :10] = 0  # a transparent strip
@@ -127,10 +128,27 @@ def test_alpha_is_composited_on_white(tmp_path, crop):
     path = tmp_path / "cutout.png"
     rgba.save(path)
     loaded = load_input_image(path)
-    assert "composited onto white" in loaded.notes[0]
-    rgb = np.asarray(loaded.image)
-    assert (rgb[:, :10] == 255).all()
-    assert np.array_equal(rgb[:, 10:], np.asarray(crop)[:, 10:])
+    assert loaded.notes == [
+        "alpha channel dropped (the codecs and metrics compare RGB only; transparent "
+        "pixels keep the colour stored under them)"
+    ]
+    assert np.array_equal(np.asarray(loaded.image), np.asarray(crop))  # colour under alpha
+    assert np.array_equal(np.asarray(loaded.image), np.asarray(to_rgb(rgba)))  # the codecs' rule
+
+
+def test_float_images_are_refused_as_by_every_codec(tmp_path):
+    path = tmp_path / "depth.tif"
+    Image.fromarray(np.linspace(0, 1, 32 * 48, dtype=np.float32).reshape(32, 48)).save(path)
+    with pytest.raises(InputImageError, match="cannot be compressed.*float images"):
+        load_input_image(path)
+
+
+def test_palette_image_is_noted(tmp_path, crop):
+    path = tmp_path / "palette.png"
+    crop.quantize(16).save(path)
+    loaded = load_input_image(path)
+    assert loaded.notes == ["P image converted to RGB"]
+    assert np.array_equal(np.asarray(loaded.image), np.asarray(crop.quantize(16).convert("RGB")))
 
 
 def test_exif_orientation_is_applied(tmp_path, crop):

@@ -1,4 +1,7 @@
-"""Images coming in: the one rule that turns any PIL image into the RGB a codec codes.
+"""Images coming in: one folder reader and one rule that turns any PIL image into RGB.
+
+:func:`read_folder` lists the images of a folder and their prompts (the imagefolder
+layout of ``datasets``); the benchmark, training and the Space read folders with it.
 
 Every codec (conventional, learned or plugin) codes one still 8-bit RGB image, and the
 benchmark, training and the Space read images the same way; :func:`to_rgb` is the one
@@ -28,15 +31,20 @@ Images with zero pixels, and images with more than ``max_pixels`` pixels (defaul
 
 from __future__ import annotations
 
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
-from .errors import CodecError
+from .errors import CodecError, DatasetError
 
 MAX_PIXELS_DEFAULT = 64_000_000  # ~ 8000 x 8000; override per call where a codec allows
 
 _DROP_ALPHA = {"RGBA": "RGB", "LA": "L"}
-_SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+SIXTEEN_BIT_GREY = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 def check_pixels(width: int, height: int, max_pixels: int = MAX_PIXELS_DEFAULT) -> None:
@@ -83,7 +91,7 @@ def to_rgb(image: Image.Image, max_pixels: int = MAX_PIXELS_DEFAULT) -> Image.Im
         mode = image.mode
     if mode == "PA":
         image = image.convert("RGBA").convert("RGB")
-    elif mode in _SIXTEEN_BIT_GREY:
+    elif mode in SIXTEEN_BIT_GREY:
         grey = np.asarray(image, dtype=np.float64)
         grey = np.rint(np.clip(grey, 0, 65535) / 257.0).astype(np.uint8)
         image = Image.fromarray(grey, "L")
@@ -93,3 +101,79 @@ def to_rgb(image: Image.Image, max_pixels: int = MAX_PIXELS_DEFAULT) -> Image.Im
             "or 'RGB' yourself"
         )
     return image.convert("RGB")
+
+
+# --- image folders ------------------------------------------------------------------------
+
+IMAGE_EXTENSIONS = (
+    ".png",
+    ".jpg",
+    ".jpeg",
+    ".webp",
+    ".avif",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".ppm",
+    ".gif",
+)
+METADATA_FILE = "metadata.jsonl"  # the imagefolder format of `datasets`
+
+
+@dataclass(frozen=True)
+class FolderImage:
+    """One image file of a folder and its prompt (None when the metadata has none)."""
+
+    path: Path
+    relative: str  # POSIX path relative to the folder, e.g. "mj52/1.png"
+    prompt: str | None = None
+
+
+def read_folder(folder: str | os.PathLike) -> list[FolderImage]:
+    """Every image under ``folder`` (recursive, sorted by path), with its prompt.
+
+    Images are the files whose extension is one of :data:`IMAGE_EXTENSIONS` (any case).
+    Prompts come from ``metadata.jsonl`` files anywhere in the folder, as in the
+    ``datasets`` imagefolder format: one JSON object per line with ``file_name``
+    (relative to that metadata file's folder) and ``prompt`` (stripped of surrounding
+    white space, as the dataset's prompt files are).
+
+    Raises:
+        DatasetError: the folder does not exist, holds no image, or has a malformed
+            metadata line (the error names the file and line).
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        why = "" if root.exists() else " (it does not exist)"
+        raise DatasetError(f"{folder} is not a folder{why}: pass a folder of images")
+    files = sorted(
+        p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    )
+    if not files:
+        raise DatasetError(
+            f"no images found under {folder} (looked for {', '.join(IMAGE_EXTENSIONS)})"
+        )
+    prompts = _folder_prompts(root)
+    return [
+        FolderImage(path, path.relative_to(root).as_posix(), prompts.get(path.resolve()))
+        for path in files
+    ]
+
+
+def _folder_prompts(root: Path) -> dict[Path, str]:
+    prompts: dict[Path, str] = {}
+    for metadata in sorted(root.rglob(METADATA_FILE)):
+        for number, line in enumerate(metadata.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                path = (metadata.parent / str(row["file_name"])).resolve()
+            except (ValueError, KeyError, TypeError) as error:
+                raise DatasetError(
+                    f"{metadata}, line {number}: not an imagefolder row with file_name "
+                    f"({type(error).__name__}: {error})"
+                ) from None
+            if isinstance(row.get("prompt"), str):
+                prompts[path] = row["prompt"].strip()
+    return prompts

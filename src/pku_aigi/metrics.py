@@ -23,13 +23,14 @@ import numpy as np
 from PIL import Image
 
 from .errors import PkuAigiError
+from .image_input import to_rgb
 
 MS_SSIM_MIN_SIDE = 161  # pytorch_msssim: smaller side must be > (11 - 1) * 2**4
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
 
 
 class ImageTooSmallError(PkuAigiError):
-    """An image is too small for a metric (MS-SSIM needs both sides >= 161 px)."""
+    """An image is too small for a metric (MS-SSIM needs both sides >= MS_SSIM_MIN_SIDE)."""
 
 
 class MetricUnavailableError(PkuAigiError):
@@ -37,12 +38,16 @@ class MetricUnavailableError(PkuAigiError):
 
 
 def to_rgb_array(image: Image.Image | np.ndarray) -> np.ndarray:
-    """``image`` as an ``(H, W, 3)`` uint8 array (RGB, 8 bits per channel)."""
+    """``image`` as an ``(H, W, 3)`` uint8 array (RGB, 8 bits per channel).
+
+    PIL images become RGB by the codecs' own rule (:func:`pku_aigi.image_input.to_rgb`),
+    so a metric compares exactly what a codec coded.
+    """
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
             raise ValueError(f"expected an (H, W, 3) uint8 array, got {image.dtype} {image.shape}")
         return image
-    return np.asarray(image.convert("RGB"), dtype=np.uint8)
+    return np.asarray(to_rgb(image), dtype=np.uint8)
 
 
 def _pair(a, b) -> tuple[np.ndarray, np.ndarray]:
@@ -108,6 +113,9 @@ class ClipScorer:
         from transformers import CLIPModel, CLIPProcessor
 
         self.model_id = model_id
+        from . import network
+
+        network.install()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             self.model = CLIPModel.from_pretrained(model_id).to(self.device).eval()

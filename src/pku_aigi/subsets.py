@@ -4,6 +4,10 @@ Everything the package knows about the Hub repo ``Forerunner/PKU-AIGI-500K`` liv
 config names, the archive and prompt files as published, inner folders, split sizes and
 resolutions (see the authors' README, summarised in the dataset card). A new subset is a
 new row; nothing else in the package hard-codes file names.
+
+Concatenated into ``dataset_script/PKU-AIGI-500K.py`` (the loading script for
+``datasets`` < 4, made by :mod:`pku_aigi.data.script_generator`): import only the
+standard library, ``datasets`` and the other copied modules.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """The images a benchmark runs on: a dataset split or a folder, as :class:`BenchImage`.
 
-Every image is decoded once to RGB 8-bit and keyed by the SHA-256 of its pixels (and
-size), so cached measurements follow the content, not the file name.
+Every image is decoded once to RGB 8-bit (by :func:`pku_aigi.image_input.to_rgb`, the
+rule every codec applies, through :func:`pku_aigi.metrics.to_rgb_array`) and keyed by the SHA-256 of its pixels (and size), so cached
+measurements follow the content, not the file name.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,15 +16,16 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DatasetError, PkuAigiError
+from ..image_input import read_folder
 from ..metrics import MS_SSIM_MIN_SIDE, ImageTooSmallError, to_rgb_array
 
 logger = logging.getLogger(__name__)
 
 _OFFLINE_HINT = (
     "Without access to the Hub, benchmark a local copy with --data-dir DIR (a folder "
-    "laid out like the Hub repo, holding vaild.zip) or any folder of images with --images DIR"
+    "laid out like the Hub repo, holding vaild.zip), any folder of images with --images DIR, "
+    "or the built-in sample of 8 CC0 images with --sample"
 )
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,51 +76,32 @@ def check_sizes(images: list[BenchImage]) -> list[BenchImage]:
     return images
 
 
-def _folder_prompts(root: Path) -> dict[Path, str]:
-    """Prompts from ``metadata.jsonl`` files (the imagefolder format of ``datasets``)."""
-    prompts: dict[Path, str] = {}
-    for metadata in root.rglob("metadata.jsonl"):
-        for line in metadata.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                if "file_name" in row and row.get("prompt") is not None:
-                    prompts[(metadata.parent / row["file_name"]).resolve()] = row["prompt"]
-    return prompts
-
-
 def images_from_folder(folder: str | Path, limit: int | None = None) -> list[BenchImage]:
-    """All images under ``folder`` (recursive, sorted).
+    """All images under ``folder`` (:func:`pku_aigi.image_input.read_folder`).
 
     The subset of an image is its first sub-folder (``folder/mj52/1.png`` -> ``mj52``),
-    or the folder's own name for images directly inside it. Prompts come from
-    ``metadata.jsonl`` files (``file_name``, ``prompt``) when present. ``limit`` keeps
-    the first ``limit`` images of each subset.
+    or the folder's own name for images directly inside it. ``limit`` keeps the first
+    ``limit`` images of each subset.
     """
     root = Path(folder)
-    if not root.is_dir():
-        raise PkuAigiError(f"--images {folder}: not a folder; pass a folder of images")
-    files = sorted(
-        p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
-    )
-    if not files:
-        raise PkuAigiError(
-            f"--images {folder}: no images found (looked for {', '.join(IMAGE_EXTENSIONS)})"
-        )
-    prompts = _folder_prompts(root)
+    try:
+        found = read_folder(root)
+    except DatasetError as error:
+        raise DatasetError(f"--images: {error}") from None
     per_subset: dict[str, int] = {}
     images = []
-    for path in files:
-        relative = path.relative_to(root)
-        subset = relative.parts[0] if len(relative.parts) > 1 else root.resolve().name
+    for item in found:
+        parts = item.relative.split("/")
+        subset = parts[0] if len(parts) > 1 else root.resolve().name
         if limit is not None and per_subset.get(subset, 0) >= limit:
             continue
         try:
-            with Image.open(path) as opened:
+            with Image.open(item.path) as opened:
                 rgb = to_rgb_array(opened)
-        except OSError as error:
-            raise PkuAigiError(f"cannot read image {path}: {error}") from error
+        except (OSError, PkuAigiError) as error:
+            raise PkuAigiError(f"cannot read image {item.path}: {error}") from error
         per_subset[subset] = per_subset.get(subset, 0) + 1
-        images.append(BenchImage(relative.as_posix(), subset, rgb, prompts.get(path.resolve())))
+        images.append(BenchImage(item.relative, subset, rgb, item.prompt))
     return check_sizes(images)
 
 

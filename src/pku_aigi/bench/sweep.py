@@ -220,7 +220,13 @@ def measure(
         )
     height, width = rgb.shape[:2]
     payload = payload_bytes(codec, data)
-    ms_ssim = metrics.ms_ssim(rgb, reconstruction)
+    # None for images too small for MS-SSIM (sweeps refuse them up front; training
+    # validation crops may be small)
+    ms_ssim = (
+        metrics.ms_ssim(rgb, reconstruction)
+        if min(height, width) >= metrics.MS_SSIM_MIN_SIDE
+        else None
+    )
     row = {
         "bytes": len(data),
         "payload_bytes": payload,
@@ -228,7 +234,7 @@ def measure(
         "payload_bpp": None if payload is None else metrics.bpp(payload, width, height),
         "psnr": metrics.psnr(rgb, reconstruction),
         "ms_ssim": ms_ssim,
-        "ms_ssim_db": metrics.ms_ssim_db(ms_ssim),
+        "ms_ssim_db": None if ms_ssim is None else metrics.ms_ssim_db(ms_ssim),
         "encode_s": encoded - start,
         "decode_s": decoded - encoded,
     }

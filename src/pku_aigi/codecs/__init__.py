@@ -7,7 +7,7 @@ origin.
 """
 
 from ..errors import CodecError
-from .base import Codec
+from .base import Codec, Signature, signature
 from .ladder import QualityLadder
 from .registry import (
     availability,
@@ -63,6 +63,7 @@ def decoder_for(data: bytes, path=None, **options) -> Codec:
 __all__ = [
     "Codec",
     "QualityLadder",
+    "Signature",
     "availability",
     "available",
     "canonical_name",
@@ -73,4 +74,5 @@ __all__ = [
     "identify",
     "names",
     "register",
+    "signature",
 ]

@@ -13,7 +13,7 @@ import json
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "codecs",
-        help="list the conventional codecs, their quality scales and availability",
+        help="list the codecs (the package's and plugins'), their quality scales and availability",
         description="List every registered codec: available here or not (and why), its "
         "quality scale and the grid of qualities used for rate-distortion sweeps. Learned "
         "codecs are Hub models: see `pku-aigi models` and `pku-aigi compress --model`.",

@@ -40,7 +40,9 @@ logger = logging.getLogger(__name__)
 
 MIN_SIDE = 16  # x265 and VVenC refuse smaller pictures: smaller ones are padded
 DECODE_TIMEOUT_S = 120.0
-ENCODE_TIMEOUT_S = 60.0  # plus ENCODE_TIMEOUT_PER_MP_S per megapixel
+# The encode timeout only catches a hung encoder: 60 s plus 120 s per megapixel, times the
+# preset's slowdown (``FfmpegCodec.preset_slowdown``) on a machine shared with other jobs.
+ENCODE_TIMEOUT_S = 60.0
 ENCODE_TIMEOUT_PER_MP_S = 120.0
 _SWS = "accurate_rnd+full_chroma_int+full_chroma_inp+bitexact"
 
@@ -104,6 +106,14 @@ class FfmpegCodec(ConventionalCodec):
     syntax: ClassVar[annexb.NalSyntax]
     default_preset: ClassVar[str]
     presets: ClassVar[tuple[str, ...]]  # the encoder's speed presets, fastest first
+    speed_option: ClassVar[str] = "preset"  # the option that trades speed for compression
+    # Encode time of a preset relative to the default one, rounded up, for the timeout.
+    preset_slowdown: ClassVar[dict[str, float]] = {}
+
+    @classmethod
+    def speed_settings(cls) -> tuple[str, ...]:
+        """Values of ``speed_option``, fastest first (the last compresses best)."""
+        return cls.presets
 
     def __init__(self, *, preset: str | None = None, **options):
         super().__init__(**options)
@@ -148,6 +158,11 @@ class FfmpegCodec(ConventionalCodec):
         """ffmpeg output options selecting the encoder and its settings."""
         raise NotImplementedError
 
+    def encode_timeout(self, width: int, height: int) -> float:
+        """Seconds after which an encode of ``width`` x ``height`` counts as hung."""
+        slowdown = max(1.0, self.preset_slowdown.get(self.preset, 1.0))
+        return ENCODE_TIMEOUT_S + ENCODE_TIMEOUT_PER_MP_S * slowdown * width * height / 1e6
+
     @staticmethod
     def thread_args() -> list[str]:
         """ffmpeg options capping its filter and codec threads (none: its defaults)."""
@@ -167,7 +182,7 @@ class FfmpegCodec(ConventionalCodec):
             *self.encoder_args(quality),
             *("-f", self.container, "pipe:1"),
         ]
-        timeout = ENCODE_TIMEOUT_S + ENCODE_TIMEOUT_PER_MP_S * width * height / 1e6
+        timeout = self.encode_timeout(width, height)
         try:
             stream = _run(args, padded.tobytes(), timeout, f"{self.name} encode")
         except RuntimeError as error:
@@ -260,6 +275,7 @@ class HevcCodec(FfmpegCodec):
     side_multiple = 1
     syntax = annexb.HEVC
     default_preset = "slow"
+    preset_slowdown = {"slower": 4, "veryslow": 8, "placebo": 16}
     presets = (
         *("ultrafast", "superfast", "veryfast", "faster", "fast"),
         *("medium", "slow", "slower", "veryslow", "placebo"),
@@ -298,6 +314,9 @@ class VvcCodec(FfmpegCodec):
     syntax = annexb.VVC
     default_preset = "fast"
     presets = ("faster", "fast", "medium", "slow", "slower")
+    # Measured: medium ~5x, slow ~18x, slower ~30x the encode time of fast (README,
+    # "Anchor strength"); 1 MP takes ~3 min with slower on an idle core.
+    preset_slowdown = {"medium": 6, "slow": 20, "slower": 32}
 
     @classmethod
     def encoder_version(cls) -> str:

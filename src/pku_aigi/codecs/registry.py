@@ -71,6 +71,11 @@ def canonical_name(name: str) -> str:
     return _CODECS.canonical(name)
 
 
+def is_known(name: str) -> bool:
+    """True if ``name`` (any case, or an alias) names a registered codec."""
+    return name in _CODECS
+
+
 def codec_class(name: str) -> type[Codec] | Callable[..., Codec]:
     """The class (or plugin factory) registered as ``name``."""
     return _CODECS.get(name)

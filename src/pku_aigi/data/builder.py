@@ -6,9 +6,9 @@ One config per subset (``sd21b``, ``sd21``, ``sdxl``, ``mj52``, ``mod``), splits
 The ``image`` feature holds each PNG file's original bytes, unchanged. Examples come in a
 fixed order (archive order, then prompt number, then name) under stable keys.
 
-This module is also copied, with the table and the archive reader, into the legacy
-loading script ``dataset_script/PKU-AIGI-500K.py`` (see ``legacy_script.py``), so it only
-imports ``datasets`` and the standard library besides its sibling modules.
+Concatenated, with the table and the archive reader, into ``dataset_script/PKU-AIGI-500K.py``
+(the loading script for ``datasets`` < 4, made by :mod:`pku_aigi.data.script_generator`),
+so it only imports ``datasets`` and the standard library besides the other copied modules.
 """
 
 from __future__ import annotations
@@ -22,7 +22,15 @@ from dataclasses import dataclass
 import datasets
 
 from ..errors import DatasetError
-from ..subsets import CITATION, CONFIGS, SPLITS, VALIDATION_ARCHIVE, Subset, get_subset
+from ..subsets import (
+    CITATION,
+    CONFIGS,
+    HUB_REPO_ID,
+    SPLITS,
+    VALIDATION_ARCHIVE,
+    Subset,
+    get_subset,
+)
 from .prompts import lookup_prompt, parse_prompts, prompt_id
 from .splitzip import ZipArchive, open_binary, split_parts
 
@@ -342,7 +350,7 @@ class PkuAigi500K(datasets.GeneratorBasedBuilder):
         return datasets.DatasetInfo(
             description=DESCRIPTION,
             features=FEATURES,
-            homepage="https://huggingface.co/datasets/Forerunner/PKU-AIGI-500K",
+            homepage=f"https://huggingface.co/datasets/{HUB_REPO_ID}",
             citation=CITATION,
         )
 

@@ -3,6 +3,10 @@
 One prompt per line, UTF-8; some lines are blank and the last line may lack a newline.
 An image ``<N>_<k>.png`` (train, validation) or ``<N>.png`` (test) takes line N, 1-based:
 the authors' loader does ``int(name.split('.')[0].split('_')[0]) - 1``.
+
+Concatenated into ``dataset_script/PKU-AIGI-500K.py`` (the loading script for
+``datasets`` < 4, made by :mod:`pku_aigi.data.script_generator`): import only the
+standard library, ``datasets`` and the other copied modules.
 """
 
 from __future__ import annotations

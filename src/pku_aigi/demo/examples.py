@@ -5,22 +5,24 @@
 2. Else ``PKU_AIGI_EXAMPLES_DIR`` (default: ``examples/`` next to the Space's app.py): a
    folder of images in the ``datasets`` imagefolder layout, with an optional
    ``metadata.jsonl`` of ``{"file_name": ..., "prompt": ...}`` rows.
-3. Else no examples (upload or paste an image).
+3. Else the package's built-in sample (``pku_aigi.sample``: 8 CC0 DiffusionDB images
+   with their prompts).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
 from pathlib import Path
 
+from ..errors import DatasetError
+from ..image_input import read_folder
+
 log = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "PKU_AIGI_DATA_DIR"
 EXAMPLES_DIR_ENV = "PKU_AIGI_EXAMPLES_DIR"
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif"}
 MAX_EXAMPLES = 12
 PER_SUBSET = 2
 
@@ -34,10 +36,16 @@ def find_examples(default_dir: Path | None = None) -> tuple[list[list[str]], str
             return examples, f"validation split of PKU-AIGI-500K in {data_dir}"
     folder = os.environ.get(EXAMPLES_DIR_ENV) or (str(default_dir) if default_dir else None)
     if folder and Path(folder).is_dir():
-        examples = folder_examples(Path(folder))
+        try:
+            examples = folder_examples(Path(folder))
+        except DatasetError as error:  # examples are optional: say why there are none
+            log.warning("no examples from %s: %s", folder, error)
+            examples = []
         if examples:
             return examples, f"images in {folder}"
-    return [], "no examples configured"
+    from ..sample import sample_dir
+
+    return folder_examples(sample_dir()), "built-in sample: DiffusionDB, CC0 1.0"
 
 
 def validation_examples(data_dir: str) -> list[list[str]]:
@@ -62,17 +70,5 @@ def validation_examples(data_dir: str) -> list[list[str]]:
 
 
 def folder_examples(folder: Path) -> list[list[str]]:
-    """Images of an imagefolder-style folder, with prompts from its metadata.jsonl."""
-    prompts = {}
-    metadata = folder / "metadata.jsonl"
-    if metadata.is_file():
-        for line in metadata.read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                row = json.loads(line)
-                prompts[row.get("file_name", "")] = (row.get("prompt") or "").strip()
-    images = sorted(
-        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
-    )
-    return [
-        [str(p), prompts.get(p.relative_to(folder).as_posix(), "")] for p in images[:MAX_EXAMPLES]
-    ]
+    """Images of an imagefolder-style folder (:func:`pku_aigi.image_input.read_folder`)."""
+    return [[str(item.path), item.prompt or ""] for item in read_folder(folder)[:MAX_EXAMPLES]]

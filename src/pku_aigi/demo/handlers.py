@@ -23,8 +23,8 @@ from ..metrics import MS_SSIM_MIN_SIDE
 from . import engine
 from .catalog import Catalog
 from .engine import RDPoint
-from .images import InputImageError, load_input_image
 from .plot import rd_figure
+from .upload import InputImageError, load_input_image
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,10 @@ class Handlers:
         image.save(original_path, compress_level=1)
         results = []
         for index, option in enumerate(options):
-            progress(index / len(options), desc=f"{option.key}: encoding and decoding")
+            progress(
+                index / len(options),
+                desc=f"{option.key}: encoding and decoding (a learned model loads on first use)",
+            )
             try:
                 result = engine.compress(
                     option,

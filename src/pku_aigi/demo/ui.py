@@ -6,18 +6,20 @@ from pathlib import Path
 
 import gradio as gr
 
+from ..subsets import HUB_REPO_ID
 from .catalog import Catalog
 from .examples import find_examples
 from .handlers import METRIC_HEADERS, MODE_BPP, MODE_LEVEL, Handlers
-from .images import max_pixels
+from .upload import max_pixels
 
 DEFAULT_CODECS = ("jpeg", "webp")
 INTRO = """# PKU-AIGI-500K: compress an AI-generated image
 Compare conventional codecs and learned codecs (Hub models of the
-[PKU-AIGI-500K](https://huggingface.co/datasets/Forerunner/PKU-AIGI-500K) benchmark) on any
+[PKU-AIGI-500K](https://huggingface.co/datasets/{dataset}) benchmark) on any
 image: drop, paste or pick one, choose codecs and a quality, and compare the reconstruction,
 the rate (bits per pixel) and the quality (PSNR, MS-SSIM, CLIP score). Images up to
-{megapixels:.1f} megapixels; animated images use their first frame; alpha is composited on white.
+{megapixels:.1f} megapixels; animated images use their first frame; alpha is dropped
+(as every codec here drops it).
 """
 
 
@@ -26,7 +28,7 @@ def raw_image(**kwargs) -> gr.Image:
 
     ``gr.Image`` opens uploads with Pillow before any handler runs, so a non-image file
     would fail with a generic error; this one passes the path through and
-    :func:`~pku_aigi.demo.images.load_input_image` explains what is wrong. (The method is
+    :func:`~pku_aigi.demo.upload.load_input_image` explains what is wrong. (The method is
     replaced on the instance: subclassing a gradio component makes gradio write a .pyi
     file next to this module.)
     """
@@ -50,7 +52,7 @@ def build_blocks(catalog: Catalog, examples_dir: Path | None = None) -> gr.Block
     examples, examples_source = find_examples(examples_dir)
 
     with gr.Blocks(title="PKU-AIGI-500K codecs", delete_cache=(3600, 3600)) as demo:
-        gr.Markdown(INTRO.format(megapixels=max_pixels() / 1e6))
+        gr.Markdown(INTRO.format(megapixels=max_pixels() / 1e6, dataset=HUB_REPO_ID))
         with gr.Tab("Compress", id="compress"):
             with gr.Row():
                 with gr.Column(scale=2, min_width=320):

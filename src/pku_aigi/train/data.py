@@ -10,7 +10,6 @@ batch ``b`` is the same whatever worker decodes it, and resuming at step ``b`` n
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -20,73 +19,50 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DatasetError
+from ..image_input import FolderImage, read_folder, to_rgb
 
 logger = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
 # Passes over each subset per epoch, as the paper's training interleaves them.
 PAPER_REPEATS = {"sd21b": 1, "sd21": 1, "sdxl": 1, "mj52": 4, "mod": 7}
 
 
 class FolderSource:
-    """The images under a folder (recursively, sorted by path), with optional prompts.
+    """The images under a folder (:func:`pku_aigi.image_input.read_folder`), with prompts.
 
-    Prompts come from a ``metadata.jsonl`` in the folder (the ``datasets`` imagefolder
-    format: ``file_name`` relative to the folder and ``prompt``); images without one get
-    the empty prompt.
+    Images without a prompt in the folder's ``metadata.jsonl`` get the empty prompt.
+    ``images`` (default: all of them) selects some, e.g. a validation hold-out.
     """
 
-    def __init__(self, root: str | Path, files: list[Path] | None = None):
+    def __init__(self, root: str | Path, images: list[FolderImage] | None = None):
         self.root = Path(root)
-        if not self.root.is_dir():
-            raise DatasetError(f"image folder {self.root} does not exist")
-        if files is None:
-            files = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise DatasetError(
-                f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {self.root}"
-            )
-        self.files = list(files)
+        self.images = list(images) if images is not None else read_folder(self.root)
         self.name = self.root.name
-        self._prompts = _read_prompts(self.root)
+
+    @property
+    def files(self) -> list[Path]:
+        return [item.path for item in self.images]
 
     def __len__(self) -> int:
-        return len(self.files)
+        return len(self.images)
 
     def size(self, index: int) -> tuple[int, int]:
-        with Image.open(self.files[index]) as image:
+        with Image.open(self.images[index].path) as image:
             return image.size
 
     def image(self, index: int) -> Image.Image:
-        with Image.open(self.files[index]) as image:
-            return image.convert("RGB")
+        with Image.open(self.images[index].path) as image:
+            image.load()  # the pixels outlive the file
+            return to_rgb(image)
 
     def prompt(self, index: int) -> str:
-        return self._prompts.get(self.files[index].relative_to(self.root).as_posix(), "")
+        return self.images[index].prompt or ""
 
     def example(self, index: int) -> tuple[Image.Image, str]:
         return self.image(index), self.prompt(index)
 
     def describe(self) -> str:
         return f"{len(self)} images from the folder {self.root}"
-
-
-def _read_prompts(root: Path) -> dict[str, str]:
-    metadata = root / "metadata.jsonl"
-    if not metadata.is_file():
-        return {}
-    prompts = {}
-    for number, line in enumerate(metadata.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            prompts[str(row["file_name"])] = (row.get("prompt") or "").strip()
-        except (ValueError, KeyError, TypeError) as error:
-            raise DatasetError(
-                f"{metadata}, line {number}: not an imagefolder row ({error})"
-            ) from None
-    return prompts
 
 
 class DatasetSource:
@@ -113,14 +89,14 @@ class DatasetSource:
         return int(row["width"]), int(row["height"])
 
     def image(self, index: int) -> Image.Image:
-        return _as_pil(self.dataset[index]["image"]).convert("RGB")
+        return to_rgb(_as_pil(self.dataset[index]["image"]))
 
     def prompt(self, index: int) -> str:
         return self.example(index)[1]
 
     def example(self, index: int) -> tuple[Image.Image, str]:
         row = self.dataset[index]  # one read: a row access decodes its image
-        return _as_pil(row["image"]).convert("RGB"), row.get("prompt") or ""
+        return to_rgb(_as_pil(row["image"])), row.get("prompt") or ""
 
     def describe(self) -> str:
         return f"{len(self)} images of PKU-AIGI-500K config {self.name}"
@@ -330,6 +306,6 @@ def split_folder(
         )
     holdout = max(1, min(holdout, len(everything) // 2))
     picked = set(np.random.default_rng(seed).choice(len(everything), holdout, replace=False))
-    val = [f for i, f in enumerate(everything.files) if i in picked]
-    train = [f for i, f in enumerate(everything.files) if i not in picked]
+    val = [item for i, item in enumerate(everything.images) if i in picked]
+    train = [item for i, item in enumerate(everything.images) if i not in picked]
     return FolderSource(root, train), FolderSource(root, val)

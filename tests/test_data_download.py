@@ -7,7 +7,7 @@ from datasets import Image
 from hub_replica import build_hub_cache
 
 import pku_aigi
-from pku_aigi.data.hub import download_files, sha256_file
+from pku_aigi.data.download import download_files, sha256_file
 from pku_aigi.errors import DatasetError
 
 
@@ -46,7 +46,7 @@ def test_file_missing_from_cache_offline_is_a_clear_error(hub_replica, tmp_path)
 
 
 def test_only_the_files_of_the_requested_split_are_fetched(hub_replica, tmp_path, monkeypatch):
-    from pku_aigi.data import hub
+    from pku_aigi.data import download
 
     requested = []
 
@@ -54,7 +54,7 @@ def test_only_the_files_of_the_requested_split_are_fetched(hub_replica, tmp_path
         requested.append(list(files))
         return download_files(repo_id, files, *args, **kwargs)
 
-    monkeypatch.setattr(hub, "download_files", recording)
+    monkeypatch.setattr(download, "download_files", recording)
     names = ["vaild.zip", "SD-2_1-B-part1.zip", "SD-2_1-B-part2.zip", "SD-2_1-B.txt"]
     build_hub_cache(hub_replica.root, tmp_path, names)
     pku_aigi.load_dataset("sd21b", "validation", cache_dir=tmp_path)

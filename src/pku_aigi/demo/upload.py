@@ -1,14 +1,17 @@
 """Turn whatever a user uploads into the 8-bit RGB image the codecs compress.
 
-Every codec of the package takes 8-bit RGB, so an upload is checked and converted here,
-once, and each conversion is reported as a note the UI shows (never a silent change):
+An upload is checked and converted here, once, by the package's one rule
+(:func:`pku_aigi.image_input.to_rgb`, the same every codec applies), and each
+conversion is reported as a note the UI shows (never a silent change):
 
 - not an image, unreadable, too small or too large: :class:`InputImageError` saying why;
-- animated (GIF, APNG, WebP): the first frame is used, with a note;
+- animated (GIF, APNG, WebP): the first frame is used, with a note (the codecs code one
+  still image);
 - EXIF orientation: applied, with a note;
 - CMYK, YCbCr, LAB, palette, grayscale: converted to RGB, with a note;
-- 16-bit or float samples: reduced to 8 bits per channel, with a note;
-- alpha: composited onto white, with a note (the codecs and metrics compare RGB).
+- 16-bit samples: reduced to 8 bits per channel, with a note; float samples: refused;
+- alpha: dropped, with a note (the codecs and metrics compare RGB; transparent pixels
+  keep the colour stored under them).
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import PkuAigiError
+from ..errors import CodecError, PkuAigiError
+from ..image_input import SIXTEEN_BIT_GREY, to_rgb
 
 #: Default pixel limit of the demo (2048 x 2048): CPU Spaces encode VVC at ~1 MP/s.
 DEFAULT_MAX_PIXELS = 2048 * 2048
@@ -119,46 +122,24 @@ def load_input_image(path: str | os.PathLike, limit: int | None = None) -> Input
 
 
 def to_rgb8(image: Image.Image, *, sixteen_bit: bool = False) -> tuple[Image.Image, list[str]]:
-    """Convert any PIL image to 8-bit RGB; return it and one note per conversion."""
+    """``image`` converted by :func:`~pku_aigi.image_input.to_rgb`, with one note per change."""
     notes: list[str] = []
     mode = image.mode
-    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-        notes.append(f"{_depth(mode)} samples reduced to 8 bits (the codecs here take 8-bit RGB)")
-        image = _to_8bit_gray(image)
-        mode = image.mode
-    elif sixteen_bit:
+    if mode in SIXTEEN_BIT_GREY or sixteen_bit:
         notes.append("16-bit samples reduced to 8 bits (the codecs here take 8-bit RGB)")
-
-    if mode == "P":
-        image = image.convert("RGBA" if "transparency" in image.info else "RGB")
-        mode = image.mode
-    if mode in ("RGBA", "LA", "La", "RGBa", "PA"):
-        rgba = image.convert("RGBA")
-        alpha = np.asarray(rgba.getchannel("A"))
-        if alpha.min() < 255:
-            notes.append(
-                "transparent pixels composited onto white (the codecs and metrics compare RGB only)"
-            )
-        else:
-            notes.append("alpha channel (fully opaque) removed")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba).convert("RGB")
-    elif mode in ("L", "1"):
+    if mode in ("RGBA", "LA", "La", "RGBa", "PA") or "transparency" in image.info:
+        notes.append(
+            "alpha channel dropped (the codecs and metrics compare RGB only; transparent "
+            "pixels keep the colour stored under them)"
+        )
+    if mode in ("L", "1", "LA", "La", *SIXTEEN_BIT_GREY):
         notes.append("grayscale image converted to RGB (three equal channels)")
-        image = image.convert("RGB")
-    elif mode != "RGB":
+    elif mode not in ("RGB", "RGBA", "RGBa"):
         notes.append(f"{mode} image converted to RGB")
-        image = image.convert("RGB")
-    return image, notes
-
-
-def _to_8bit_gray(image: Image.Image) -> Image.Image:
-    samples = np.asarray(image, dtype=np.float64)
-    if image.mode == "F" and samples.size and samples.max() <= 1.0:
-        samples = samples * 255.0
-    elif samples.size and samples.max() > 255:
-        samples = samples / 257.0  # 0..65535 -> 0..255
-    return Image.fromarray(np.clip(np.rint(samples), 0, 255).astype(np.uint8), mode="L")
+    try:
+        return to_rgb(image, max_pixels=image.width * image.height), notes
+    except CodecError as error:
+        raise InputImageError(f"this image cannot be compressed: {error}") from None
 
 
 def _has_16bit_samples(image: Image.Image) -> bool:
@@ -168,10 +149,6 @@ def _has_16bit_samples(image: Image.Image) -> bool:
         rawmode = args if isinstance(args, str) else (args[0] if args else "")
         return image.mode in ("RGB", "RGBA") and ";16" in str(rawmode)
     return False
-
-
-def _depth(mode: str) -> str:
-    return {"I": "32-bit integer", "F": "floating-point"}.get(mode, "16-bit")
 
 
 def _square(pixels: int) -> str:
