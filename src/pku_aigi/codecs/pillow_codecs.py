@@ -53,10 +53,14 @@ class PillowCodec(ConventionalCodec):
         """Keyword arguments of ``Image.save`` (quality ``None``: the fixed ones only)."""
         return {}
 
+    def encode_options(self, quality: int | float, size) -> dict:
+        """``save_options`` plus what does not shape the bitstream (e.g. threads)."""
+        return self.save_options(quality, size)
+
     def _encode(self, rgb: Image.Image, quality: int | float) -> bytes:
         buffer = io.BytesIO()
         try:
-            rgb.save(buffer, self.pil_format, **self.save_options(quality, rgb.size))
+            rgb.save(buffer, self.pil_format, **self.encode_options(quality, rgb.size))
         except (OSError, ValueError) as error:  # e.g. JPEG sides above 65535, WebP 16383
             width, height = rgb.size
             raise CodecError(
@@ -207,13 +211,11 @@ class AvifCodec(PillowCodec):
         options = {"subsampling": "4:2:0", "speed": self.speed, "range": "full", "codec": "aom"}
         return options if quality is None else {"quality": int(quality), **options}
 
-    def _encode(self, rgb: Image.Image, quality: int | float) -> bytes:
+    def encode_options(self, quality, size) -> dict:
         # libavif turns on libaom's row-based multithreading for more than one thread,
         # which codes differently: at least 2 keeps the bytes the same on every machine.
-        buffer = io.BytesIO()
         threads = max(2, codec_threads() or _default_threads())
-        rgb.save(buffer, "AVIF", max_threads=threads, **self.save_options(quality, rgb.size))
-        return buffer.getvalue()
+        return {**self.save_options(quality, size), "max_threads": threads}
 
     def _decode(self, data: bytes) -> Image.Image:
         from PIL import AvifImagePlugin
