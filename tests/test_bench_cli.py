@@ -97,6 +97,67 @@ def test_report_has_bd_tables_and_settings(bench_run):
     assert f"{overall['bd_rate_psnr']['value']:+.2f} %" in report
 
 
+def test_anchor_preset_cost_and_bd_intervals_are_in_the_report(folder, tmp_path):
+    from pku_aigi.bench import presets
+
+    out = tmp_path / "anchor"
+    argv = ["bench", "--images", str(folder), "--codecs", "hevc,jpeg", "--anchor", "hevc",
+            "--anchor-preset", "medium", "--qualities", "hevc=47,42,37,32,27,22",
+            "--qualities", "jpeg=5,30,60,95", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    text = (out / "report.md").read_text()
+    medium = next(r for r in presets.anchor_costs()["codecs"]["hevc"] if r["preset"] == "medium")
+    assert (
+        "**anchor**: hevc, preset medium, not the strongest (placebo): it needs "
+        f"{medium['bd_rate_psnr_protocol']:+.1f} % bits"
+    ) in text
+    assert "preset=medium" in text  # the codec's version string
+    bd = json.loads((out / "bd.json").read_text())
+    results = json.loads((out / "compressai" / "hevc.json").read_text())["results"]
+    hevc = [b for q, b in zip(results["quality"], results["bpp"], strict=True) if 27 <= q <= 42]
+    assert bd["bd_range"]["all"]["bpp"] == pytest.approx([min(hevc), max(hevc)])
+    assert "the anchor's protocol points" in bd["bd_range"]["all"]["chosen"]
+    jpeg = bd["tables"]["all"]["jpeg"]["bd_psnr"]
+    low, high = jpeg["bpp_interval"]  # the range, narrowed to where the curves overlap
+    assert min(hevc) <= low < high <= max(hevc)
+    assert jpeg["full_overlap"]["value"] != pytest.approx(jpeg["value"])
+    assert "| BD-PSNR | BD-PSNR, full overlap |" in text
+    assert f"{jpeg['value']:+.3f} dB over {low:.3f}-{high:.3f} bpp" in text
+
+    assert main(argv + ["--bd-range", "full"]) == 0  # every measurement from the cache
+    text = (out / "report.md").read_text()
+    assert "full overlap |" not in text and "BD values over the full overlap" in text
+    bd = json.loads((out / "bd.json").read_text())
+    assert bd["tables"]["all"]["jpeg"]["bd_psnr"]["value"] == pytest.approx(
+        jpeg["full_overlap"]["value"]
+    )
+
+
+def test_plain_folder_is_one_group_named_after_the_folder(pku_examples, tmp_path):
+    """Issue 13 item 7: images directly in a folder are reported once, not again as "all"."""
+    folder = tmp_path / "my_pngs"
+    for n in (1, 2):
+        crop(pku_examples / "mod" / f"{n}.png", folder / f"{n}.png")
+    out = tmp_path / "results"
+    argv = ["bench", "--images", str(folder), "--codecs", "jpeg,webp", "--anchor", "jpeg",
+            "--qualities", "jpeg=10,40,80", "--qualities", "webp=10,40,80",
+            "--out", str(out), "--workers", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    report = (out / "report.md").read_text()
+    assert report.count("\n## ") == 2  # settings + the one group
+    assert "## All images (my_pngs)" in report and "## Subset" not in report
+    plots = sorted(p.name for p in out.glob("rd_*.png"))
+    assert plots == ["rd_ms_ssim_db_my_pngs.png", "rd_psnr_my_pngs.png"]
+    bd = json.loads((out / "bd.json").read_text())
+    assert set(bd["tables"]) == set(bd["bd_range"]) == {"my_pngs"}
+    assert bd["tables"]["my_pngs"]["webp"]["bd_rate_psnr"]["value"] < 0
+    with (out / "measurements.csv").open() as file:
+        rows = [r for r in csv.DictReader(file) if r["codec"] == "webp" and r["quality"] == "40"]
+    data = json.loads((out / "compressai" / "webp.json").read_text())
+    assert data["results"]["bpp"][1] == pytest.approx(sum(float(r["bpp"]) for r in rows) / 2)
+    assert data["subsets"]["my_pngs"]["bpp"] == data["results"]["bpp"]
+
+
 def test_rerun_reuses_every_measurement(bench_run, capsys):
     argv, out = bench_run
     assert main(argv) == 0
@@ -118,6 +179,28 @@ def test_bad_input_is_one_clear_error(folder, tmp_path, capsys):
         (["--images", str(tmp_path / "nope"), "--codecs", "jpeg"], "not a folder"),
         (["--images", str(folder), "--config", "mj52", "--codecs", "jpeg"], "choose one input"),
         (["--config", "mj5", "--codecs", "jpeg"], "unknown config 'mj5'"),
+        (
+            [
+                "--images",
+                str(folder),
+                "--codecs",
+                "jpeg",
+                "--anchor",
+                "jpeg",
+                "--anchor-preset",
+                "x",
+            ],
+            "the anchor 'jpeg' has no speed setting",
+        ),
+        (
+            ["--images", str(folder), "--codecs", "jpeg", "--codec-option", "vvc:preset=slow"],
+            "--codec-option names codecs not in this run: vvc",
+        ),
+        (
+            ["--images", str(folder), "--codecs", "hevc", "--codec-option", "hevc:speed=1"],
+            "'hevc' has no option 'speed'",
+        ),
+        (["--images", str(folder), "--codecs", "jpeg", "--bd-range", "0.5,0.1"], "LOW,HIGH bpp"),
     ]
     for args, message in cases:
         code = main(["bench", *args] + ([] if "--out" in args else ["--out", str(tmp_path / "o")]))

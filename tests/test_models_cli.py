@@ -62,7 +62,12 @@ def test_convert_then_info(checkpoint, tmp_path, capsys):
     assert main(["models", "info", str(out)]) == 0
     info = capsys.readouterr().out
     assert "architecture: bmshj2018-factorized" in info and "lmbda: 0.0018" in info
-    assert "entropy_coder_ready: True" in info and "Vimeo-90k" in info
+    assert "entropy_coder_ready: True" in info
+    # A training checkpoint says nothing about its data: the card claims nothing either.
+    assert "training checkpoint" in info and "epoch 1" in info
+    assert "Vimeo-90k" not in info and "pre-trained" not in info
+    card = (out / "README.md").read_text()
+    assert "Vimeo-90k" not in card and "CompressAI's pre-trained" not in card
     assert main(["models", "info", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["M"] == 192
 

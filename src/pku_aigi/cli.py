@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "pku_aigi.bench.cli",  # bench
     "pku_aigi.train.cli",  # train
     "pku_aigi.demo",  # demo
+    "pku_aigi.space_build",  # space build
 )
 
 EXIT_USER_ERROR = 2
@@ -55,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return EXIT_USER_ERROR
+    from . import network
+
+    network.install()  # one network policy for every command: fail fast, once per host
     try:
         return int(args.func(args) or 0)
     except PkuAigiError as error:

@@ -2,7 +2,8 @@
 
 Every problem caused by input (a bad file, an unknown name, a missing archive part) is
 raised as a :class:`PkuAigiError` whose message says what is wrong and what to do. The CLI
-prints that one message and exits with status 2; anything else is a bug.
+prints that one message and exits with status 2; anything else is a bug. Network
+failures anywhere become one :class:`NetworkError` line (see :mod:`pku_aigi.network`).
 
 Concatenated into ``dataset_script/PKU-AIGI-500K.py`` (the loading script for
 ``datasets`` < 4, made by :mod:`pku_aigi.data.script_generator`): import only the
@@ -32,3 +33,11 @@ class CorruptStreamError(CodecError):
 
 class ModelError(PkuAigiError):
     """A learned model cannot be created, loaded or saved as asked."""
+
+
+class OutputError(PkuAigiError):
+    """An output file or folder cannot be written where the user asked."""
+
+
+class NetworkError(PkuAigiError):
+    """A host (the Hub, a checkpoint server) cannot be reached, or a transfer failed."""

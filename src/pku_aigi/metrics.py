@@ -113,6 +113,9 @@ class ClipScorer:
         from transformers import CLIPModel, CLIPProcessor
 
         self.model_id = model_id
+        from . import network
+
+        network.install()
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             self.model = CLIPModel.from_pretrained(model_id).to(self.device).eval()

@@ -153,10 +153,12 @@ def group_by_family(entries: list[dict]) -> dict[tuple[str, str], dict[int, str]
 
 
 def zoo_entries() -> list[dict]:
-    """The zoo manifest's entries (``models/zoo.json``)."""
+    """The zoo's entries (``models/zoo.json`` + ``PKU_AIGI_ZOO``), one per architecture,
+    quality and metric: weights trained on AI-generated images are preferred over
+    CompressAI's Vimeo-90k ones (:func:`pku_aigi.models.zoo.preferred_entries`)."""
     from ..models import zoo
 
-    return list(zoo.load_zoo().get("models", []))
+    return zoo.preferred_entries()
 
 
 def local_model_dirs(models_dir: Path) -> dict[str, Path]:
@@ -171,9 +173,11 @@ def discover_families(
     """Every family of the zoo and of ``models_dir`` (default ``$PKU_AIGI_MODELS_DIR``).
 
     Models found in ``models_dir/<repo id>`` load at once (a broken folder is reported
-    now); the others are Hub repos whose config.json is fetched now and weights on first
-    use. Returns ``{label: family}``, or ``{label: reason}`` when no model of the family
-    can be used here; models that fail beside working ones are logged and left out.
+    now); zoo models load on first use (from the cache, or fetched then: the Hub repo or
+    the published checkpoint), and nothing touches the network now. Offline
+    (``HF_HUB_OFFLINE=1``) a zoo model that is not cached is left out with the reason.
+    Returns ``{label: family}``, or ``{label: reason}`` when no model of the family can
+    be used here; models that fail beside working ones are logged and left out.
     """
     models_dir = models_dir or os.environ.get(MODELS_DIR_ENV)
     local = local_model_dirs(Path(models_dir)) if models_dir and Path(models_dir).is_dir() else {}
@@ -189,7 +193,6 @@ def discover_families(
         if repo_id not in listed
     ]
 
-    hub = _HubCheck()
     found: dict[str, LearnedCodecFamily | str] = {}
     for (architecture, metric), repos in sorted(group_by_family(entries).items()):
         label = family_label(architecture, metric)
@@ -200,7 +203,7 @@ def discover_families(
                     codec = LearnedCodec.from_pretrained(str(local[repo_id].resolve()), **options)
                     members[codec.model_quality or quality] = codec
                 else:
-                    hub.check(repo_id)
+                    _check_loadable(repo_id)
                     members[quality] = repo_id
             except Exception as error:  # noqa: BLE001 - any failure: listed, not raised
                 failures.append(f"{repo_id}: {_first_line(error)}")
@@ -215,35 +218,17 @@ def discover_families(
     return found
 
 
-class _HubCheck:
-    """Checks that Hub model repos answer, giving up on the Hub after a network failure."""
+def _check_loadable(repo_id: str) -> None:
+    """Raise unless zoo model ``repo_id`` can load here (cached, or fetched when online)."""
+    from .. import network
+    from ..models import zoo
 
-    def __init__(self):
-        self.down: str | None = None
-
-    def check(self, repo_id: str) -> None:
-        if self.down:
-            raise ConnectionError(self.down)
-        from huggingface_hub import hf_hub_download
-        from huggingface_hub.errors import (
-            EntryNotFoundError,
-            LocalEntryNotFoundError,
-            RepositoryNotFoundError,
+    if zoo.cached_folder(repo_id) is None and network.is_offline():
+        raise ModelError(
+            f"not in the local cache and HF_HUB_OFFLINE=1: fetch it once with network access "
+            f"(`pku-aigi models pull {repo_id}`), or copy the model folder to "
+            f"${MODELS_DIR_ENV}/<repo id>"
         )
-
-        try:
-            hf_hub_download(repo_id, "config.json")
-        except LocalEntryNotFoundError:
-            self.down = (
-                "not in the local Hub cache and the Hub cannot be reached (offline): copy the "
-                f"model repo to ${MODELS_DIR_ENV}/<repo id>"
-            )
-            raise ConnectionError(self.down) from None
-        except (RepositoryNotFoundError, EntryNotFoundError):
-            raise
-        except Exception as error:
-            self.down = f"the Hub cannot be reached ({_first_line(error)})"
-            raise ConnectionError(self.down) from None
 
 
 def _summarise(failures: list[str]) -> str:

@@ -58,6 +58,9 @@ def _expected_hashes(repo_id: str, files: list[str], revision: str | None):
 
     if constants.HF_HUB_OFFLINE:
         return None, {}
+    from .. import network
+
+    network.install()
     api = HfApi()
     try:
         commit = api.dataset_info(repo_id, revision=revision).sha
@@ -67,7 +70,13 @@ def _expected_hashes(repo_id: str, files: list[str], revision: str | None):
             f"dataset repo {repo_id!r} (revision {revision}) not found: {error}"
         ) from None
     except (OfflineModeIsEnabled, HfHubHTTPError, OSError) as error:
-        logger.warning("cannot reach the Hub (%s); using cached files", error)
+        from .. import network
+
+        network.warn_once(
+            "dataset-hashes",
+            "cannot reach the Hub (%s); using cached files",
+            network.short_reason(error),
+        )
         return None, {}
     listed = {
         info.path: (info.lfs.sha256 if getattr(info, "lfs", None) else None) for info in infos
@@ -130,9 +139,13 @@ def download_files(
                 cache_dir=cache_dir,
             )
         except LocalEntryNotFoundError as error:
+            from .. import network
+
             raise DatasetError(
-                f"cannot download {name} from {repo_id}, and it is not in the cache "
-                f"({error}); connect to the Hub or pass data_dir= (--data-dir) a local copy"
+                f"cannot download {name} from {repo_id}: it is not in the local cache and "
+                f"{network.why_offline(error)}. Connect to the Hub, or pass data_dir= "
+                "(--data-dir) a local copy of the dataset's files"
+                + ("" if network.is_offline() else " (and set HF_HUB_OFFLINE=1 to skip the Hub)")
             ) from None
         _verify(path, name, hashes.get(name))
         parent = Path(path).parent

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from ..errors import DatasetError
+from ..outputs import check_output_folder
 from ..subsets import SPLITS, get_subset
 from .card import GENERATED_MARK, render_card
 
@@ -73,7 +74,7 @@ def export(
     """
     from .loader import load_dataset
 
-    out = Path(out)
+    out = check_output_folder(out, option="--out")
     card = out / "README.md"
     if card.exists() and GENERATED_MARK not in card.read_text(encoding="utf-8") and not force:
         raise DatasetError(f"{card} exists and was not written by pku-aigi: use --force")
@@ -113,13 +114,20 @@ def push_to_hub(out: str | os.PathLike, repo_id: str, *, token: str | None = Non
     """Upload an export folder to the dataset repo ``repo_id`` (created if needed)."""
     from huggingface_hub import HfApi
 
+    from .. import network
+
     api = HfApi(token=token)
-    api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
-    info = api.upload_folder(
-        folder_path=str(out),
-        repo_id=repo_id,
-        repo_type="dataset",
-        allow_patterns=["README.md", "data/**/*.parquet"],
-        commit_message="Parquet export by pku-aigi data export",
-    )
+    with network.guard(
+        f"the Hub to push dataset repo {repo_id}",
+        f"The export in {out} is complete: push it later with the same command",
+        http_errors=True,
+    ):
+        api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
+        info = api.upload_folder(
+            folder_path=str(out),
+            repo_id=repo_id,
+            repo_type="dataset",
+            allow_patterns=["README.md", "data/**/*.parquet"],
+            commit_message="Parquet export by pku-aigi data export",
+        )
     return str(info)

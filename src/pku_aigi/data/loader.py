@@ -86,6 +86,7 @@ def load_dataset(
     """
     from datasets.exceptions import DatasetGenerationError
 
+    from .. import network
     from .builder import PkuAigi500K, test_split_error
     from .download import download_files
 
@@ -100,11 +101,13 @@ def load_dataset(
         splits = splits or ("train", "validation")
         files = sorted({name for s in splits for name in subset.hub_files(s)})
         if streaming:
+            _check_hub_reachable_for_streaming(repo_id, revision)
             at = f"@{quote(revision, safe='')}" if revision else ""
             data_dir = f"hf://datasets/{repo_id}{at}"
         else:
             hub_cache = Path(cache_dir, "hub") if cache_dir is not None else None
-            data_dir = str(download_files(repo_id, files, revision, hub_cache))
+            with network.guard(f"the Hub to download {repo_id}", _LOCAL_COPY_HINT):
+                data_dir = str(download_files(repo_id, files, revision, hub_cache))
     else:
         data_dir = os.fspath(data_dir)
         if "://" not in data_dir and not os.path.isdir(data_dir):
@@ -131,3 +134,27 @@ def load_dataset(
             raise cause from None
         raise
     return builder.as_dataset(split=split)
+
+
+_LOCAL_COPY_HINT = "Or pass data_dir= (--data-dir) a local copy of the dataset's files"
+
+
+def _check_hub_reachable_for_streaming(repo_id: str, revision: str | None) -> None:
+    """Streaming reads the archives on the Hub: say so at once when it cannot be reached."""
+    from huggingface_hub import HfApi
+
+    from .. import network
+
+    if network.is_offline():
+        raise DatasetError(
+            f"streaming reads the archives of {repo_id} on the Hub, and HF_HUB_OFFLINE=1 is "
+            "set: unset it, load without streaming from the local cache, or pass data_dir= "
+            "(--data-dir) a local copy of the dataset's files"
+        )
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        with network.guard(f"the Hub to stream {repo_id}", _LOCAL_COPY_HINT):
+            HfApi().dataset_info(repo_id, revision=revision)
+    except HfHubHTTPError as error:
+        raise DatasetError(f"cannot stream {repo_id}: {str(error).splitlines()[0]}") from None

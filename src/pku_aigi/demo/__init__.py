@@ -31,9 +31,12 @@ def build_app(catalog=None, examples_dir: str | Path | None = None):
             from the registry, the zoo and ``PKU_AIGI_MODELS_DIR`` when None.
         examples_dir: the examples folder used when no dataset folder is configured.
     """
+    from .. import network
     from .catalog import Catalog
     from .limits import queue_size
     from .ui import build_blocks
+
+    network.install()  # an unreachable Hub costs one failed connection, not a backoff
 
     if catalog is None:
         catalog = Catalog.discover()

@@ -121,7 +121,10 @@ class Handlers:
         image.save(original_path, compress_level=1)
         results = []
         for index, option in enumerate(options):
-            progress(index / len(options), desc=f"{option.key}: encoding and decoding")
+            progress(
+                index / len(options),
+                desc=f"{option.key}: encoding and decoding (a learned model loads on first use)",
+            )
             try:
                 result = engine.compress(
                     option,

@@ -25,6 +25,7 @@ fills quality, metric and lambda from the architecture's tables and records
 from __future__ import annotations
 
 import inspect
+import os
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,21 @@ class LearnedCodecModel(
         """The model card (:func:`pku_aigi.models.card.render_model_card`)."""
         return render_model_card(self, **self.card_info)
 
+    def push_to_hub(self, repo_id: str, **kwargs: Any):
+        """Upload to Hub repo ``repo_id`` (huggingface_hub's ``push_to_hub``).
+
+        Raises:
+            NetworkError: the Hub cannot be reached, or refuses the upload (one line).
+        """
+        from .. import network
+
+        with network.guard(
+            f"the Hub to push model repo {repo_id}",
+            "The model can be saved with save_pretrained(folder) and uploaded later",
+            http_errors=True,
+        ):
+            return super().push_to_hub(repo_id, **kwargs)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs):
         """Load a saved model from a local folder or a Hub repo id, strictly.
@@ -209,9 +225,18 @@ class LearnedCodecModel(
         failures to reach or read the model as one :class:`ModelError`. Called on the
         base class (or :class:`AutoCodec`) the class is picked from ``config.json``;
         called on a subclass the folder must hold that architecture. The entropy coder
-        is ready.
+        is ready. A model zoo id (:mod:`pku_aigi.models.zoo`) resolves through the zoo:
+        local folder, cache, Hub repo, or its published checkpoint, converted once.
         """
         source = str(pretrained_model_name_or_path)
+        if kwargs.get("revision") is None and not os.path.isdir(source):
+            from . import zoo
+
+            if zoo.find_entry(source) is not None:  # local, cache, Hub, or its source
+                resolved = zoo.resolve(
+                    source, token=kwargs.get("token"), force_download=kwargs.get("force_download")
+                )
+                pretrained_model_name_or_path = source = str(resolved)
         # The mixin reads config.json before it calls _from_pretrained: check it first.
         download = {k: v for k, v in kwargs.items() if k in folder.DOWNLOAD_OPTIONS}
         folder.load_config(source, **download)

@@ -19,7 +19,9 @@ from ..subsets import HUB_REPO_ID
 from .folder import CARD_NAME
 
 DATASET_ID = HUB_REPO_ID
-CARD_INFO_KEYS = ("training", "rd_points", "source")  # the inputs of render_model_card
+CARD_INFO_KEYS = ("training", "rd_points", "source", "license")  # render_model_card's inputs
+# Licence of weights trained by pku-aigi (the package's own licence).
+DEFAULT_LICENSE = "apache-2.0"
 
 
 def check_card_info(info: dict[str, Any]) -> dict[str, Any]:
@@ -41,6 +43,7 @@ def write_model_card(
     training: dict[str, Any] | None = None,
     rd_points: list[dict[str, Any]] | None = None,
     source: str | None = None,
+    license: str | None = None,
 ) -> Path:
     """Write the model card of ``model`` into ``directory/README.md``.
 
@@ -56,11 +59,14 @@ def write_model_card(
         rd_points: measured points, e.g. ``[{"dataset": "mj52 validation", "bpp":
             0.31, "psnr": 32.9, "ms_ssim": 0.975}]``.
         source: where the weights came from, e.g. "CompressAI zoo ... (Vimeo-90k)".
+        license: the Hub licence id of the weights (default apache-2.0, pku-aigi's own),
+            e.g. "bsd-3-clause-clear" for CompressAI's pre-trained weights.
 
     Returns:
         The path of the card.
     """
     given = {"training": training, "rd_points": rd_points, "source": source}
+    given["license"] = license
     model.card_info = {**model.card_info, **{k: v for k, v in given.items() if v is not None}}
     path = Path(directory) / CARD_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -74,6 +80,7 @@ def render_model_card(
     training: dict[str, Any] | None = None,
     rd_points: list[dict[str, Any]] | None = None,
     source: str | None = None,
+    license: str | None = None,
 ) -> ModelCard:
     """The model card of ``model`` as a ``huggingface_hub.ModelCard``."""
     from .registry import get_spec
@@ -86,7 +93,7 @@ def render_model_card(
 
     data = ModelCardData(
         library_name="pku-aigi",
-        license="apache-2.0",
+        license=license or DEFAULT_LICENSE,
         tags=sorted({"image-compression", "learned-image-compression", "pku-aigi", architecture}),
         datasets=[DATASET_ID] if trained_on_aigi else None,
     )

@@ -10,11 +10,11 @@ the slices (``forward``, ``compress``, ``decompress``), the input checks, the
 deterministic entropy coding with the scale-index desync check, and the registration
 with a six-rate lambda ladder. A subclass provides the transforms and the entropy model:
 
-- ``analysis(x, text)``, ``hyper_analysis(y, text)``, ``hyper_synthesis(z_hat, text)``
-  (-> means, scales) and ``synthesis(y_hat, text)``;
+- the transforms as modules ``g_a``, ``g_s``, ``h_a``, ``h_mean_s`` and ``h_scale_s``
+  (called with the text when ``prepare_text`` gives one);
 - ``init_state(means, scales, text)``: state before the first slice;
 - ``slice_params(i, state, text) -> (mu, scale, context)``;
-- ``refine(i, context, y_hat_slice, text) -> y_hat_slice`` (adds the LRP);
+- ``residual_prediction(i, context, y_hat_slice)``: the LRP before its tanh;
 - ``advance(i, state, y_hat_slice) -> state``;
 - ``prepare_text(text, batch)``: the text argument checked (None for unconditioned).
 
@@ -27,7 +27,8 @@ from __future__ import annotations
 
 import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
-from torch import Tensor
+from compressai.layers import conv3x3
+from torch import Tensor, nn
 
 from ..errors import CorruptStreamError, ModelError
 from .base import LearnedCodecModel
@@ -36,6 +37,18 @@ from .entropy_coding import Coded, GaussianTables, check_crc, crc, symbols_in_ra
 from .registry import ArchitectureSpec, register_architecture
 
 QUALITIES = range(1, 7)  # six rate points, as TCM's paper
+LRP_SCALE = 0.5  # the refinement is LRP_SCALE * tanh(LRP) (Minnen & Singh 2020)
+
+
+def slice_head(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3 convs in -> 224 -> 128 -> out with GELU: a slice's mean, scale (or TCM's LRP)."""
+    return nn.Sequential(
+        conv3x3(in_channels, 224),
+        nn.GELU(),
+        conv3x3(224, 128),
+        nn.GELU(),
+        conv3x3(128, out_channels),
+    )
 
 
 def ste_round(x: Tensor) -> Tensor:
@@ -155,10 +168,39 @@ def decompress_slices(
 class ChannelSliceCodec(LearnedCodecModel):
     """A hyperprior codec whose latent is coded in channel slices (TCM, CATC).
 
-    Subclasses set ``num_slices``, ``entropy_bottleneck`` (of ``z``) and
-    ``gaussian_conditional`` (of the slices), and the methods listed in the module
-    docstring.
+    Subclasses call ``super().__init__(M, num_slices)``, set ``entropy_bottleneck`` (of
+    ``z``), ``gaussian_conditional`` (of the slices) and what the module docstring lists.
     """
+
+    def __init__(self, M: int, num_slices: int):
+        super().__init__()
+        if M % num_slices:
+            raise ModelError(f"M={M} must be a multiple of num_slices={num_slices}")
+        self.num_slices = num_slices
+
+    # ------------------------------------------------------------ transforms
+    @staticmethod
+    def _transform(module, x: Tensor, text) -> Tensor:
+        return module(x) if text is None else module(x, text)
+
+    def analysis(self, x: Tensor, text) -> Tensor:
+        return self._transform(self.g_a, x, text)
+
+    def hyper_analysis(self, y: Tensor, text) -> Tensor:
+        return self._transform(self.h_a, y, text)
+
+    def hyper_synthesis(self, z_hat: Tensor, text) -> tuple[Tensor, Tensor]:
+        return self._transform(self.h_mean_s, z_hat, text), self._transform(
+            self.h_scale_s, z_hat, text
+        )
+
+    def synthesis(self, y_hat: Tensor, text) -> Tensor:
+        return self._transform(self.g_s, y_hat, text)
+
+    def refine(self, i: int, context, y_hat_slice: Tensor, text) -> Tensor:
+        """The decoded slice plus its latent residual prediction."""
+        lrp = self.residual_prediction(i, context, y_hat_slice)
+        return y_hat_slice + LRP_SCALE * torch.tanh(lrp)
 
     def prepare_text(self, text, batch: int):
         """The text argument as the transforms take it; unconditioned models ignore it."""

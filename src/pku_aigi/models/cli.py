@@ -1,4 +1,4 @@
-"""``pku-aigi models``: list architectures, convert CompressAI checkpoints, inspect models."""
+"""``pku-aigi models``: list architectures and the zoo, pull, convert, inspect models."""
 
 from __future__ import annotations
 
@@ -6,20 +6,50 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import ModelError
+
 
 def register(subparsers) -> None:
-    """Add ``models list|convert-compressai|info`` to the ``pku-aigi`` parser."""
+    """Add ``models list|pull|convert-compressai|info`` to the ``pku-aigi`` parser."""
     parser = subparsers.add_parser(
         "models",
-        help="learned codecs: list architectures, convert CompressAI checkpoints, inspect",
+        help="learned codecs: list architectures and the zoo, pull, convert, inspect",
         description="Learned image codecs as Hugging Face Hub models.",
     )
     commands = parser.add_subparsers(dest="models_command", metavar="ACTION")
     parser.set_defaults(func=lambda args: _help(parser))
 
-    listing = commands.add_parser("list", help="architectures with paper and qualities")
+    listing = commands.add_parser(
+        "list",
+        help="architectures with paper and qualities (--zoo: the pretrained models)",
+        description="List the architectures, or with --zoo every zoo model id and where it "
+        "would load from (local folder, cache, Hub, source checkpoint); downloads nothing.",
+    )
     listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.add_argument("--zoo", action="store_true", help="list the zoo's model ids")
+    listing.add_argument("--arch", help="with --zoo: only this architecture")
+    listing.add_argument(
+        "--no-hub-check",
+        action="store_true",
+        help="with --zoo: do not ask the Hub whether a repo exists (no network at all)",
+    )
     listing.set_defaults(func=list_command)
+
+    pull = commands.add_parser(
+        "pull",
+        help="fetch zoo models into the local cache (Hub repo or converted source)",
+        description="Fetch zoo models so that later loads need no network: from the Hub "
+        "repo, or else by downloading the entry's source checkpoint, verifying its sha256 "
+        "and converting it. Already cached models are skipped.",
+    )
+    pull.add_argument(
+        "ids", nargs="*", metavar="ID", help="zoo ids, e.g. pku-aigi/mbt2018-mean-mse-q3"
+    )
+    pull.add_argument("--arch", action="append", help="every zoo model of this architecture")
+    pull.add_argument("--metric", choices=("mse", "ms-ssim"), help="with --arch/--all: only this")
+    pull.add_argument("--all", action="store_true", help="every zoo model")
+    pull.add_argument("--force", action="store_true", help="fetch again even when cached")
+    pull.set_defaults(func=pull_command)
 
     convert = commands.add_parser(
         "convert-compressai",
@@ -50,6 +80,10 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def list_command(args) -> int:
+    if args.zoo:
+        return zoo_list_command(args)
+    if args.arch or args.no_hub_check:
+        raise ModelError("--arch and --no-hub-check go with --zoo")
     from .registry import available, get_spec
 
     rows = []
@@ -72,6 +106,74 @@ def list_command(args) -> int:
         qualities = f"q{min(row['qualities'])}-{max(row['qualities'])}"
         text = " text" if row["text_conditioned"] else ""
         print(f"{row['architecture']:<{width}}  {qualities:<5}{text}  {row['paper']}")
+    return 0
+
+
+def zoo_list_command(args) -> int:
+    from . import zoo
+
+    entries = zoo.find_models(args.arch)
+    if args.arch and not entries:
+        raise ModelError(f"the zoo has no {args.arch} model (see `pku-aigi models list --zoo`)")
+    rows = [
+        {
+            "repo_id": entry["repo_id"],
+            "architecture": entry["architecture"],
+            "quality": entry["quality"],
+            "metric": entry["metric"],
+            "trained_on": entry["trained_on"],
+            "preferred": entry in zoo.preferred_entries(entry["architecture"], entry["metric"]),
+            "loads_from": zoo.where(entry["repo_id"], check_hub=not args.no_hub_check),
+        }
+        for entry in entries
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    width = max(len(row["repo_id"]) for row in rows)
+    for row in rows:
+        mark = "" if row["preferred"] else " (not preferred: other weights exist)"
+        print(f"{row['repo_id']:<{width}}  {row['trained_on']:<10} {row['loads_from']}{mark}")
+    return 0
+
+
+def pull_command(args) -> int:
+    from . import zoo
+
+    if args.all and (args.ids or args.arch):
+        raise ModelError("give zoo ids, --arch or --all, not several")
+    if args.all or args.arch:
+        entries = [
+            entry
+            for arch in (args.arch or [None])
+            for entry in zoo.find_models(arch, metric=args.metric)
+        ]
+        if not entries:
+            raise ModelError(f"the zoo has no model of {', '.join(args.arch)}")
+        ids = [entry["repo_id"] for entry in entries]
+    else:
+        ids = args.ids
+    if not ids:
+        raise ModelError("name zoo ids to pull, or --arch A, or --all")
+    unknown = [repo for repo in ids if zoo.find_entry(repo) is None]
+    if unknown:
+        raise ModelError(f"not in the zoo: {', '.join(unknown)} (see `pku-aigi models list --zoo`)")
+    if len(ids) == 1:
+        print(f"{ids[0]}: {zoo.resolve(ids[0], force_download=args.force)}")
+        return 0
+    failed = []
+    for repo in ids:
+        try:
+            folder = zoo.resolve(repo, force_download=args.force)
+        except ModelError as error:
+            failed.append(repo)
+            print(f"{repo}: failed: {error}")
+            continue
+        print(f"{repo}: {folder}")
+    if failed:
+        raise ModelError(
+            f"{len(failed)} of {len(ids)} models could not be pulled: {', '.join(failed)}"
+        )
     return 0
 
 

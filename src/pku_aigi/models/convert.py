@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ..errors import ModelError
+from ..outputs import check_output_folder
 from .base import LearnedCodecModel
 from .folder import entropy_table_keys, load_state
 
@@ -32,15 +33,36 @@ logger = logging.getLogger(__name__)
 CONSTANT_BUFFER_SUFFIXES = (".pedestal", ".bound", ".target", ".scale_bound")
 
 ZOO_SOURCE = (
-    "Converted from CompressAI's pre-trained model zoo "
-    "(https://interdigitalinc.github.io/CompressAI/zoo.html): {architecture}, quality "
-    "{quality}, {metric}, checkpoint `{checkpoint}`. CompressAI trained these models on "
-    "natural images (Vimeo-90k frames, 256x256 random crops), not on AI-generated images."
+    "Converted from a CompressAI pre-trained model checkpoint `{checkpoint}` "
+    "({architecture}, quality {quality}, {metric}): a bare state dict, the format of "
+    "CompressAI's pre-trained model zoo (https://interdigitalinc.github.io/CompressAI/zoo.html). "
+    "Where it was downloaded from was not recorded; CompressAI's own zoo models were "
+    "trained on natural images (Vimeo-90k), not on AI-generated images."
 )
+TRAINING_SOURCE = (
+    "Converted from the CompressAI training checkpoint `{checkpoint}` ({architecture}, "
+    "quality {quality}, {metric}{details}), written by CompressAI's training script. "
+    "The checkpoint does not record the training data or recipe."
+)
+# Scalars of CompressAI's training checkpoints (examples/train.py) worth showing on a card.
+TRAINING_SCALARS = ("epoch", "loss")
 
 
 def read_compressai_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     """The state dict of a CompressAI checkpoint, keys renamed to current CompressAI names.
+
+    Raises:
+        ModelError: see :func:`read_checkpoint_with_info`.
+    """
+    return read_checkpoint_with_info(path)[0]
+
+
+def read_checkpoint_with_info(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state dict, what the file says about itself) of a CompressAI checkpoint.
+
+    The info is ``{"format": "zoo"}`` for a bare state dict (CompressAI's published
+    models) and ``{"format": "training", "epoch": ..., "loss": ...}`` for a checkpoint
+    of CompressAI's training script (``{"state_dict": ..., "epoch": ...}``).
 
     Raises:
         ModelError: the file is missing, not a weights-only torch file, or holds no
@@ -63,7 +85,15 @@ def read_compressai_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
         ) from None
     except (RuntimeError, OSError, EOFError, ValueError) as error:
         raise ModelError(f"cannot read checkpoint {path}: {error}") from None
+    info: dict[str, Any] = {"format": "zoo"}
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict):
+        info = {"format": "training"}
+        for key in TRAINING_SCALARS:
+            value = checkpoint.get(key)
+            if isinstance(value, torch.Tensor) and value.numel() == 1:
+                value = value.item()
+            if isinstance(value, (int, float)):
+                info[key] = value
         checkpoint = checkpoint["state_dict"]
     if not isinstance(checkpoint, dict) or not checkpoint:
         raise ModelError(f"{path} holds no state dict (a dict of weight tensors)")
@@ -77,7 +107,7 @@ def read_compressai_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
     modules = {k[: k.index(marker) + len(marker) - 1] for k in state_dict if marker in k}
     for module in sorted(modules):
         state_dict = remap_old_keys(module, state_dict)
-    return dict(state_dict)
+    return dict(state_dict), info
 
 
 def fill_constant_buffers(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> dict:
@@ -122,8 +152,9 @@ def model_from_compressai_checkpoint(
     from .registry import create
 
     model = create(architecture, quality=quality, metric=metric, **hparams)
-    state_dict = fill_constant_buffers(model, read_compressai_checkpoint(checkpoint))
-    load_state(model, state_dict, source=str(checkpoint))
+    state_dict, info = read_checkpoint_with_info(checkpoint)
+    load_state(model, fill_constant_buffers(model, state_dict), source=str(checkpoint))
+    model.checkpoint_info = info
     return model.eval()
 
 
@@ -136,6 +167,8 @@ def convert_compressai(
     metric: str = "mse",
     force: bool = False,
     source: str | None = None,
+    license: str | None = None,
+    training: dict[str, Any] | None = None,
     **hparams: Any,
 ) -> Path:
     """Convert a CompressAI checkpoint into a model folder (safetensors, config, card).
@@ -145,34 +178,66 @@ def convert_compressai(
             :func:`model_from_compressai_checkpoint`.
         out: the model folder to write.
         force: replace ``out`` if it exists (otherwise :class:`ModelError`).
-        source: text for the card's "source of the weights" (default: CompressAI zoo).
+        source: text for the card's "source of the weights"; by default it says what the
+            file itself shows: a zoo-format state dict, or a training checkpoint (with
+            its epoch and loss) whose training data is not recorded.
+            A file that is one of CompressAI's published checkpoints (its name and
+            sha256 prefix) gets CompressAI's source, licence and training data.
+        license: the card's licence id (default: pku-aigi's own, or CompressAI's for
+            one of its published checkpoints).
+        training: the card's training section (default: only what is known).
 
     Returns:
         The model folder.
     """
-    out = Path(out)
+    out = check_output_folder(out, option="--out")
     if out.exists() and not force:
         raise ModelError(f"{out} already exists: choose another --out or pass --force")
-    if out.exists() and not out.is_dir():
-        raise ModelError(f"{out} exists and is not a folder")
     model = model_from_compressai_checkpoint(
         architecture, checkpoint, quality=quality, metric=metric, **hparams
     )
     if out.exists():
         shutil.rmtree(out)
-    model.card_info = {
-        "source": source
-        or ZOO_SOURCE.format(
-            architecture=architecture,
-            quality=quality,
-            metric=metric,
-            checkpoint=Path(checkpoint).name,
-        ),
-        "training": {
-            "data": "Vimeo-90k (natural video frames), by CompressAI",
-            "loss": f"rate + lambda * distortion ({metric})",
-        },
-    }
+    model.card_info = _card_info(model, architecture, checkpoint, quality, metric, source, training)
+    if license:
+        model.card_info["license"] = license
     model.save_pretrained(out)
     logger.info("wrote %s (%s, quality %d, %s)", out, architecture, quality, metric)
     return out
+
+
+def _card_info(model, architecture, checkpoint, quality, metric, source, training) -> dict:
+    """What the card can truthfully say about converted weights."""
+    info = getattr(model, "checkpoint_info", None) or {"format": "zoo"}
+    names = {"architecture": architecture, "quality": quality, "metric": metric}
+    names["checkpoint"] = Path(checkpoint).name
+    card: dict[str, Any] = {}
+    if source is None and info["format"] == "training":
+        details = "".join(f", {key} {info[key]:g}" for key in TRAINING_SCALARS if key in info)
+        source = TRAINING_SOURCE.format(**names, details=details)
+    elif source is None:
+        entry = _published_compressai_entry(Path(checkpoint))
+        if entry is not None:
+            from . import zoo
+
+            digest = zoo.file_sha256(Path(checkpoint))
+            source = zoo.source_text(entry, digest)
+            card["license"] = zoo.COMPRESSAI_LICENSE
+            training = training or {"data": zoo.training_data(entry)}
+        else:
+            source = ZOO_SOURCE.format(**names)
+    card["source"] = source
+    if training is not None:
+        card["training"] = training
+    return card
+
+
+def _published_compressai_entry(path: Path) -> dict | None:
+    """The packaged zoo entry whose CompressAI file this is (name and sha256 prefix)."""
+    from . import zoo
+
+    for entry in zoo.packaged_compressai_entries():
+        if entry["source"].rsplit("/", 1)[-1] == path.name:
+            if zoo.file_sha256(path).startswith(zoo.expected_hash(entry)):
+                return entry
+    return None

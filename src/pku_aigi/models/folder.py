@@ -135,21 +135,26 @@ def hub_errors(source: str, filename: str = CONFIG_NAME, revision: str | None = 
         RevisionNotFoundError,
     )
 
+    from .. import network
+
     revision = revision or "main"
     if not os.path.isdir(source) and _looks_like_path(source):
         raise ModelError(f"model folder {source} does not exist")
     try:
-        yield
+        with network.guard(f"Hub repo {source!r}", "Pass a local model folder instead"):
+            try:
+                yield
+            except LocalEntryNotFoundError as error:  # offline or unreachable, not cached
+                raise ModelError(
+                    f"cannot get {filename} of Hub repo {source!r} (revision {revision}): it"
+                    f" is not in the local Hugging Face cache and {network.why_offline(error)},"
+                    " and there is no local folder of that name. Download it once with network"
+                    " access, or pass a local model folder (to work offline without waiting"
+                    " for the network, set HF_HUB_OFFLINE=1)"
+                ) from None
     except HFValidationError as error:
         raise ModelError(
             f"{source!r} is neither a model folder nor a valid Hub repo id ({error})"
-        ) from None
-    except LocalEntryNotFoundError:  # offline, or the Hub unreachable, and not cached
-        raise ModelError(
-            f"cannot get {filename} of Hub repo {source!r} (revision {revision}): it is not"
-            " in the local Hugging Face cache and the Hub cannot be reached (offline mode or"
-            " no network), and there is no local folder of that name. Download it while"
-            " online, or pass a local model folder"
         ) from None
     except GatedRepoError:
         raise ModelError(f"Hub repo {source!r} is gated: accept its terms and log in") from None

@@ -95,6 +95,9 @@ def load_text_encoder(
             return _cache[key]
         from transformers import AutoTokenizer, CLIPTextModelWithProjection
 
+        from .. import network
+
+        network.install()
         kwargs = {"revision": revision, "cache_dir": cache_dir}
         kwargs = {} if local else {**kwargs, "local_files_only": local_files_only}
         logger.info("loading text encoder %s%s", name, "" if local else f"@{revision}")
@@ -103,7 +106,9 @@ def load_text_encoder(
             model = CLIPTextModelWithProjection.from_pretrained(name, **kwargs)
         except (OSError, ValueError) as error:
             where = f"folder {name}" if local else f"{name!r} at revision {revision}"
-            reason = str(error).strip().rstrip(".")
+            reason = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else ""
+            if not local and network.is_network_error(error):
+                reason = f"it is not in the local cache and {network.why_offline(error)}"
             raise ModelError(
                 f"cannot load the CLIP text encoder {where}: {reason}. CATC needs it to "
                 f"embed prompts: download it once while online (`hf download {name}`), or "
