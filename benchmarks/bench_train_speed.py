@@ -98,7 +98,9 @@ class Ours:
         from accelerate import Accelerator
 
         from pku_aigi.train.config import TrainConfig
-        from pku_aigi.train.loop import GRAPH_WARMUP_STEPS, build_runs, capture
+        from pku_aigi.train.cuda_graphs import GRAPH_WARMUP_STEPS, capture
+        from pku_aigi.train.loop import build_runs
+        from pku_aigi.train.setup import Runtime
 
         on_cuda = torch.device(device).type == "cuda"
         self.graphs = on_cuda if graphs == "auto" else graphs == "on"
@@ -109,9 +111,9 @@ class Ours:
             out=Path(tempfile.gettempdir()) / "unused",
             images=SAMPLES,
             overrides={"N": N, "M": M},
-            milestones=[10**9],
         )
-        self.runs = build_runs(config, Accelerator(cpu=not on_cuda), self.graphs, use_cl)
+        runtime = Runtime(Accelerator(cpu=not on_cuda), self.graphs, use_cl)
+        self.runs = build_runs(config, runtime, milestones=[10**9])
         if use_cl:
             batches = [b.contiguous(memory_format=torch.channels_last) for b in batches]
         self.batches, self.i = batches, 0

@@ -3,15 +3,16 @@
 The app is built by the ``pku-aigi`` package (``pku_aigi.demo.build_app``), the same one
 that ``pku-aigi demo`` launches locally; this file only exposes it as ``demo`` for the
 Hugging Face Spaces runtime. Example images come from ``PKU_AIGI_DATA_DIR`` (the
-dataset's validation split), ``PKU_AIGI_EXAMPLES_DIR``, or the ``examples/`` folder next
-to this file when it exists.
+dataset's validation split), ``PKU_AIGI_EXAMPLES_DIR``, the ``examples/`` folder next
+to this file when it exists, else the package's built-in CC0 sample (``pku_aigi.sample``).
 """
 
 from pathlib import Path
 
 from pku_aigi.demo import build_app
+from pku_aigi.demo.limits import launch_options
 
 demo = build_app(examples_dir=Path(__file__).resolve().parent / "examples")
 
 if __name__ == "__main__":
-    demo.launch()
+    demo.launch(**launch_options())  # upload size limit, errors shown to the client

@@ -97,6 +97,42 @@ def test_report_has_bd_tables_and_settings(bench_run):
     assert f"{overall['bd_rate_psnr']['value']:+.2f} %" in report
 
 
+def test_anchor_preset_cost_and_bd_intervals_are_in_the_report(folder, tmp_path):
+    from pku_aigi.bench import presets
+
+    out = tmp_path / "anchor"
+    argv = ["bench", "--images", str(folder), "--codecs", "hevc,jpeg", "--anchor", "hevc",
+            "--anchor-preset", "medium", "--qualities", "hevc=47,42,37,32,27,22",
+            "--qualities", "jpeg=5,30,60,95", "--out", str(out), "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    text = (out / "report.md").read_text()
+    medium = next(r for r in presets.anchor_costs()["codecs"]["hevc"] if r["preset"] == "medium")
+    assert (
+        "**anchor**: hevc, preset medium, not the strongest (placebo): it needs "
+        f"{medium['bd_rate_psnr_protocol']:+.1f} % bits"
+    ) in text
+    assert "preset=medium" in text  # the codec's version string
+    bd = json.loads((out / "bd.json").read_text())
+    results = json.loads((out / "compressai" / "hevc.json").read_text())["results"]
+    hevc = [b for q, b in zip(results["quality"], results["bpp"], strict=True) if 27 <= q <= 42]
+    assert bd["bd_range"]["all"]["bpp"] == pytest.approx([min(hevc), max(hevc)])
+    assert "the anchor's protocol points" in bd["bd_range"]["all"]["chosen"]
+    jpeg = bd["tables"]["all"]["jpeg"]["bd_psnr"]
+    low, high = jpeg["bpp_interval"]  # the range, narrowed to where the curves overlap
+    assert min(hevc) <= low < high <= max(hevc)
+    assert jpeg["full_overlap"]["value"] != pytest.approx(jpeg["value"])
+    assert "| BD-PSNR | BD-PSNR, full overlap |" in text
+    assert f"{jpeg['value']:+.3f} dB over {low:.3f}-{high:.3f} bpp" in text
+
+    assert main(argv + ["--bd-range", "full"]) == 0  # every measurement from the cache
+    text = (out / "report.md").read_text()
+    assert "full overlap |" not in text and "BD values over the full overlap" in text
+    bd = json.loads((out / "bd.json").read_text())
+    assert bd["tables"]["all"]["jpeg"]["bd_psnr"]["value"] == pytest.approx(
+        jpeg["full_overlap"]["value"]
+    )
+
+
 def test_rerun_reuses_every_measurement(bench_run, capsys):
     argv, out = bench_run
     assert main(argv) == 0
@@ -118,6 +154,28 @@ def test_bad_input_is_one_clear_error(folder, tmp_path, capsys):
         (["--images", str(tmp_path / "nope"), "--codecs", "jpeg"], "not a folder"),
         (["--images", str(folder), "--config", "mj52", "--codecs", "jpeg"], "choose one input"),
         (["--config", "mj5", "--codecs", "jpeg"], "unknown config 'mj5'"),
+        (
+            [
+                "--images",
+                str(folder),
+                "--codecs",
+                "jpeg",
+                "--anchor",
+                "jpeg",
+                "--anchor-preset",
+                "x",
+            ],
+            "the anchor 'jpeg' has no speed setting",
+        ),
+        (
+            ["--images", str(folder), "--codecs", "jpeg", "--codec-option", "vvc:preset=slow"],
+            "--codec-option names codecs not in this run: vvc",
+        ),
+        (
+            ["--images", str(folder), "--codecs", "hevc", "--codec-option", "hevc:speed=1"],
+            "'hevc' has no option 'speed'",
+        ),
+        (["--images", str(folder), "--codecs", "jpeg", "--bd-range", "0.5,0.1"], "LOW,HIGH bpp"),
     ]
     for args, message in cases:
         code = main(["bench", *args] + ([] if "--out" in args else ["--out", str(tmp_path / "o")]))

@@ -113,7 +113,7 @@ def test_changed_factorized_tables_are_a_detected_desync(image):
     with torch.no_grad():
         model.entropy_bottleneck.quantiles.add_(3.0)
     model.update(force=True)
-    with pytest.raises(CorruptStreamError, match="decoder desync: the decoded symbols"):
+    with pytest.raises(CorruptStreamError, match="decoder desync: the entropy parameters"):
         codec.decode(data)
 
 

@@ -42,10 +42,10 @@ def test_round_trip_keeps_every_field():
 
 
 def test_layout_matches_the_documented_table():
-    data = container.pack(sample(prompt=None, symbols_crc=None))
+    data = container.pack(sample(prompt=None))
     assert data[:6] == b"\x89AIGIC"
     assert data[6] == container.FORMAT_VERSION
-    assert data[7] == 0  # flags: no prompt, no symbol check
+    assert data[7] == container.FLAG_SYMBOLS_CHECK  # flags: no prompt; the check, always
     assert data[8] == len("mbt2018-mean") and data[9:21] == b"mbt2018-mean"
     assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
     with_prompt = container.pack(sample())
@@ -60,8 +60,17 @@ def test_payload_size_counts_only_the_entropy_coded_strings():
 
 
 def test_optional_fields_absent():
-    parsed = container.parse(container.pack(sample(prompt=None, symbols_crc=None)))
-    assert parsed.prompt is None and parsed.symbols_crc is None
+    parsed = container.parse(container.pack(sample(prompt=None)))
+    assert parsed.prompt is None and parsed.symbols_crc == 0x01234567
+
+
+def test_the_desync_check_cannot_be_switched_off():
+    with pytest.raises(ValueError, match="symbols_crc must be set"):
+        container.pack(sample(symbols_crc=None))
+    data = bytearray(container.pack(sample()))
+    data[7] &= ~container.FLAG_SYMBOLS_CHECK
+    with pytest.raises(CorruptStreamError, match="no desync check"):
+        container.parse(refresh_crc(bytes(data)))
 
 
 def test_every_truncation_is_rejected():

@@ -180,6 +180,34 @@ def test_versions_name_libraries_and_settings():
     assert codecs.get("vvc", preset="faster").version != vvc
 
 
+def test_avif_speed_is_an_option_that_changes_the_bitstream(photo):
+    small = photo.crop((0, 0, 96, 64))
+    fast, slow = codecs.get("avif", speed=10), codecs.get("avif", speed="4")  # CLI gives text
+    assert "speed=6" in codecs.get("avif").version and "speed=4" in slow.version
+    assert fast.encode(small, 50) != slow.encode(small, 50)
+    assert slow.decode(slow.encode(small, 50)).size == small.size
+    for bad in (11, "fast", 2.5, True):
+        with pytest.raises(CodecError, match="unknown speed"):
+            codecs.get("avif", speed=bad)
+
+
+def test_the_encode_timeout_grows_with_the_preset():
+    # VVenC slower codes 1 MP in ~3 min on an idle core (~30x fast): the former fixed
+    # 60 s + 120 s/MP limit failed slower encodes of 256x256 crops on the loaded machine.
+    fast = codecs.get("vvc").encode_timeout(1024, 1024)
+    slower = codecs.get("vvc", preset="slower").encode_timeout(1024, 1024)
+    assert fast == pytest.approx(60 + 120 * 1.048576)
+    assert slower > 30 * 120 and codecs.get("vvc", preset="faster").encode_timeout(16, 16) > 60
+    assert codecs.get("hevc", preset="placebo").encode_timeout(1024, 1024) > 10 * 120
+
+
+def test_speed_settings_are_declared_fastest_first():
+    assert codecs.codec_class("vvc").speed_settings()[-1] == "slower"
+    assert codecs.codec_class("hevc").speed_settings()[-1] == "placebo"
+    assert codecs.codec_class("avif").speed_settings()[0] == 10
+    assert codecs.codec_class("avif").speed_option == "speed"
+
+
 def test_mode_conversion_rules():
     rgba = Image.new("RGBA", (4, 3), (10, 20, 30, 0))
     assert to_rgb(rgba).mode == "RGB" and to_rgb(rgba).getpixel((0, 0)) == (10, 20, 30)

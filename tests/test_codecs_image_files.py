@@ -118,3 +118,12 @@ def test_valid_image_is_read_as_pillow_reads_it(pku_examples, tmp_path):
     image = open_image_file(source)
     with Image.open(source) as reference:
         assert image.mode == reference.mode and image.tobytes() == reference.tobytes()
+
+
+@pytest.mark.parametrize("codec, size", [("jpeg", (8, 65536))])
+def test_a_side_above_the_format_limit_is_a_codec_error(codec, size):
+    """Found by the fuzz run: an IHDR height of 65586 made JPEG's encoder raise OSError."""
+    from pku_aigi import codecs
+
+    with pytest.raises(CodecError, match=rf"{codec} cannot code this {size[0]}x{size[1]} image"):
+        codecs.get(codec).encode(Image.new("RGB", size), 90)

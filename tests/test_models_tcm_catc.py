@@ -319,6 +319,7 @@ def test_bench_prompt_mode_codes_other_prompts_and_labels_the_curves(catc, sampl
     assert all(len(found) == 3 for found in by_mode.values())
     overheads = set()
     for i, (_, prompt) in enumerate(samples):
+        prompt = prompt.strip()  # folder prompts are stripped, as the dataset's prompt files
         right, empty = by_mode["catc"][f"sd/{i}.png"], by_mode["catc (prompt empty)"][f"sd/{i}.png"]
         assert right["prompt_chars"] == len(prompt) and empty["prompt_chars"] == 0
         stored = (right["bytes"] - right["payload_bytes"]) - (

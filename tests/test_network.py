@@ -20,7 +20,7 @@ import huggingface_hub
 import pytest
 from huggingface_hub import constants
 
-from pku_aigi.train import loop
+from pku_aigi.train import publish
 
 SCRIPT = textwrap.dedent(
     """
@@ -128,7 +128,7 @@ def test_train_push_prints_the_zoo_entry_to_add(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(huggingface_hub.HfApi, "create_repo", create_repo)
     monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
     model = create("mbt2018-mean", quality=3, N=8, M=8)
-    loop._push(model, "lab/mbt2018-mean-aigi-q3", Path(tmp_path), "PKU-AIGI-500K sd21b train")
+    publish.push(model, "lab/mbt2018-mean-aigi-q3", "PKU-AIGI-500K sd21b train")
     printed = capsys.readouterr().out
     entry = json.loads(printed.strip().splitlines()[-1])
     assert entry == {

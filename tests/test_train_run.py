@@ -50,8 +50,10 @@ def test_trained_folder_is_a_hub_model_whose_bitstreams_decode(pku_examples, tmp
     from pku_aigi import AutoCodec
     from pku_aigi.codecs.learned import LearnedCodec
 
-    result = train(tiny_config(pku_examples, tmp_path / "run"))
+    config = tiny_config(pku_examples, tmp_path / "run")
+    result = train(config)
     assert not result.interrupted and result.steps == 3
+    assert config.milestones is None  # the default milestones did not overwrite the config
     (folder,) = result.model_dirs
     assert folder == tmp_path / "run" / "mbt2018-mean-mse-lmbda0.0067"
     model = AutoCodec.from_pretrained(str(folder))
@@ -70,7 +72,7 @@ def test_trained_folder_is_a_hub_model_whose_bitstreams_decode(pku_examples, tmp
     assert f"{point['bpp']:.4g}" in card or str(round(point["bpp"], 4)) in card
     assert list((tmp_path / "run" / "logs").glob("events.out.tfevents.*"))
     args = json.loads((tmp_path / "run" / "train_args.json").read_text())
-    assert args["lmbdas"] == [0.0067] and args["milestones"] == [2]
+    assert args["lmbdas"] == [0.0067] and args["milestones"] is None  # as asked
 
 
 def test_interrupted_then_resumed_equals_uninterrupted(pku_examples, tmp_path):

@@ -146,7 +146,7 @@ def _config(tmp_path, **kwargs):
 
 
 def test_out_dir_is_never_overwritten_without_force(tmp_path):
-    from pku_aigi.train.loop import prepare_out_dir
+    from pku_aigi.train.setup import prepare_out_dir
 
     out = tmp_path / "run"
     (out / "checkpoint").mkdir(parents=True)
@@ -164,12 +164,12 @@ def test_out_dir_is_never_overwritten_without_force(tmp_path):
 def test_hub_repo_names_per_lambda(tmp_path):
     from types import SimpleNamespace
 
-    from pku_aigi.train.loop import _repo_id
+    from pku_aigi.train.publish import hub_repo_id
 
     run = SimpleNamespace(lmbda=0.013, name="mbt2018-mean-mse-lmbda0.013")
-    assert _repo_id("me/aigi-mbt", run, 1) == "me/aigi-mbt"
-    assert _repo_id("me/aigi-mbt", run, 4) == "me/aigi-mbt-lmbda0.013"
-    assert _repo_id("me/mbt-{lmbda}-x", run, 4) == "me/mbt-0.013-x"
+    assert hub_repo_id("me/aigi-mbt", run, 1) == "me/aigi-mbt"
+    assert hub_repo_id("me/aigi-mbt", run, 4) == "me/aigi-mbt-lmbda0.013"
+    assert hub_repo_id("me/mbt-{lmbda}-x", run, 4) == "me/mbt-0.013-x"
 
 
 def test_text_encoder_option_is_documented_and_reaches_the_models(tmp_path, capsys):

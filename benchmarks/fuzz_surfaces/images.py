@@ -7,8 +7,9 @@ accepts them), text chunks above Pillow's 1 MB limit, IDAT decompression bombs d
 up to 30000x30000 pixels, JPEG SOF and GIF/BMP header sizes; or truncate, flip bits,
 insert bytes, empty the file. ``check`` runs the ``compress`` command in-process
 (``pku_aigi.cli.main``) with a conventional codec: exit status 2 (one error line) is
-clean; status 0 must have written exactly what the codec makes of the image as Pillow
-reads it (converted by the package's RGB rule), else it is *wrong*.
+clean; status 0 must have written exactly what the codec's Python API makes of the image
+as Pillow reads it, else it is *wrong*. Every third case uses a small learned model
+(mbt2018-mean, ``--model DIR``) instead of JPEG or WebP.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ SHARED = Path(
     os.environ.get("PKU_AIGI_SHARED_DATA", Path(__file__).resolve().parents[3] / "shared" / "data")
 )
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-CODECS = (("jpeg", "90"), ("webp", "90"))  # (codec, quality)
+CODECS = (("jpeg", "90"), ("webp", "90"), ("model", None))  # (codec, quality); model: learned
 
 
 def _chunk(kind: bytes, body: bytes) -> bytes:
@@ -182,8 +183,22 @@ def _generic_mutant(rng: random.Random, data: bytes) -> tuple[str, bytes]:
     return rng.choice([("empty", b""), ("random", rng.randbytes(rng.choice([8, 100, 5000])))])
 
 
+def build_model(workdir: Path) -> Path:
+    """A small seeded mbt2018-mean (N=16, M=16) saved as a model folder."""
+    import torch
+
+    from pku_aigi import models
+
+    folder = workdir / "model"
+    if not folder.is_dir():
+        torch.manual_seed(0)
+        models.create("mbt2018-mean", quality=1, N=16, M=16).save_pretrained(folder)
+    return folder
+
+
 def make_cases(rng: random.Random, count: int, workdir: Path) -> list[dict]:
     seeds = build_seeds(workdir)
+    model = build_model(workdir)
     made = workdir / "cases"
     made.mkdir(exist_ok=True)
     names = sorted(seeds)
@@ -204,6 +219,8 @@ def make_cases(rng: random.Random, count: int, workdir: Path) -> list[dict]:
         if not kind.startswith("seed-"):
             path.write_bytes(data)
         codec, quality = CODECS[i % len(CODECS)]
+        if codec == "model":
+            codec = str(model)
         cases.append(
             {
                 "kind": f"{kind} ({name})",
@@ -218,31 +235,42 @@ def make_cases(rng: random.Random, count: int, workdir: Path) -> list[dict]:
 def prepare_worker() -> None:
     import pku_aigi.cli  # noqa: F401 - imported before the memory cap
     from pku_aigi.codecs import get
+    from pku_aigi.codecs.learned import LearnedCodec
 
-    for codec, _ in CODECS:
-        get(codec)
+    for codec, quality in CODECS:
+        if quality is not None:
+            get(codec)
+    import compressai  # noqa: F401 - the learned codecs' libraries, before the memory cap
+    import torch  # noqa: F401
+
+    import pku_aigi.models  # noqa: F401
+
+    LearnedCodec  # noqa: B018
+
+
+def _codec(case: dict):
+    from pku_aigi.codecs import get
+    from pku_aigi.codecs.learned import LearnedCodec
+
+    if case["quality"] is None:
+        return LearnedCodec.from_pretrained(case["codec"], device="cpu")
+    return get(case["codec"])
 
 
 def check(case: dict) -> str:
     from PIL import Image
 
     from pku_aigi import cli
-    from pku_aigi.codecs import get
-    from pku_aigi.image_input import to_rgb
 
     with tempfile.TemporaryDirectory(prefix="fuzz-image-") as tmp:
         out = Path(tmp) / "out.bin"
         errors = io.StringIO()
-        argv = [
-            "compress",
-            case["path"],
-            "-o",
-            str(out),
-            "--codec",
-            case["codec"],
-            "--quality",
-            case["quality"],
-        ]
+        if case["quality"] is None:  # a learned model folder, at its own quality
+            argv = ["compress", case["path"], "-o", str(out), "--model", case["codec"],
+                    "--device", "cpu"]  # fmt: skip
+        else:
+            argv = ["compress", case["path"], "-o", str(out), "--codec", case["codec"],
+                    "--quality", case["quality"]]  # fmt: skip
         with contextlib.redirect_stderr(errors), contextlib.redirect_stdout(io.StringIO()):
             status = cli.main(argv)
         if status == cli.EXIT_USER_ERROR:
@@ -256,8 +284,9 @@ def check(case: dict) -> str:
         # from memory: Pillow reading a file allocates a declared chunk length up front
         with Image.open(io.BytesIO(Path(case["path"]).read_bytes())) as image:
             image.load()
-            codec = get(case["codec"])
-            expected = codec.encode(to_rgb(image), codec.check_quality(float(case["quality"])))
-    # The codecs are deterministic: the command must code exactly the image Pillow reads,
-    # converted by the package's RGB rule.
+            codec = _codec(case)
+            quality = None if case["quality"] is None else float(case["quality"])
+            expected = codec.encode(image, codec.check_quality(quality))
+    # The codecs are deterministic: the command must code exactly the image Pillow reads
+    # (each codec then applies the package's input rule, pku_aigi.image_input).
     return "clean" if written == expected else "wrong"

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "pku_aigi.bench.cli",  # bench
     "pku_aigi.train.cli",  # train
     "pku_aigi.demo",  # demo
+    "pku_aigi.space_build",  # space build
 )
 
 EXIT_USER_ERROR = 2

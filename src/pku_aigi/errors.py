@@ -35,5 +35,9 @@ class ModelError(PkuAigiError):
     """A learned model cannot be created, loaded or saved as asked."""
 
 
+class OutputError(PkuAigiError):
+    """An output file or folder cannot be written where the user asked."""
+
+
 class NetworkError(PkuAigiError):
     """A host (the Hub, a checkpoint server) cannot be reached, or a transfer failed."""

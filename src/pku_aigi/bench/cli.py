@@ -30,8 +30,9 @@ def register(subparsers) -> None:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     what = parser.add_argument_group("codecs")
-    what.add_argument("--protocol", choices=["pku-aigi"], help="the paper's codecs and settings "
-                      "(default when neither --codecs nor --model is given)")  # fmt: skip
+    what.add_argument("--protocol", choices=["pku-aigi"], help="the paper's codecs and settings, "
+                      "VVC and HEVC at their strongest presets (without --codecs or --model, "
+                      "its codecs run at their fast default presets)")  # fmt: skip
     what.add_argument("--codecs", help="comma-separated codec names (`pku-aigi codecs`, plugins "
                       "included), e.g. jpeg,webp,vvc, and zoo architectures, e.g. mbt2018-mean "
                       "(its MSE quality ladder from the model zoo)")  # fmt: skip
@@ -40,8 +41,19 @@ def register(subparsers) -> None:
     what.add_argument("--qualities", action="append", default=[], metavar="CODEC=Q1,Q2",
                       help="quality grid of a conventional codec (repeatable)")  # fmt: skip
     what.add_argument("--anchor", default="vvc", help="codec the BD values are relative to")
+    what.add_argument("--anchor-preset", metavar="VALUE",
+                      help="speed setting of the anchor codec (vvc/hevc: preset, avif: speed), "
+                      "e.g. slower")  # fmt: skip
+    what.add_argument("--codec-option", action="append", default=[], metavar="CODEC:OPTION=VALUE",
+                      help="an option of a conventional codec, e.g. vvc:preset=slower or "
+                      "avif:speed=2 (repeatable)")  # fmt: skip
+    what.add_argument("--bd-range", default="learned", metavar="learned|full|LOW,HIGH",
+                      help="bpp interval of the BD values: the learned codecs' rates (else the "
+                      "anchor's protocol points), the full overlap, or LOW,HIGH bpp")  # fmt: skip
     data = parser.add_argument_group("images (default: the Hub's validation split, all configs)")
     data.add_argument("--images", metavar="DIR", help="a folder of images (subsets = sub-folders)")
+    data.add_argument("--sample", action="store_true",
+                      help="the built-in sample: 8 CC0 DiffusionDB images with prompts, offline")  # fmt: skip
     data.add_argument("--config", help="dataset config(s), comma-separated, or 'all'")
     data.add_argument("--split", default="validation", help="dataset split")
     data.add_argument("--data-dir", metavar="DIR", help="local folder laid out like the Hub repo")
@@ -101,10 +113,10 @@ def _resolve_device(device: str) -> str:
 
 
 def _check_out(out: Path, force: bool) -> None:
+    from ..outputs import check_output_folder
     from .sweep import CACHE_FILE, LOCK_FILE
 
-    if out.is_file():
-        raise PkuAigiError(f"--out {out} is a file; give a folder")
+    check_output_folder(out, option="--out")
     ours = {CACHE_FILE, LOCK_FILE}
     busy = out.is_dir() and any(p.name not in ours for p in out.iterdir())
     if busy and not (out / CACHE_FILE).exists() and not force:
@@ -118,6 +130,16 @@ def _load_images(args):
     from .. import subsets
     from .images import images_from_dataset, images_from_folder
 
+    if args.sample:
+        from ..sample import sample_dir
+
+        if args.images or args.config or args.data_dir or args.cache_dir:
+            raise PkuAigiError(
+                "--sample cannot be combined with --images/--config/--data-dir/--cache-dir: "
+                "choose one input"
+            )
+        images = images_from_folder(sample_dir(), args.limit)
+        return images, "the built-in sample (DiffusionDB, CC0 1.0; not PKU-AIGI-500K)"
     if args.images:
         if args.config or args.data_dir or args.cache_dir:
             raise PkuAigiError(
@@ -145,6 +167,47 @@ def _check_codec_names(args) -> None:
             codecs.codec_class(name.strip())
     if codecs.registry.is_known(args.anchor):  # "--anchor VVC" means vvc
         args.anchor = codecs.canonical_name(args.anchor)
+    _codec_options(args)  # after the anchor's name is canonical
+    _bd_range(args.bd_range)
+
+
+def _bd_range(text: str):
+    """``--bd-range``: "learned", "full" or a ``(low, high)`` bpp tuple."""
+    if text in ("learned", "full"):
+        return text
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        low = high = -1.0
+    if not 0 < low < high:
+        raise PkuAigiError(
+            f"--bd-range {text!r}: expected learned, full, or LOW,HIGH bpp with "
+            "0 < LOW < HIGH (e.g. 0.1,0.8)"
+        )
+    return (low, high)
+
+
+def _codec_options(args) -> dict[str, dict]:
+    """``--codec-option`` items plus ``--anchor-preset`` as the anchor's speed option."""
+    from .. import codecs
+    from .presets import parse_codec_options
+
+    options = {
+        codecs.canonical_name(name) if codecs.registry.is_known(name) else name: values
+        for name, values in parse_codec_options(args.codec_option).items()
+    }
+    if args.anchor_preset is not None:
+        try:
+            option = getattr(codecs.codec_class(args.anchor), "speed_option", None)
+        except PkuAigiError:
+            option = None
+        if option is None:
+            raise PkuAigiError(
+                f"--anchor-preset: the anchor {args.anchor!r} has no speed setting; it applies "
+                "to vvc and hevc (preset) and avif (speed)"
+            )
+        options.setdefault(args.anchor, {})[option] = args.anchor_preset
+    return options
 
 
 def _zoo_architectures() -> set[str]:
@@ -157,15 +220,19 @@ def _select(args, device: str):
     from . import presets
 
     grids = presets.parse_qualities(args.qualities)
+    options = _codec_options(args)
     use_protocol = args.protocol or not (args.codecs or args.model)
     if use_protocol:
-        selection = presets.protocol_selection(device, grids)
+        selection = presets.protocol_selection(
+            device, grids, options, strongest=bool(args.protocol)
+        )
     else:
         selection = presets.Selection([], {})
     if args.codecs:
         names = [n.strip() for n in args.codecs.split(",") if n.strip()]
         learned = [n for n in names if n in _zoo_architectures()]
-        runs, unavailable = presets.conventional_runs([n for n in names if n not in learned], grids)
+        conventional = [n for n in names if n not in learned]
+        runs, unavailable = presets.conventional_runs(conventional, grids, options)
         for name in learned:  # the architecture's whole ladder, or its --qualities
             ladder = tuple(int(q) for q in grids.get(name, ())) or None
             family_runs, missing = presets.zoo_runs((name,), qualities=ladder, device=device)
@@ -179,11 +246,10 @@ def _select(args, device: str):
         runs, unavailable = presets.learned_runs(args.model, pad_multiple=pad, device=device)
         selection.runs += runs
         selection.unavailable.update(unavailable)
-    unknown = set(grids) - {r.name for r in selection.runs} - set(selection.unavailable)
-    if unknown:
-        raise PkuAigiError(
-            f"--qualities names codecs not in this run: {', '.join(sorted(unknown))}"
-        )
+    for flag, named in (("--qualities", grids), ("--codec-option", options)):
+        unknown = set(named) - {r.name for r in selection.runs} - set(selection.unavailable)
+        if unknown:
+            raise PkuAigiError(f"{flag} names codecs not in this run: {', '.join(sorted(unknown))}")
     if not selection.runs:
         reasons = "; ".join(f"{k}: {v}" for k, v in selection.unavailable.items())
         raise PkuAigiError(f"no codec to benchmark ({reasons or 'none selected'})")
@@ -210,7 +276,29 @@ def _extras(args, device: str, notes: list[str]):
     return extras
 
 
+def _protocol_line(args, use_protocol: bool) -> str:
+    if not use_protocol:
+        return "custom"
+    padding = "learned codecs padded to a multiple of 128, prompts counted"
+    if args.protocol:
+        return f"pku-aigi (VVC and HEVC at their strongest presets; {padding})"
+    return (
+        f"pku-aigi codecs and grids at the codecs' fast default presets, a quick look ({padding}); "
+        "--protocol pku-aigi runs VVC and HEVC at their strongest presets, as the paper's anchors"
+    )
+
+
+def _anchor_line(anchor: str, runs) -> str:
+    """The anchor, its speed setting and what a setting short of the strongest costs."""
+    from . import presets
+
+    run = next((r for r in runs if r.display_name == anchor and r.parallel), None)
+    strength = presets.anchor_strength(run.name, run.options) if run else None
+    return f"{anchor}, {strength}" if strength else anchor
+
+
 def run_bench(args) -> int:
+    from ..outputs import make_output_folder
     from . import prompt_modes
     from .sweep import out_dir_lock
 
@@ -225,6 +313,7 @@ def run_bench(args) -> int:
     notes = [f"codec {name} left out: {reason}" for name, reason in selection.unavailable.items()]
     extras = _extras(args, device, notes)
 
+    make_output_folder(out, option="--out")
     with out_dir_lock(out):  # held until the report is written
         return _sweep_and_report(args, out, images, source, device, selection, use_protocol,
                                  notes, extras)  # fmt: skip
@@ -255,15 +344,13 @@ def _sweep_and_report(args, out, images, source, device, selection, use_protocol
         "command": command_line(args),
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "pku-aigi": __version__,
-        "protocol": "pku-aigi (learned codecs padded to a multiple of 128, prompts counted)"
-        if use_protocol
-        else "custom",
+        "protocol": _protocol_line(args, use_protocol),
         "images": f"{len(images)} ({', '.join(f'{k}: {v}' for k, v in per_subset.items())}) — {source}",
         "codecs": "; ".join(
             f"{r.display_name} [{r.version()}] q={','.join(format(q, 'g') for q in r.qualities)}"
             for r in selection.runs
         ),
-        "anchor": args.anchor,
+        "anchor": _anchor_line(args.anchor, selection.runs),
         "prompt mode": f"{args.prompt_mode} (seed {args.prompt_seed})",
         "bpp": "bytes of the whole stored file × 8 / pixels (for .aigic: header, prompt and "
         "payload; payload bpp counts the entropy-coded strings only)",
@@ -275,7 +362,8 @@ def _sweep_and_report(args, out, images, source, device, selection, use_protocol
     }
     report = write_report(
         result.rows + result.earlier, out, images_per_subset=per_subset, anchor=args.anchor,
-        settings=settings, notes=notes,
+        settings=settings, notes=notes, bd_range=_bd_range(args.bd_range),
+        learned=[r.display_name for r in selection.runs if not r.parallel],
     )  # fmt: skip
     print(
         f"bench: {len(result.rows)} measurements ({result.measured} new); report: {out / 'report.md'}"

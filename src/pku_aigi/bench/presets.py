@@ -7,14 +7,23 @@ counting its prompt in the bitrate. HEVC and VVC here are ffmpeg's x265 and VVen
 intra encoders (the BPG / VTM stand-ins); learned codecs come from the model zoo
 (``models/zoo.json``) or from ``--model`` folders / Hub ids, and are listed as
 unavailable, with the reason, when their weights cannot be loaded.
+
+The anchors' speed settings move every BD-rate measured against them: ``--protocol
+pku-aigi`` codes VVC and HEVC with their strongest presets (``PROTOCOL_OPTIONS``, closest
+to VTM / HM), plain ``bench`` with the codecs' fast defaults. ``anchor_costs.json``, made
+by ``benchmarks/bench_anchors.py``, holds what each speed setting costs in BD-rate
+against the slowest one, so that a report can say how far its anchor is from it.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
+import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import PkuAigiError
 from .sweep import CodecRun
@@ -31,6 +40,13 @@ PROTOCOL_CONVENTIONAL: dict[str, tuple[float, ...]] = {
     "hevc": (42, 37, 32, 27),
     "vvc": (42, 37, 32, 27),
 }
+# The strongest speed settings (benchmarks/bench_anchors.py, README "Anchor strength"):
+# VVenC's slowest preset; x265 veryslow, within 1 % BD-rate of placebo.
+PROTOCOL_OPTIONS: dict[str, dict[str, str]] = {
+    "vvc": {"preset": "slower"},
+    "hevc": {"preset": "veryslow"},
+}
+ANCHOR_COSTS_FILE = Path(__file__).with_name("anchor_costs.json")
 PROTOCOL_LEARNED_QUALITIES = (1, 2, 3, 4)  # four rate points, as in the paper
 # Learned architectures of the protocol (shell patterns), in the paper's order; TCM is
 # any of its sizes.
@@ -68,24 +84,109 @@ def parse_qualities(items: list[str] | None) -> dict[str, tuple[float, ...]]:
     return grids
 
 
+def parse_codec_options(items: list[str] | None) -> dict[str, dict[str, str]]:
+    """``["vvc:preset=slower", "avif:speed=2"]`` -> ``{"vvc": {"preset": "slower"}, ...}``."""
+    options: dict[str, dict[str, str]] = defaultdict(dict)
+    for item in items or []:
+        codec, _, setting = item.partition(":")
+        key, sep, value = setting.partition("=")
+        if not (codec.strip() and key.strip() and sep and value.strip()):
+            raise PkuAigiError(
+                f"--codec-option {item!r}: expected CODEC:OPTION=VALUE (e.g. vvc:preset=slower)"
+            )
+        options[codec.strip()][key.strip()] = value.strip()
+    return dict(options)
+
+
+def _codec(cls, options: dict, name: str):
+    """An instance of the codec class with ``options``; unknown options said clearly."""
+    try:
+        return cls(**options)
+    except TypeError:
+        speed = getattr(cls, "speed_option", None)
+        has = f"its speed option is {speed!r}" if speed else "it has no speed option"
+        raise PkuAigiError(
+            f"codec {name!r} has no option {', '.join(map(repr, options))} ({has})"
+        ) from None
+
+
 def conventional_runs(
-    names: list[str], grids: dict[str, tuple[float, ...]]
+    names: list[str],
+    grids: dict[str, tuple[float, ...]],
+    options: dict[str, dict] | None = None,
 ) -> tuple[list[CodecRun], dict[str, str]]:
-    """Runs of registry codecs; unavailable ones (missing binary or library) listed."""
+    """Runs of registry codecs; unavailable ones (missing binary or library) listed.
+
+    ``options``: constructor options per codec name, e.g. ``{"vvc": {"preset": "slower"}}``.
+    """
     from .. import codecs
 
     runs, unavailable = [], {}
+    options = {codecs.canonical_name(k): v for k, v in (options or {}).items()}
     reasons = codecs.availability()
     for name in map(codecs.canonical_name, names):  # unknown: CodecError naming close ones
         if reasons[name] is not None:
             unavailable[name] = reasons[name]
             continue
-        codec = codecs.get(name)
+        codec_options = dict(options.get(name, {}))
+        # a bad preset: CodecError listing the presets
+        codec = _codec(codecs.codec_class(name), codec_options, name)
         qualities = grids.get(name) or tuple(codec.ladder.sweep)
         for quality in qualities:
             codec.check_quality(quality)  # out of range / not whole: CodecError naming the scale
-        runs.append(CodecRun(name, tuple(qualities)))
+        runs.append(CodecRun(name, tuple(qualities), options=codec_options))
     return runs, unavailable
+
+
+@functools.lru_cache(maxsize=1)
+def anchor_costs() -> dict:
+    """The table of ``benchmarks/bench_anchors.py`` (``anchor_costs.json``)."""
+    return json.loads(ANCHOR_COSTS_FILE.read_text(encoding="utf-8"))
+
+
+def speed_setting(name: str, options: dict | None = None) -> tuple[str, object] | None:
+    """``(option, value)`` of the codec's speed setting as run, None if it has none."""
+    from .. import codecs
+
+    cls = codecs.codec_class(name)
+    option = getattr(cls, "speed_option", None)
+    if option is None:
+        return None
+    return option, getattr(_codec(cls, dict(options or {}), name), option)
+
+
+def anchor_strength(name: str, options: dict | None = None) -> str | None:
+    """One line: the anchor's speed setting and, when not the strongest, what it costs.
+
+    The cost is the BD-rate (PSNR) of that setting against the slowest one, from
+    ``anchor_costs.json``, over the protocol's rates when measured there.
+    """
+    from .. import codecs
+
+    setting = speed_setting(name, options)
+    if setting is None:
+        return None
+    option, value = setting
+    strongest = codecs.codec_class(name).speed_settings()[-1]
+    if str(value) == str(strongest):
+        return f"{option} {value} (the strongest)"
+    table = anchor_costs()
+    rows = {str(row[option]): row for row in table.get("codecs", {}).get(name, [])}
+    row = rows.get(str(value))
+    text = f"{option} {value}, not the strongest ({strongest})"
+    if row is None:
+        return f"{text}; its cost is not measured in {ANCHOR_COSTS_FILE.name}"
+    if row.get("bd_rate_psnr_protocol") is not None:
+        cost, where = row["bd_rate_psnr_protocol"], "at the protocol's rates "
+        where += "{:.2f}-{:.2f} bpp".format(*row["bpp_protocol"])
+    else:
+        cost, where = row["bd_rate_psnr"], "over the full overlap"
+    return (
+        f"{text}: it needs {cost:+.1f} % bits (BD-rate PSNR {where}) for the quality of "
+        f"{option} {strongest} at {row['time_vs_slowest']:.2g}x its encode time (measured by "
+        f"benchmarks/bench_anchors.py on {table['images']}), so BD-rates against it look "
+        f"better by about that much; use --protocol pku-aigi or --anchor-preset {strongest}"
+    )
 
 
 def _learned_codec(
@@ -184,10 +285,23 @@ def zoo_runs(
     return runs, unavailable
 
 
-def protocol_selection(device: str = "cpu", grids: dict | None = None) -> Selection:
-    """The paper's setting: HEVC, VVC and the learned codecs whose weights exist."""
+def protocol_selection(
+    device: str = "cpu",
+    grids: dict | None = None,
+    options: dict[str, dict] | None = None,
+    *,
+    strongest: bool = True,
+) -> Selection:
+    """The paper's setting: HEVC, VVC and the learned codecs whose weights exist.
+
+    ``strongest``: VVC and HEVC at ``PROTOCOL_OPTIONS`` (else the codecs' fast defaults);
+    ``options`` override them per codec.
+    """
     grids = {**PROTOCOL_CONVENTIONAL, **(grids or {})}
-    runs, unavailable = conventional_runs(list(PROTOCOL_CONVENTIONAL), grids)
+    merged = {n: dict(PROTOCOL_OPTIONS.get(n, {})) if strongest else {} for n in grids}
+    for name, extra in (options or {}).items():
+        merged.setdefault(name, {}).update(extra)
+    runs, unavailable = conventional_runs(list(PROTOCOL_CONVENTIONAL), grids, merged)
     learned, missing = zoo_runs(PROTOCOL_LEARNED, pad_multiple=PAD_MULTIPLE, device=device)
     unavailable.update(missing)
     return Selection(runs + learned, unavailable, padding=PAD_MULTIPLE)

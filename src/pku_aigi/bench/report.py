@@ -5,6 +5,10 @@ codec and quality, CompressAI's convention (``compressai.utils.eval_model``): me
 mean PSNR, mean MS-SSIM, and MS-SSIM dB of that mean MS-SSIM (what
 ``compressai.utils.plot`` draws). A point enters the tables only if every image of the
 group was measured, so all codecs are compared on the same images.
+
+BD values are integrated over the rates where the paper compares codecs (the
+learned codecs' rates, else the anchor's protocol points) with the value over the
+full overlap of the curves beside them when the two differ.
 """
 
 from __future__ import annotations
@@ -77,17 +81,62 @@ def metrics_q(quality: float) -> str:
     return format(quality, "g")
 
 
-def bd_tables(points: dict, anchor: str, method: str = bdrate.INTERPOLATION) -> dict:
-    """``{group: {codec: {delta name: BDValue}}}`` of every codec vs ``anchor``."""
+def choose_bd_range(
+    group: dict[str, list[dict]], anchor: str, request="learned", learned=()
+) -> tuple[tuple[float, float] | None, str]:
+    """The bpp interval the BD values of one group integrate over, and why that one.
+
+    ``request``: ``"full"`` (the full overlap of each pair of curves), a ``(low, high)``
+    bpp tuple, or ``"learned"``: the rates of the learned codecs of the run (the range
+    where the paper compares codecs), else those of the anchor's protocol points, which
+    were chosen to span them, else the full overlap.
+    """
+    from .presets import PROTOCOL_CONVENTIONAL
+
+    if request == "full":
+        return None, "as asked with --bd-range full"
+    if isinstance(request, tuple):
+        return (float(request[0]), float(request[1])), "as asked with --bd-range"
+    names = sorted(c for c in learned if c in group)
+    rates = [p["bpp"] for name in names for p in group[name]]
+    if rates:
+        return (min(rates), max(rates)), f"the rates of the learned codecs ({', '.join(names)})"
+    grid = PROTOCOL_CONVENTIONAL.get(anchor, ())
+    rates = [p["bpp"] for p in group.get(anchor, []) if p["quality"] in grid]
+    if grid and len(rates) == len(grid):
+        qualities = ",".join(format(q, "g") for q in grid)
+        return (min(rates), max(rates)), (
+            f"the rates of the anchor's protocol points (q={qualities}, chosen to span the "
+            "paper's learned codecs; no learned codec in this run)"
+        )
+    return None, "no learned codec in this run and no protocol grid of the anchor"
+
+
+def bd_tables(
+    points: dict, anchor: str, method: str = bdrate.INTERPOLATION, request="full", learned=()
+) -> dict:
+    """``{group: {"range", "chosen", "codecs": {codec: {delta: (BDValue, full BDValue)}}}}``.
+
+    Each codec vs ``anchor``: the delta over the group's :func:`choose_bd_range` and over the
+    full overlap (the same value when the range is the full overlap).
+    """
     tables = {}
     for group, codecs in points.items():
         if anchor not in codecs:
             continue
-        tables[group] = {
-            codec: bdrate.compare(codecs[anchor], codec_points, method)
-            for codec, codec_points in codecs.items()
-            if codec != anchor
-        }
+        rate_range, chosen = choose_bd_range(codecs, anchor, request, learned)
+        rows = {}
+        for codec, codec_points in codecs.items():
+            if codec == anchor:
+                continue
+            full = bdrate.compare(codecs[anchor], codec_points, method)
+            ranged = (
+                full
+                if rate_range is None
+                else bdrate.compare(codecs[anchor], codec_points, method, rate_range)
+            )
+            rows[codec] = {name: (ranged[name], full[name]) for name in full}
+        tables[group] = {"range": rate_range, "chosen": chosen, "codecs": rows}
     return tables
 
 
@@ -178,6 +227,55 @@ def _ms(seconds) -> str:
     return "" if seconds is None else f"{seconds * 1000:.1f}"
 
 
+DELTAS = (
+    ("bd_rate_psnr", "BD-rate (PSNR)", " %", 2),
+    ("bd_psnr", "BD-PSNR", " dB", 3),
+    ("bd_rate_ms_ssim_db", "BD-rate (MS-SSIM dB)", " %", 2),
+    ("bd_ms_ssim_db", "BD-MS-SSIM dB", " dB", 3),
+)
+
+
+def _bd_cell(value: bdrate.BDValue, unit: str, digits: int) -> str:
+    interval = value.format_interval()
+    text = value.format(unit, digits)
+    return f"{text} over {interval}" if interval and value.value is not None else text
+
+
+def _bd_table(table: dict) -> list[str]:
+    """One group's BD table; full-overlap columns beside the ranged ones when they differ."""
+    rows = table["codecs"]
+    differs = table["range"] is not None and any(
+        ranged.value != full.value or ranged.interval != full.interval
+        for deltas in rows.values()
+        for ranged, full in deltas.values()
+    )
+    where = (
+        "the full overlap of each pair of curves"
+        if table["range"] is None
+        else ("{:.3f}-{:.3f} bpp".format(*table["range"]))
+    )
+    lines = [f"BD values over {where}: {table['chosen']}.", ""]
+    header = ["codec"]
+    for _, title, _, _ in DELTAS:
+        header += [title, f"{title}, full overlap"] if differs else [title]
+    lines += ["| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
+    reasons = []
+    for codec, deltas in sorted(rows.items()):
+        cells = [codec]
+        for name, _, unit, digits in DELTAS:
+            ranged, full = deltas[name]
+            cells.append(_bd_cell(ranged, unit, digits))
+            if differs:
+                cells.append(_bd_cell(full, unit, digits))
+            reasons += [f"{codec}, {name}: {v.note}" for v in (ranged, full) if v.note]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines += [f"- {reason}" for reason in dict.fromkeys(reasons)]
+    if reasons:
+        lines.append("")
+    return lines
+
+
 def markdown(points: dict, tables: dict, anchor: str, settings: dict, notes: list[str]) -> str:
     """The report: settings, BD tables per subset and overall, RD points, notes."""
     lines = ["# pku-aigi benchmark", "", "## Settings", ""]
@@ -198,23 +296,7 @@ def markdown(points: dict, tables: dict, anchor: str, settings: dict, notes: lis
         if table is None:
             lines += [f"No BD table: the anchor {anchor} has no complete curve here.", ""]
         else:
-            lines += [
-                "| codec | BD-rate (PSNR) | BD-PSNR | BD-rate (MS-SSIM dB) | BD-MS-SSIM dB |",
-                "|---|---|---|---|---|",
-            ]
-            reasons = []
-            for codec, deltas in sorted(table.items()):
-                lines.append(
-                    f"| {codec} | {deltas['bd_rate_psnr'].format(' %')} | "
-                    f"{deltas['bd_psnr'].format(' dB', 3)} | "
-                    f"{deltas['bd_rate_ms_ssim_db'].format(' %')} | "
-                    f"{deltas['bd_ms_ssim_db'].format(' dB', 3)} |"
-                )
-                reasons += [f"{codec}, {n}: {d.note}" for n, d in deltas.items() if d.note]
-            lines.append("")
-            lines += [f"- {reason}" for reason in reasons]
-            if reasons:
-                lines.append("")
+            lines += _bd_table(table)
         lines += [
             "| codec | quality | bpp | payload bpp | PSNR | MS-SSIM | MS-SSIM dB | enc ms | dec ms | n |",
             "|---|---|---|---|---|---|---|---|---|---|",
@@ -258,12 +340,18 @@ def write_report(
     settings: dict,
     notes: list[str] | None = None,
     method: str = bdrate.INTERPOLATION,
+    bd_range="full",
+    learned=(),
 ) -> dict:
-    """Write every output into ``out_dir``; return ``{"points", "bd", "files"}``."""
+    """Write every output into ``out_dir``; return ``{"points", "bd", "files"}``.
+
+    ``bd_range`` and ``learned`` (names of the learned codecs) choose the bpp interval
+    of the BD values, see :func:`choose_bd_range`.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     points, dropped = aggregate(rows, images_per_subset)
-    tables = bd_tables(points, anchor, method)
+    tables = bd_tables(points, anchor, method, bd_range, learned)
     notes = list(notes or []) + dropped
     if points and not any(anchor in codecs for codecs in points.values()):
         notes.append(f"anchor {anchor!r} was not measured: no BD tables (choose it with --anchor)")
@@ -302,15 +390,27 @@ def write_report(
     report_path.write_text(markdown(points, tables, anchor, settings, notes), encoding="utf-8")
     files.append(report_path)
 
+    def value(v: bdrate.BDValue) -> dict:
+        return {"value": v.value, "note": v.note, "bpp_interval": v.interval}
+
     bd_json = {
         group: {
-            codec: {k: {"value": v.value, "note": v.note} for k, v in d.items()}
-            for codec, d in t.items()
+            codec: {
+                name: {**value(ranged), "full_overlap": value(full)}
+                for name, (ranged, full) in deltas.items()
+            }
+            for codec, deltas in table["codecs"].items()
         }
-        for group, t in tables.items()
+        for group, table in tables.items()
+    }
+    ranges = {
+        group: {"bpp": table["range"], "chosen": table["chosen"]} for group, table in tables.items()
     }
     (out / "bd.json").write_text(
-        json.dumps({"anchor": anchor, "interpolation": method, "tables": bd_json}, indent=2),
+        json.dumps(
+            {"anchor": anchor, "interpolation": method, "bd_range": ranges, "tables": bd_json},
+            indent=2,
+        ),
         encoding="utf-8",
     )
     files.append(out / "bd.json")

@@ -220,7 +220,13 @@ def measure(
         )
     height, width = rgb.shape[:2]
     payload = payload_bytes(codec, data)
-    ms_ssim = metrics.ms_ssim(rgb, reconstruction)
+    # None for images too small for MS-SSIM (sweeps refuse them up front; training
+    # validation crops may be small)
+    ms_ssim = (
+        metrics.ms_ssim(rgb, reconstruction)
+        if min(height, width) >= metrics.MS_SSIM_MIN_SIDE
+        else None
+    )
     row = {
         "bytes": len(data),
         "payload_bytes": payload,
@@ -228,7 +234,7 @@ def measure(
         "payload_bpp": None if payload is None else metrics.bpp(payload, width, height),
         "psnr": metrics.psnr(rgb, reconstruction),
         "ms_ssim": ms_ssim,
-        "ms_ssim_db": metrics.ms_ssim_db(ms_ssim),
+        "ms_ssim_db": None if ms_ssim is None else metrics.ms_ssim_db(ms_ssim),
         "encode_s": encoded - start,
         "decode_s": decoded - encoded,
     }
@@ -237,14 +243,28 @@ def measure(
     return row
 
 
-# Worker side: codecs are built once per process, torch kept to one thread per worker.
+# Worker side: codecs are built once per process; the images arrive once per worker
+# (inherited on fork, pickled once on spawn), tasks name them by index.
 _WORKER_CODECS: dict[tuple, Codec] = {}
+_WORKER_IMAGES: list[np.ndarray] = []
+
+# Thread pools that read their size from the environment when they start: set before
+# the libraries start them in a spawned worker (and for ffmpeg's children).
+_ONE_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _init_worker() -> None:
+def _init_worker(images: list[np.ndarray]) -> None:
+    """One thread per worker process for torch, BLAS and every codec library."""
+    global _WORKER_IMAGES
+    for name in _ONE_THREAD_ENV:
+        os.environ[name] = "1"
     import torch
 
+    from ..codecs.threads import set_codec_threads
+
     torch.set_num_threads(1)
+    set_codec_threads(1)
+    _WORKER_IMAGES = images
 
 
 def _worker_codec(name: str, options: dict) -> Codec:
@@ -256,9 +276,39 @@ def _worker_codec(name: str, options: dict) -> Codec:
     return _WORKER_CODECS[key]
 
 
-def _measure_in_worker(name: str, options: dict, rgb, quality, prompt, keep_reconstruction):
+def _measure_in_worker(name: str, options: dict, image_index: int, quality, prompt, keep):
     codec = _worker_codec(name, options)
-    return measure(codec, rgb, quality, prompt, keep_reconstruction)
+    return measure(codec, _WORKER_IMAGES[image_index], quality, prompt, keep)
+
+
+# Encode + decode seconds per megapixel at mid rate (README, bench_codecs_conventional),
+# to start the longest tasks first: a long VVC encode started last leaves the other
+# cores idle at the end of a sweep. Other codecs count as 1 s/MP.
+_SECONDS_PER_MP = {
+    **{"jpeg": 0.02, "webp": 0.8, "jpeg2000": 2.6, "avif": 2.0, "jpegxl": 1.2},
+    **{"hevc": 2.0, "vvc": 8.9},
+}
+_METRICS_SECONDS_PER_MP = 0.3  # PSNR + MS-SSIM of every measurement
+
+
+def _task_cost(run: CodecRun, image: BenchImage, quality: float) -> float:
+    """Estimated cost of one measurement: pixels x codec cost, higher rates slower."""
+    cls = _codec_class(run.name)  # a plugin factory has no ladder: rank 1
+    grid = sorted(getattr(cls, "default_qualities", None) or (quality,))
+    rank = sum(q <= quality for q in grid) / len(grid)
+    if not getattr(cls, "higher_quality_is_better", True):
+        rank = 1 - rank + 1 / len(grid)
+    codec_seconds = _SECONDS_PER_MP.get(getattr(cls, "name", run.name), 1.0) * (0.5 + rank)
+    return image.width * image.height * (codec_seconds + _METRICS_SECONDS_PER_MP)
+
+
+def _codec_class(name: str):
+    from .. import codecs
+
+    try:
+        return codecs.codec_class(name)
+    except Exception:  # noqa: BLE001 - an unknown name only loses the ordering hint
+        return None
 
 
 @dataclass
@@ -403,15 +453,19 @@ def _run_sweep(images, runs, out_dir, workers, extras, progress, on_row) -> Swee
         if parallel_tasks:
             # fork starts workers at once (torch is already imported); spawn elsewhere.
             methods = multiprocessing.get_all_start_methods()
+            index = {id(image): i for i, image in enumerate(images)}
             pool = ProcessPoolExecutor(
                 max_workers=min(workers, len(parallel_tasks)),
                 mp_context=multiprocessing.get_context("fork" if "fork" in methods else "spawn"),
                 initializer=_init_worker,
+                initargs=([image.rgb for image in images],),
             )
+            # Longest first: the pool runs tasks in submission order.
+            parallel_tasks.sort(key=lambda task: -_task_cost(*task[:3]))
             for task in parallel_tasks:
                 run, image, quality, _ = task
                 future = pool.submit(
-                    _measure_in_worker, run.name, run.options, image.rgb, quality,
+                    _measure_in_worker, run.name, run.options, index[id(image)], quality,
                     image.prompt, extras.needed,
                 )  # fmt: skip
                 pending[future] = task

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 from pathlib import Path
 
 from ..errors import CodecError, ModelError, PkuAigiError
+from ..outputs import check_output_file, write_file_atomically
 
 logger = logging.getLogger(__name__)
 
@@ -60,19 +60,6 @@ def register(subparsers) -> None:
     d.set_defaults(func=decompress_command)
 
 
-def _check_output(path: Path, force: bool) -> None:
-    if path.exists() and not force:
-        raise CodecError(f"{path} already exists: pass --force to overwrite it")
-    if not path.parent.is_dir():
-        raise CodecError(f"cannot write {path}: folder {path.parent} does not exist")
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _read_image(path: Path):
     from .image_files import open_image_file
 
@@ -89,7 +76,7 @@ def _read_bytes(path: Path) -> bytes:
 
 
 def compress_command(args: argparse.Namespace) -> int:
-    _check_output(args.output, args.force)
+    check_output_file(args.output, force=args.force)
     image = _read_image(args.input)
     if args.model:
         from .learned import LearnedCodec
@@ -104,7 +91,7 @@ def compress_command(args: argparse.Namespace) -> int:
             raise CodecError(f"--quality is required with --codec ({codec.quality_help})")
         quality = codec.check_quality(args.quality)
     data = codec.encode(image, quality, prompt=args.prompt)
-    _write_atomically(args.output, data)
+    write_file_atomically(args.output, data)
     width, height = image.size
     print(
         f"{args.input} -> {args.output}: {codec.name}, {len(data)} bytes, "
@@ -115,7 +102,8 @@ def compress_command(args: argparse.Namespace) -> int:
 
 def decompress_command(args: argparse.Namespace) -> int:
 
-    _check_output(args.output, args.force)
+    check_output_file(args.output, force=args.force)
+    output_format = _output_format(args.output)
     data = _read_bytes(args.input)
     if args.codec:
         from .registry import get
@@ -132,10 +120,10 @@ def decompress_command(args: argparse.Namespace) -> int:
         import io
 
         buffer = io.BytesIO()
-        image.save(buffer, format=_output_format(args.output))
+        image.save(buffer, format=output_format)
     except (ValueError, OSError, KeyError) as error:
         raise CodecError(f"cannot write {args.output}: {error}") from None
-    _write_atomically(args.output, buffer.getvalue())
+    write_file_atomically(args.output, buffer.getvalue())
     print(f"{args.input} -> {args.output}: {codec.name}, {image.size[0]}x{image.size[1]}")
     return 0
 

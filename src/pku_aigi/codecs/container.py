@@ -26,7 +26,7 @@ FORMAT_VERSION = 1
 FILE_EXTENSION = ".aigic"
 
 FLAG_PROMPT = 0x01  # a prompt section follows
-FLAG_SYMBOLS_CHECK = 0x02  # symbols_crc is meaningful (the coding path computed it)
+FLAG_SYMBOLS_CHECK = 0x02  # the desync check: required, a file cannot switch it off
 _KNOWN_FLAGS = FLAG_PROMPT | FLAG_SYMBOLS_CHECK
 
 MODES = ("RGB", "RGBA", "L", "I;16")
@@ -53,7 +53,7 @@ class AigicFile:
     latent_shape: tuple[int, ...]
     strings: list[list[bytes]]
     params_crc: int = 0  # CRC32 of the entropy parameters (scale indexes, quantized means)
-    symbols_crc: int | None = None  # CRC32 of the coded symbols, when the coder provides it
+    symbols_crc: int | None = None  # CRC32 of the coded symbols (required by pack)
     device: str = "cpu"  # where it was encoded, for the desync message
     prompt: str | None = None
     version: int = FORMAT_VERSION
@@ -70,8 +70,9 @@ def pack(f: AigicFile) -> bytes:
     """Serialise ``f`` into .aigic bytes (see the README for the layout)."""
     if f.mode not in MODES:
         raise ValueError(f".aigic mode must be one of {MODES}, not {f.mode!r}")
-    flags = FLAG_PROMPT if f.prompt is not None else 0
-    flags |= FLAG_SYMBOLS_CHECK if f.symbols_crc is not None else 0
+    if f.symbols_crc is None:
+        raise ValueError(".aigic files carry the desync check: symbols_crc must be set")
+    flags = FLAG_SYMBOLS_CHECK | (FLAG_PROMPT if f.prompt is not None else 0)
     out = bytearray(MAGIC)
     out += struct.pack("<BB", FORMAT_VERSION, flags)
     for text, what in ((f.architecture, "architecture"), (f.revision, "revision")):
@@ -94,7 +95,7 @@ def pack(f: AigicFile) -> bytes:
         out += struct.pack("<B", len(group))
         for string in group:
             out += struct.pack("<I", len(string)) + bytes(string)
-    out += struct.pack("<II", f.params_crc & 0xFFFFFFFF, (f.symbols_crc or 0) & 0xFFFFFFFF)
+    out += struct.pack("<II", f.params_crc & 0xFFFFFFFF, f.symbols_crc & 0xFFFFFFFF)
     out += struct.pack("<I", zlib.crc32(out))
     return bytes(out)
 
@@ -176,6 +177,12 @@ def parse(data: bytes, *, max_pixels: int | None = None) -> AigicFile:
     flags = r.unpack("B", "flags")
     if flags & ~_KNOWN_FLAGS:
         raise CorruptStreamError(f"not a valid .aigic file: unknown flags 0x{flags:02x}")
+    if not flags & FLAG_SYMBOLS_CHECK:
+        # Without it a changed size or flipped bits would decode to a wrong image.
+        raise CorruptStreamError(
+            "this .aigic file has no desync check (flag cleared: tampered, or written by "
+            "an older pku-aigi): it is not decoded; re-encode the image"
+        )
     architecture = r.text("B", "architecture", MAX_SHORT_TEXT)
     revision = r.text("B", "revision", MAX_SHORT_TEXT)
     model_id = r.text("H", "model id", MAX_MODEL_ID)
@@ -230,11 +237,22 @@ def parse(data: bytes, *, max_pixels: int | None = None) -> AigicFile:
         latent_shape=shape,
         strings=strings,
         params_crc=params_crc,
-        symbols_crc=symbols_crc if flags & FLAG_SYMBOLS_CHECK else None,
+        symbols_crc=symbols_crc,
         device=device,
         prompt=prompt,
         version=version,
     )
+
+
+def check_latent_shape(header: AigicFile, expected: tuple[int, ...]) -> None:
+    """Raise CorruptStreamError unless the header's latent shape is ``expected``, the one
+    its image size and the model's downsampling imply (anything else would make the
+    entropy decoder read symbols the strings do not hold)."""
+    if tuple(header.latent_shape) != tuple(expected):
+        raise CorruptStreamError(
+            f"not a valid .aigic file: latent shape {tuple(header.latent_shape)} does not "
+            f"match the {header.width}x{header.height} image (the model needs {tuple(expected)})"
+        )
 
 
 def payload_size(data: bytes) -> int:

@@ -34,12 +34,15 @@ from . import annexb
 from .conventional import ConventionalCodec
 from .ladder import QualityLadder
 from .registry import register
+from .threads import codec_threads
 
 logger = logging.getLogger(__name__)
 
 MIN_SIDE = 16  # x265 and VVenC refuse smaller pictures: smaller ones are padded
 DECODE_TIMEOUT_S = 120.0
-ENCODE_TIMEOUT_S = 60.0  # plus ENCODE_TIMEOUT_PER_MP_S per megapixel
+# The encode timeout only catches a hung encoder: 60 s plus 120 s per megapixel, times the
+# preset's slowdown (``FfmpegCodec.preset_slowdown``) on a machine shared with other jobs.
+ENCODE_TIMEOUT_S = 60.0
 ENCODE_TIMEOUT_PER_MP_S = 120.0
 _SWS = "accurate_rnd+full_chroma_int+full_chroma_inp+bitexact"
 
@@ -103,6 +106,14 @@ class FfmpegCodec(ConventionalCodec):
     syntax: ClassVar[annexb.NalSyntax]
     default_preset: ClassVar[str]
     presets: ClassVar[tuple[str, ...]]  # the encoder's speed presets, fastest first
+    speed_option: ClassVar[str] = "preset"  # the option that trades speed for compression
+    # Encode time of a preset relative to the default one, rounded up, for the timeout.
+    preset_slowdown: ClassVar[dict[str, float]] = {}
+
+    @classmethod
+    def speed_settings(cls) -> tuple[str, ...]:
+        """Values of ``speed_option``, fastest first (the last compresses best)."""
+        return cls.presets
 
     def __init__(self, *, preset: str | None = None, **options):
         super().__init__(**options)
@@ -147,6 +158,17 @@ class FfmpegCodec(ConventionalCodec):
         """ffmpeg output options selecting the encoder and its settings."""
         raise NotImplementedError
 
+    def encode_timeout(self, width: int, height: int) -> float:
+        """Seconds after which an encode of ``width`` x ``height`` counts as hung."""
+        slowdown = max(1.0, self.preset_slowdown.get(self.preset, 1.0))
+        return ENCODE_TIMEOUT_S + ENCODE_TIMEOUT_PER_MP_S * slowdown * width * height / 1e6
+
+    @staticmethod
+    def thread_args() -> list[str]:
+        """ffmpeg options capping its filter and codec threads (none: its defaults)."""
+        threads = codec_threads()
+        return ["-filter_threads", str(threads), "-threads", str(threads)] if threads else []
+
     def _encode(self, rgb: Image.Image, quality: int) -> bytes:
         array = np.asarray(rgb, dtype=np.uint8)
         padded = even_padded(array, self.side_multiple, MIN_SIDE)
@@ -156,10 +178,11 @@ class FfmpegCodec(ConventionalCodec):
             "-vf",
             f"scale=out_color_matrix=bt601:out_range=full:flags={_SWS},format={self.pix_fmt}",
             *("-color_range", "pc", "-colorspace", "bt470bg", "-frames:v", "1"),
+            *self.thread_args(),
             *self.encoder_args(quality),
             *("-f", self.container, "pipe:1"),
         ]
-        timeout = ENCODE_TIMEOUT_S + ENCODE_TIMEOUT_PER_MP_S * width * height / 1e6
+        timeout = self.encode_timeout(width, height)
         try:
             stream = _run(args, padded.tobytes(), timeout, f"{self.name} encode")
         except RuntimeError as error:
@@ -175,6 +198,7 @@ class FfmpegCodec(ConventionalCodec):
         args = [
             *("-xerror", "-err_detect", "crccheck+bitstream+buffer+explode"),
             *("-max_pixels", str(self.max_pixels), "-c:v", self.decoder),
+            *self.thread_args(),
             *("-f", self.container, "-i", "pipe:0", "-frames:v", "1"),
             "-vf",
             f"scale=in_color_matrix=bt601:in_range=full:flags={_SWS},format=rgb24",
@@ -251,6 +275,7 @@ class HevcCodec(FfmpegCodec):
     side_multiple = 1
     syntax = annexb.HEVC
     default_preset = "slow"
+    preset_slowdown = {"slower": 4, "veryslow": 8, "placebo": 16}
     presets = (
         *("ultrafast", "superfast", "veryfast", "faster", "fast"),
         *("medium", "slow", "slower", "veryslow", "placebo"),
@@ -265,6 +290,8 @@ class HevcCodec(FfmpegCodec):
 
     def encoder_args(self, quality: int) -> list[str]:
         params = f"qp={quality}:info=0:log-level=error:keyint=1"
+        if codec_threads():  # x265 sizes its own thread pool; ffmpeg's -threads is not used
+            params += f":pools={codec_threads()}:frame-threads=1"
         return ["-c:v", "libx265", "-preset", self.preset, "-tune", "psnr", "-x265-params", params]
 
 
@@ -287,6 +314,9 @@ class VvcCodec(FfmpegCodec):
     syntax = annexb.VVC
     default_preset = "fast"
     presets = ("faster", "fast", "medium", "slow", "slower")
+    # Measured: medium ~5x, slow ~18x, slower ~30x the encode time of fast (README,
+    # "Anchor strength"); 1 MP takes ~3 min with slower on an idle core.
+    preset_slowdown = {"medium": 6, "slow": 20, "slower": 32}
 
     @classmethod
     def encoder_version(cls) -> str:

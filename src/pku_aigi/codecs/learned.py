@@ -32,15 +32,11 @@ from PIL import Image
 
 from ..errors import CodecError, CorruptStreamError, ModelError
 from ..image_input import to_rgb
-from . import container
+from . import container, rans_guard
 from .base import MAX_PIXELS_DEFAULT, Codec
 from .ladder import QualityLadder
 
 logger = logging.getLogger(__name__)
-
-# Every architecture downsamples by at least 16 in each direction, so a latent element
-# stands for at least 16 x 16 padded pixels: a header claiming more latent is corrupt.
-MIN_PIXELS_PER_LATENT = 16 * 16
 
 
 def default_device() -> str:
@@ -98,9 +94,14 @@ class LearnedCodec(Codec):
             there.
         pad_multiple: pad to a multiple of this (at least the model's own).
         max_pixels: largest image (width x height) accepted by encode and decode.
+        max_sequential_pixels: largest image decoded by an autoregressive model (mbt2018,
+            cheng2020), whose context model decodes one latent position at a time
+            (None: max_pixels); a server sets it low so one file cannot block it.
     """
 
     file_extension = container.FILE_EXTENSION
+    # Downsampling of the stored latent (z of the hyperprior) and of y.
+    Z_STRIDE, Y_STRIDE = 64, 16
 
     def __init__(
         self,
@@ -111,6 +112,7 @@ class LearnedCodec(Codec):
         device=None,
         pad_multiple: int | None = None,
         max_pixels: int = MAX_PIXELS_DEFAULT,
+        max_sequential_pixels: int | None = None,
     ):
         import torch
 
@@ -130,6 +132,7 @@ class LearnedCodec(Codec):
             raise CodecError(f"pad_multiple {wanted} must be a multiple of the model's {own}")
         self.pad_multiple = wanted
         self.max_pixels = int(max_pixels)
+        self.max_sequential_pixels = max_sequential_pixels
         self.text_conditioned = bool(getattr(model, "text_conditioned", False))
         self.description = f"learned codec {architecture}, quality {self.model_quality}"
         self.quality_help = (
@@ -235,15 +238,9 @@ class LearnedCodec(Codec):
 
         header = container.parse(data, max_pixels=self.max_pixels)
         self._check_header(header)
-        m = self.pad_multiple
-        padded = (-(-header.height // m) * m, -(-header.width // m) * m)
-        latent = int(np.prod(header.latent_shape))
-        if latent * MIN_PIXELS_PER_LATENT > padded[0] * padded[1]:
-            raise CorruptStreamError(
-                f"not a valid .aigic file: latent shape {header.latent_shape} is too large "
-                f"for a {header.width}x{header.height} image"
-            )
-        coded = Coded(header.strings, header.latent_shape, header.params_crc, header.symbols_crc)
+        strings = self._checked_strings(header)
+        coded = Coded(strings, header.latent_shape, header.params_crc, header.symbols_crc)
+        coded.y_string_bits = 8 * len(header.strings[0][0])
         try:
             seed = _binding(
                 header.architecture,
@@ -273,6 +270,57 @@ class LearnedCodec(Codec):
         return _from_rgb(np.ascontiguousarray(rgb), header.mode)
 
     # ------------------------------------------------------------------ helpers
+    def _checked_strings(self, header: container.AigicFile) -> list[list[bytes]]:
+        """The header's strings, checked against the work the header announces and
+        padded so that the rANS decoder cannot read past them (:mod:`.rans_guard`)."""
+        from compressai.models import FactorizedPrior
+
+        from ..models.compressai_archs import AutoregressiveModel
+
+        factorized = isinstance(self.model, FactorizedPrior)
+        pixels = header.width * header.height
+        limit = self.max_sequential_pixels
+        if isinstance(self.model, AutoregressiveModel) and limit is not None and pixels > limit:
+            raise CorruptStreamError(
+                f"{self.model_id} decodes autoregressively (one latent position at a time): "
+                f"a {header.width}x{header.height} image is more than the {limit} pixels "
+                "allowed here; decode it locally with `pku-aigi decompress`"
+            )
+        m = self.pad_multiple
+        padded_h, padded_w = -(-header.height // m) * m, -(-header.width // m) * m
+        z_channels = int(self.model.entropy_bottleneck._quantized_cdf.shape[0])
+        if factorized:
+            stride, symbols = self.Y_STRIDE, [z_channels]
+        else:
+            stride = self.Z_STRIDE
+            y_area = (padded_h // self.Y_STRIDE) * (padded_w // self.Y_STRIDE)
+            symbols = [self._y_channels() * y_area, z_channels]
+        shape = (padded_h // stride, padded_w // stride)
+        container.check_latent_shape(header, shape)
+        if len(header.strings) != len(symbols) or any(len(g) != 1 for g in header.strings):
+            raise CorruptStreamError(
+                f"not a valid .aigic file: {len(header.strings)} string groups of sizes "
+                f"{[len(g) for g in header.strings]}, {self.model_id} codes {len(symbols)} of 1"
+            )
+        if factorized:
+            symbols = [symbols[0] * shape[0] * shape[1]]
+        else:
+            symbols[1] *= shape[0] * shape[1]
+            gc = self.model.gaussian_conditional
+            bits = rans_guard.min_bits_per_symbol(gc._quantized_cdf, gc._cdf_length)
+            rans_guard.check_string_can_hold(header.strings[0][0], symbols[0], bits, "y string")
+        return [
+            [rans_guard.padded(string, count) for string in group]
+            for group, count in zip(header.strings, symbols)
+        ]
+
+    def _y_channels(self) -> int:
+        config = dict(getattr(self.model, "config", {}) or {})
+        channels = getattr(self.model, "M", None) or config.get("M") or config.get("N")
+        if not isinstance(channels, int) or channels < 1:
+            raise CodecError(f"cannot tell the latent channels of {self.model_id}")
+        return channels
+
     def _text(self, prompt: str | None):
         if not self.text_conditioned:
             return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import warnings
 from typing import ClassVar
 
@@ -20,6 +21,7 @@ from .base import signature
 from .conventional import ConventionalCodec
 from .ladder import QualityLadder
 from .registry import register
+from .threads import codec_threads
 
 
 class PillowCodec(ConventionalCodec):
@@ -53,7 +55,14 @@ class PillowCodec(ConventionalCodec):
 
     def _encode(self, rgb: Image.Image, quality: int | float) -> bytes:
         buffer = io.BytesIO()
-        rgb.save(buffer, self.pil_format, **self.save_options(quality, rgb.size))
+        try:
+            rgb.save(buffer, self.pil_format, **self.save_options(quality, rgb.size))
+        except (OSError, ValueError) as error:  # e.g. JPEG sides above 65535, WebP 16383
+            width, height = rgb.size
+            raise CodecError(
+                f"{self.name} cannot code this {width}x{height} image ({error}): the format "
+                "limits the size of a side; crop or downscale it, or use another codec"
+            ) from None
         return buffer.getvalue()
 
     def _decode(self, data: bytes) -> Image.Image:
@@ -153,7 +162,7 @@ class Jpeg2000Codec(PillowCodec):
 @register
 class AvifCodec(PillowCodec):
     name = "avif"
-    description = "AVIF (AV1 intra) with libavif: libaom encoder speed 6, dav1d decoder, 4:2:0"
+    description = "AVIF (AV1 intra) with libavif: libaom encoder (speed 6), dav1d decoder, 4:2:0"
     quality_help = "libavif quality 1..100, higher is better (maps to the AV1 quantiser)"
     ladder = QualityLadder.integers(1, 100, sweep=(1, 8, 18, 28, 38, 48, 58, 68, 78, 88))
     file_extension = ".avif"
@@ -162,6 +171,18 @@ class AvifCodec(PillowCodec):
     pil_format = "AVIF"
     feature = "avif"
     library = "libavif"
+    default_speed = 6
+    speeds = tuple(range(11))  # libaom's cpu-used 0 (slowest, best) .. 10 (fastest)
+    speed_option = "speed"  # the option that trades speed for compression
+
+    @classmethod
+    def speed_settings(cls) -> tuple[int, ...]:
+        """Values of ``speed_option``, fastest first (the last compresses best)."""
+        return tuple(reversed(cls.speeds))
+
+    def __init__(self, *, speed: int | str | None = None, **options):
+        super().__init__(**options)
+        self.speed = self.default_speed if speed is None else _speed(speed, self.speeds)
 
     @classmethod
     def availability(cls) -> str | None:
@@ -179,6 +200,41 @@ class AvifCodec(PillowCodec):
 
         return f"{super().version}; {_avif.codec_versions()}"
 
+    def settings(self) -> str:
+        return f"{super().settings()}, row-mt"
+
     def save_options(self, quality, size=(0, 0)) -> dict:
-        options = {"subsampling": "4:2:0", "speed": 6, "range": "full", "codec": "aom"}
+        options = {"subsampling": "4:2:0", "speed": self.speed, "range": "full", "codec": "aom"}
         return options if quality is None else {"quality": int(quality), **options}
+
+    def _encode(self, rgb: Image.Image, quality: int | float) -> bytes:
+        # libavif turns on libaom's row-based multithreading for more than one thread,
+        # which codes differently: at least 2 keeps the bytes the same on every machine.
+        buffer = io.BytesIO()
+        threads = max(2, codec_threads() or _default_threads())
+        rgb.save(buffer, "AVIF", max_threads=threads, **self.save_options(quality, rgb.size))
+        return buffer.getvalue()
+
+    def _decode(self, data: bytes) -> Image.Image:
+        from PIL import AvifImagePlugin
+
+        AvifImagePlugin.DEFAULT_MAX_THREADS = codec_threads()  # dav1d; 0: one per core
+        return super()._decode(data)
+
+
+def _speed(value: int | str, speeds: tuple[int, ...]) -> int:
+    """An encoder speed option (also given as text on the command line), checked."""
+    try:
+        speed = int(value)
+    except (TypeError, ValueError):
+        speed = None
+    if speed not in speeds or isinstance(value, bool | float):
+        raise CodecError(
+            f"avif: unknown speed {value!r}: use a whole number {speeds[0]}..{speeds[-1]} "
+            "(lower is slower and compresses better)"
+        )
+    return speed
+
+
+def _default_threads() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -41,6 +41,7 @@ def register(subparsers) -> None:
         "script", help="write the Hub repo's card and legacy loading script (datasets < 4)"
     )
     script.add_argument("--out", default="dataset_script", help="folder (default: %(default)s)")
+    script.add_argument("--force", action="store_true", help="replace files not written by it")
     script.set_defaults(func=cmd_script)
     data.set_defaults(func=lambda args: data.print_help() or 2)
 
@@ -117,6 +118,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_script(args: argparse.Namespace) -> int:
     from .script_generator import write_dataset_repo
 
-    for path in write_dataset_repo(args.out):
+    for path in write_dataset_repo(args.out, force=args.force):
         print(f"wrote {path}")
     return 0

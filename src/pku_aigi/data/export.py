@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from ..errors import DatasetError
+from ..outputs import check_output_folder
 from ..subsets import SPLITS, get_subset
 from .card import GENERATED_MARK, render_card
 
@@ -73,7 +74,7 @@ def export(
     """
     from .loader import load_dataset
 
-    out = Path(out)
+    out = check_output_folder(out, option="--out")
     card = out / "README.md"
     if card.exists() and GENERATED_MARK not in card.read_text(encoding="utf-8") and not force:
         raise DatasetError(f"{card} exists and was not written by pku-aigi: use --force")

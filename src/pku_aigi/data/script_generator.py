@@ -79,14 +79,28 @@ def render_script() -> str:
     return "".join(chunks)
 
 
-def write_dataset_repo(folder: str | Path) -> list[Path]:
-    """Write the loading script and the dataset card into ``folder``."""
-    from .card import render_card
+def write_dataset_repo(folder: str | Path, *, force: bool = False) -> list[Path]:
+    """Write the loading script and the dataset card into ``folder``.
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    script = folder / SCRIPT_NAME
-    script.write_text(render_script(), encoding="utf-8")
-    card = folder / "README.md"
-    card.write_text(render_card(), encoding="utf-8")
-    return [script, card]
+    A file there that this function did not write is only replaced with ``force``.
+    """
+    from ..errors import DatasetError
+    from ..outputs import make_output_folder, write_file_atomically
+    from .card import GENERATED_MARK, render_card
+
+    folder = make_output_folder(folder, option="--out")
+    files = {
+        folder / SCRIPT_NAME: (render_script(), "GENERATED from the pku-aigi package"),
+        folder / "README.md": (render_card(), GENERATED_MARK),
+    }
+    for path, (_, mark) in files.items():
+        if path.is_dir():
+            raise DatasetError(f"{path} is a folder: choose another --out")
+        if path.exists() and mark not in path.read_text(errors="replace") and not force:
+            raise DatasetError(
+                f"{path} exists and was not written by `pku-aigi data script`: "
+                "choose another --out, or pass --force to replace it"
+            )
+    for path, (text, _) in files.items():
+        write_file_atomically(path, text.encode("utf-8"))
+    return list(files)

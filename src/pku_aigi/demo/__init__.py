@@ -8,7 +8,8 @@
 - ``PKU_AIGI_DATA_DIR``: a local copy of the dataset's files, for validation examples;
 - ``PKU_AIGI_EXAMPLES_DIR``: else, a folder of example images (imagefolder layout);
 - ``PKU_AIGI_DEMO_MAX_PIXELS``: the largest accepted image (default 2048 x 2048);
-- ``PKU_AIGI_CLIP_MODEL``: the CLIP model of the CLIP score (Hub id or folder).
+- ``PKU_AIGI_CLIP_MODEL``: the CLIP model of the CLIP score (Hub id or folder);
+- ``PKU_AIGI_DEMO_MAX_UPLOAD``, ``PKU_AIGI_DEMO_QUEUE_SIZE``: see :mod:`.limits`.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def build_app(catalog=None, examples_dir: str | Path | None = None):
     """
     from .. import network
     from .catalog import Catalog
+    from .limits import queue_size
     from .ui import build_blocks
 
     network.install()  # an unreachable Hub costs one failed connection, not a backoff
@@ -44,7 +46,7 @@ def build_app(catalog=None, examples_dir: str | Path | None = None):
         ", ".join(option.key for option in catalog.unavailable) or "none",
     )
     demo = build_blocks(catalog, Path(examples_dir) if examples_dir else None)
-    return demo.queue(default_concurrency_limit=1)
+    return demo.queue(default_concurrency_limit=1, max_size=queue_size())
 
 
 def register(subparsers) -> None:
@@ -64,6 +66,8 @@ def register(subparsers) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
+    from .limits import launch_options
+
     demo = build_app(examples_dir=args.examples_dir)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **launch_options())
     return 0

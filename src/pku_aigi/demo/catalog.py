@@ -48,12 +48,16 @@ def registered_options() -> list[CodecOption]:
 
 
 def learned_options(models_dir: str | os.PathLike | None = None) -> list[CodecOption]:
-    """One option per learned-codec family of the zoo and the local models folder."""
+    """One option per learned-codec family of the zoo and the local models folder, with
+    the Space's limits on what one request may decode."""
     from ..codecs.families import discover_families
+    from .limits import MAX_SEQUENTIAL_PIXELS
+    from .upload import max_pixels
 
+    limits = {"max_pixels": max_pixels(), "max_sequential_pixels": MAX_SEQUENTIAL_PIXELS}
     return [
         CodecOption(label, reason=found) if isinstance(found, str) else CodecOption(label, found)
-        for label, found in discover_families(models_dir).items()
+        for label, found in discover_families(models_dir, **limits).items()
     ]
 
 

@@ -197,15 +197,22 @@ class DecodeResult:
 
 
 def decode_file(path: str | os.PathLike, catalog: Catalog) -> DecodeResult:
-    """Decode a file written by any codec of the catalog (or any .aigic whose model loads).
+    """Decode a file written by any codec of the catalog.
 
     The options whose codec recognises the bytes (file signature) are tried first, then
     those whose file extension matches; a file none of them takes goes to
-    :func:`pku_aigi.codecs.decoder_for` (an .aigic file loads the model it names).
+    :func:`pku_aigi.codecs.decoder_for` unless it is an .aigic file: those decode only
+    with the models the Space lists, never with a folder or Hub repo the file names.
     """
-    from ..codecs import decoder_for
+    from ..codecs import container, decoder_for
+    from .limits import MAX_DECODE_BYTES
 
     path = Path(path)
+    if path.stat().st_size > MAX_DECODE_BYTES:
+        raise CorruptStreamError(
+            f"{path.name} is {path.stat().st_size:,} bytes, more than the "
+            f"{MAX_DECODE_BYTES:,} this Space decodes: decode it locally with pku-aigi"
+        )
     data = path.read_bytes()
     if not data:
         raise CorruptStreamError(f"{path.name} is empty: upload a compressed file")
@@ -218,6 +225,15 @@ def decode_file(path: str | os.PathLike, catalog: Catalog) -> DecodeResult:
         if option not in by_bytes and option.codec.file_extension.lower() == suffix
     ]
     candidates = by_bytes + by_name
+    if container.is_aigic(data):  # only a listed model whose header fits may decode it
+        candidates = by_bytes
+    if not candidates and container.is_aigic(data):
+        header = container.parse(data)  # a damaged file: the format's own message
+        made_by = f"model {header.model_id!r} ({header.architecture})"
+        raise CorruptStreamError(
+            f"{path.name} was made by {made_by}, which this Space does not offer: it decodes "
+            "only with the models it lists; decode it locally with `pku-aigi decompress`"
+        )
     if not candidates:
         try:
             codec = decoder_for(data, path)

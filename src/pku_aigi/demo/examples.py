@@ -5,7 +5,8 @@
 2. Else ``PKU_AIGI_EXAMPLES_DIR`` (default: ``examples/`` next to the Space's app.py): a
    folder of images in the ``datasets`` imagefolder layout, with an optional
    ``metadata.jsonl`` of ``{"file_name": ..., "prompt": ...}`` rows.
-3. Else no examples (upload or paste an image).
+3. Else the package's built-in sample (``pku_aigi.sample``: 8 CC0 DiffusionDB images
+   with their prompts).
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def find_examples(default_dir: Path | None = None) -> tuple[list[list[str]], str
             examples = []
         if examples:
             return examples, f"images in {folder}"
-    return [], "no examples configured"
+    from ..sample import sample_dir
+
+    return folder_examples(sample_dir()), "built-in sample: DiffusionDB, CC0 1.0"
 
 
 def validation_examples(data_dir: str) -> list[list[str]]:

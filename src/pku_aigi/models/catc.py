@@ -36,7 +36,7 @@ from compressai.layers import (
 from torch import Tensor, nn
 
 from ..errors import ModelError
-from .channel_slices import ChannelSliceCodec, register_slice_codec
+from .channel_slices import ChannelSliceCodec, register_slice_codec, slice_head
 from .compressai_archs import MSE_LAMBDAS
 from .text_encoder import DEFAULT_TEXT_ENCODER, DEFAULT_TEXT_ENCODER_REVISION, load_text_encoder
 
@@ -173,17 +173,6 @@ class ConvGRU(nn.Module):
         return (1 - update) * h + update * candidate
 
 
-def param_head(in_channels: int, out_channels: int) -> nn.Sequential:
-    """3x3 convs in -> 224 -> 128 -> out with GELU: a slice's mean or scale."""
-    return nn.Sequential(
-        conv3x3(in_channels, 224),
-        nn.GELU(),
-        conv3x3(224, 128),
-        nn.GELU(),
-        conv3x3(128, out_channels),
-    )
-
-
 def lrp_head(in_channels: int, out_channels: int) -> nn.Sequential:
     """Latent residual prediction net in -> 512 -> 352 -> 192 -> out (GELU, 3x3 convs)."""
     widths = (in_channels, 512, 352, 192)
@@ -237,10 +226,7 @@ class CATC(ChannelSliceCodec):
         text_encoder: str = DEFAULT_TEXT_ENCODER,
         text_encoder_revision: str | None = DEFAULT_TEXT_ENCODER_REVISION,
     ):
-        super().__init__()
-        if M % num_slices:
-            raise ModelError(f"M={M} must be a multiple of num_slices={num_slices}")
-        self.num_slices = num_slices
+        super().__init__(M, num_slices)
         self.text_dim = text_dim
         self._text_encoder_id = (text_encoder, text_encoder_revision)
 
@@ -286,7 +272,7 @@ class CATC(ChannelSliceCodec):
             for _ in range(2)
         )
         self.mean_heads, self.scale_heads = (
-            nn.ModuleList(param_head(M, slice_channels) for _ in range(num_slices))
+            nn.ModuleList(slice_head(M, slice_channels) for _ in range(num_slices))
             for _ in range(2)
         )
         self.lrp = lrp_head(2 * M + slice_channels, slice_channels)
@@ -332,26 +318,12 @@ class CATC(ChannelSliceCodec):
         scale = self.scale_heads[i](scale_features)
         return mu, scale, (mean_features, scale_features)
 
-    def refine(self, i: int, context, y_hat_slice: Tensor, text: Tensor) -> Tensor:
-        lrp = self.lrp(torch.cat([*context, y_hat_slice], dim=1))
-        return y_hat_slice + 0.5 * torch.tanh(lrp)
+    def residual_prediction(self, i: int, context, y_hat_slice: Tensor) -> Tensor:
+        return self.lrp(torch.cat([*context, y_hat_slice], dim=1))
 
     def advance(self, i: int, state, y_hat_slice: Tensor):
         mean_state, scale_state = state
         return self.gru_mean(y_hat_slice, mean_state), self.gru_scale(y_hat_slice, scale_state)
-
-    # ------------------------------------------------------------ transforms
-    def analysis(self, x: Tensor, text: Tensor) -> Tensor:
-        return self.g_a(x, text)
-
-    def hyper_analysis(self, y: Tensor, text: Tensor) -> Tensor:
-        return self.h_a(y, text)
-
-    def hyper_synthesis(self, z_hat: Tensor, text: Tensor) -> tuple[Tensor, Tensor]:
-        return self.h_mean_s(z_hat, text), self.h_scale_s(z_hat, text)
-
-    def synthesis(self, y_hat: Tensor, text: Tensor) -> Tensor:
-        return self.g_s(y_hat, text)
 
 
 register_slice_codec(

@@ -10,11 +10,11 @@ the slices (``forward``, ``compress``, ``decompress``), the input checks, the
 deterministic entropy coding with the scale-index desync check, and the registration
 with a six-rate lambda ladder. A subclass provides the transforms and the entropy model:
 
-- ``analysis(x, text)``, ``hyper_analysis(y, text)``, ``hyper_synthesis(z_hat, text)``
-  (-> means, scales) and ``synthesis(y_hat, text)``;
+- the transforms as modules ``g_a``, ``g_s``, ``h_a``, ``h_mean_s`` and ``h_scale_s``
+  (called with the text when ``prepare_text`` gives one);
 - ``init_state(means, scales, text)``: state before the first slice;
 - ``slice_params(i, state, text) -> (mu, scale, context)``;
-- ``refine(i, context, y_hat_slice, text) -> y_hat_slice`` (adds the LRP);
+- ``residual_prediction(i, context, y_hat_slice)``: the LRP before its tanh;
 - ``advance(i, state, y_hat_slice) -> state``;
 - ``prepare_text(text, batch)``: the text argument checked (None for unconditioned).
 
@@ -27,15 +27,28 @@ from __future__ import annotations
 
 import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
-from torch import Tensor
+from compressai.layers import conv3x3
+from torch import Tensor, nn
 
 from ..errors import ModelError
 from .base import LearnedCodecModel
 from .compressai_archs import MS_SSIM_LAMBDAS
-from .entropy_coding import Coded, check_crc, crc
+from .entropy_coding import Coded, check_crc, crc, symbols_in_range
 from .registry import ArchitectureSpec, register_architecture
 
 QUALITIES = range(1, 7)  # six rate points, as TCM's paper
+LRP_SCALE = 0.5  # the refinement is LRP_SCALE * tanh(LRP) (Minnen & Singh 2020)
+
+
+def slice_head(in_channels: int, out_channels: int) -> nn.Sequential:
+    """3x3 convs in -> 224 -> 128 -> out with GELU: a slice's mean, scale (or TCM's LRP)."""
+    return nn.Sequential(
+        conv3x3(in_channels, 224),
+        nn.GELU(),
+        conv3x3(224, 128),
+        nn.GELU(),
+        conv3x3(128, out_channels),
+    )
 
 
 def ste_round(x: Tensor) -> Tensor:
@@ -65,12 +78,18 @@ def forward_slices(model, y: Tensor, means: Tensor, scales: Tensor, text):
 
 
 def compress_slices(
-    model, y: Tensor, means: Tensor, scales: Tensor, text, indexes_seen: list | None = None
+    model,
+    y: Tensor,
+    means: Tensor,
+    scales: Tensor,
+    text,
+    indexes_seen: list | None = None,
+    symbols_seen: list | None = None,
 ) -> list[bytes]:
     """One rANS string per image holding all slices of ``y``.
 
-    The scale indexes of each slice are appended to ``indexes_seen`` (for the desync
-    check)."""
+    The scale indexes and the symbols of each slice are appended to ``indexes_seen`` and
+    ``symbols_seen`` (for the desync check)."""
     conditional = model.gaussian_conditional
     cdf = conditional.quantized_cdf.tolist()
     cdf_lengths = conditional.cdf_length.reshape(-1).int().tolist()
@@ -82,7 +101,10 @@ def compress_slices(
         indexes = conditional.build_indexes(scale)
         if indexes_seen is not None:
             indexes_seen.append(indexes.detach().to(torch.int32).cpu().numpy())
+        symbols_in_range(y_slice, mu)
         symbols = conditional.quantize(y_slice, "symbols", mu)
+        if symbols_seen is not None:
+            symbols_seen.append(symbols.detach().to(torch.int32).cpu().numpy())
         for b, encoder in enumerate(encoders):
             encoder.encode_with_indexes(
                 symbols[b].reshape(-1).tolist(),
@@ -97,7 +119,13 @@ def compress_slices(
 
 
 def decompress_slices(
-    model, strings: list[bytes], means: Tensor, scales: Tensor, text, indexes_seen=None
+    model,
+    strings: list[bytes],
+    means: Tensor,
+    scales: Tensor,
+    text,
+    indexes_seen=None,
+    symbols_seen=None,
 ) -> Tensor:
     """Inverse of :func:`compress_slices`: the dequantized, refined latent ``y_hat``."""
     conditional = model.gaussian_conditional
@@ -127,6 +155,8 @@ def decompress_slices(
                 for b, decoder in enumerate(decoders)
             ]
         ).to(mu.device)
+        if symbols_seen is not None:
+            symbols_seen.append(symbols.detach().cpu().numpy())
         y_hat_slice = model.refine(i, context, conditional.dequantize(symbols, mu), text)
         y_hats.append(y_hat_slice)
         state = model.advance(i, state, y_hat_slice)
@@ -136,10 +166,39 @@ def decompress_slices(
 class ChannelSliceCodec(LearnedCodecModel):
     """A hyperprior codec whose latent is coded in channel slices (TCM, CATC).
 
-    Subclasses set ``num_slices``, ``entropy_bottleneck`` (of ``z``) and
-    ``gaussian_conditional`` (of the slices), and the methods listed in the module
-    docstring.
+    Subclasses call ``super().__init__(M, num_slices)``, set ``entropy_bottleneck`` (of
+    ``z``), ``gaussian_conditional`` (of the slices) and what the module docstring lists.
     """
+
+    def __init__(self, M: int, num_slices: int):
+        super().__init__()
+        if M % num_slices:
+            raise ModelError(f"M={M} must be a multiple of num_slices={num_slices}")
+        self.num_slices = num_slices
+
+    # ------------------------------------------------------------ transforms
+    @staticmethod
+    def _transform(module, x: Tensor, text) -> Tensor:
+        return module(x) if text is None else module(x, text)
+
+    def analysis(self, x: Tensor, text) -> Tensor:
+        return self._transform(self.g_a, x, text)
+
+    def hyper_analysis(self, y: Tensor, text) -> Tensor:
+        return self._transform(self.h_a, y, text)
+
+    def hyper_synthesis(self, z_hat: Tensor, text) -> tuple[Tensor, Tensor]:
+        return self._transform(self.h_mean_s, z_hat, text), self._transform(
+            self.h_scale_s, z_hat, text
+        )
+
+    def synthesis(self, y_hat: Tensor, text) -> Tensor:
+        return self._transform(self.g_s, y_hat, text)
+
+    def refine(self, i: int, context, y_hat_slice: Tensor, text) -> Tensor:
+        """The decoded slice plus its latent residual prediction."""
+        lrp = self.residual_prediction(i, context, y_hat_slice)
+        return y_hat_slice + LRP_SCALE * torch.tanh(lrp)
 
     def prepare_text(self, text, batch: int):
         """The text argument as the transforms take it; unconditioned models ignore it."""
@@ -175,41 +234,66 @@ class ChannelSliceCodec(LearnedCodecModel):
             "likelihoods": {"y": y_likelihoods, "z": z_likelihoods},
         }
 
-    def compress(self, x: Tensor, text=None, indexes_seen: list | None = None) -> dict:
+    def compress(
+        self, x: Tensor, text=None, indexes_seen: list | None = None, symbols_seen=None
+    ) -> dict:
         """{"strings": [y_strings, z_strings], "shape": z's (H, W)}; the scale indexes
-        are appended to ``indexes_seen`` when given."""
+        and y's symbols are appended to ``indexes_seen`` and ``symbols_seen`` when given."""
         self.check_input(x)
         self.update(force=False)  # a new model codes at once
         text = self.prepare_text(text, x.size(0))
         y = self.analysis(x, text)
         z = self.hyper_analysis(y, text)
+        symbols_in_range(z, self.entropy_bottleneck._get_medians())
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         means, scales = self.hyper_synthesis(z_hat, text)
-        y_strings = compress_slices(self, y, means, scales, text, indexes_seen)
+        y_strings = compress_slices(self, y, means, scales, text, indexes_seen, symbols_seen)
         return {"strings": [y_strings, z_strings], "shape": tuple(int(s) for s in z.shape[-2:])}
 
-    def decompress(self, strings, shape, text=None, indexes_seen: list | None = None) -> dict:
+    def decompress(
+        self, strings, shape, text=None, indexes_seen: list | None = None, symbols_seen=None
+    ) -> dict:
         self.update(force=False)
         y_strings, z_strings = strings
         text = self.prepare_text(text, len(z_strings))
         z_hat = self.entropy_bottleneck.decompress(z_strings, tuple(shape))
         means, scales = self.hyper_synthesis(z_hat, text)
-        y_hat = decompress_slices(self, y_strings, means, scales, text, indexes_seen)
+        y_hat = decompress_slices(self, y_strings, means, scales, text, indexes_seen, symbols_seen)
+        if isinstance(symbols_seen, _CheckedSymbols):  # the desync check, before synthesis
+            symbols_seen.check()
         return {"x_hat": self.synthesis(y_hat, text).clamp_(0, 1)}
 
     # The desync check covers the scale indexes of every slice (the means are not
     # quantized to a grid: the slice transforms run in the model's own precision).
     def _code_latents(self, x: Tensor, text, seed: int) -> Coded:
         indexes: list = []
-        out = self.compress(x, text=text, indexes_seen=indexes)
-        return Coded(out["strings"], out["shape"], crc(*indexes, seed=seed), None)
+        symbols: list = []
+        out = self.compress(x, text=text, indexes_seen=indexes, symbols_seen=symbols)
+        return Coded(
+            out["strings"], out["shape"], crc(*indexes, seed=seed), crc(*symbols, seed=seed)
+        )
 
     def _decode_latents(self, coded: Coded, text, seed: int) -> Tensor:
         indexes: list = []
-        x_hat = self.decompress(coded.strings, coded.shape, text=text, indexes_seen=indexes)
-        check_crc(coded.params_crc, crc(*indexes, seed=seed), "entropy parameters")
+        symbols = _CheckedSymbols(coded, indexes, seed)
+        x_hat = self.decompress(
+            coded.strings, coded.shape, text=text, indexes_seen=indexes, symbols_seen=symbols
+        )
         return x_hat["x_hat"].clamp(0, 1)
+
+
+class _CheckedSymbols(list):
+    """The decoded symbols, checked (with the scale indexes) before the synthesis runs:
+    a forged or corrupt file costs no synthesis transform."""
+
+    def __init__(self, coded: Coded, indexes: list, seed: int):
+        super().__init__()
+        self.coded, self.indexes, self.seed = coded, indexes, seed
+
+    def check(self) -> None:
+        check_crc(self.coded.params_crc, crc(*self.indexes, seed=self.seed), "entropy parameters")
+        check_crc(self.coded.symbols_crc, crc(*self, seed=self.seed), "decoded symbols")
 
 
 def register_slice_codec(cls: type, paper: str, hparams: dict, mse_lambdas) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
 
-from ..errors import CodecError
+from ..errors import CodecError, CorruptStreamError
 from .entropy_coding import (
     MEANS_GRID,
     MEANS_LIMIT,
@@ -32,6 +32,8 @@ from .entropy_coding import (
     finite,
     float64_copy,
     quantize_means,
+    symbols_in_range,
+    tables_crc,
 )
 
 CONTEXT_KERNEL = 5  # masked 5x5 convolution of Minnen et al. 2018
@@ -51,9 +53,11 @@ def code_hyperprior(model, x: torch.Tensor, with_means: bool, seed: int) -> Code
     tables = GaussianTables.of(model)
     y = model.g_a(fast_layout(x))
     z = model.h_a(y if with_means else torch.abs(y))
+    symbols_in_range(z, model.entropy_bottleneck._get_medians())
     z_strings = model.entropy_bottleneck.compress(z)
     z_hat = dequantized(model.entropy_bottleneck, z)
     indexes, means_q = _hyper_params(model, z_hat, tables, with_means)
+    symbols_in_range(y.double().cpu(), means_q.double() / MEANS_GRID)
     symbols = torch.round(y.double().cpu() - means_q.double() / MEANS_GRID).to(torch.int32)
     string = BufferedRansEncoder()
     string.encode_with_indexes(
@@ -96,16 +100,21 @@ def decode_hyperprior(model, coded: Coded, with_means: bool, seed: int) -> torch
 def code_factorized(model, x: torch.Tensor, seed: int) -> Coded:
     eb = model.entropy_bottleneck
     y = model.g_a(fast_layout(x))
-    strings = eb.compress(y)
     medians = eb._get_medians().detach().reshape(1, -1, 1, 1)
+    symbols_in_range(y, medians)
+    strings = eb.compress(y)
     symbols = torch.round(y - medians).to(torch.int32).cpu()
     return Coded(
-        [strings], tuple(int(s) for s in y.shape[-2:]), seed, crc(symbols.numpy(), seed=seed)
+        [strings],
+        tuple(int(s) for s in y.shape[-2:]),
+        tables_crc(eb, seed),
+        crc(symbols.numpy(), seed=seed),
     )
 
 
 def decode_factorized(model, coded: Coded, seed: int) -> torch.Tensor:
     eb = model.entropy_bottleneck
+    check_crc(coded.params_crc, tables_crc(eb, seed), "entropy parameters")
     y_hat = eb.decompress(coded.strings[0], coded.shape)
     medians = eb._get_medians().detach().reshape(1, -1, 1, 1)
     symbols = torch.round(y_hat - medians).to(torch.int32).cpu()
@@ -189,6 +198,7 @@ def _ar_step(tables, scales, means):
 def code_autoregressive(model, x: torch.Tensor, seed: int) -> Coded:
     y = model.g_a(fast_layout(x))
     z = model.h_a(y)
+    symbols_in_range(z, model.entropy_bottleneck._get_medians())
     z_strings = model.entropy_bottleneck.compress(z)
     z_hat = dequantized(model.entropy_bottleneck, z)
     tables, ctx, height, width = _ar_setup(model, z_hat)
@@ -200,6 +210,7 @@ def code_autoregressive(model, x: torch.Tensor, seed: int) -> Coded:
         row = ctx.row(y_pad, h)
         for w in range(width):
             indexes, means_q, means = _ar_step(tables, *ctx.position(row, y_pad, h, w))
+            symbols_in_range(torch.from_numpy(y_np[h, w] - means))
             symbols = np.round(y_np[h, w] - means)
             y_pad[h + pad, w + pad] = symbols + means
             all_indexes.append(indexes)
@@ -227,11 +238,19 @@ def decode_autoregressive(model, coded: Coded, seed: int) -> torch.Tensor:
     decoder = RansDecoder()
     decoder.set_stream(coded.strings[0][0])
     all_indexes, all_means, all_symbols = [], [], []
+    spent, budget = 0.0, coded.y_string_bits
     for h in range(height):
         row = ctx.row(y_pad, h)
         for w in range(width):
             indexes, means_q, means = _ar_step(tables, *ctx.position(row, y_pad, h, w))
             symbols = tables.decode_stream(decoder, indexes)
+            if budget is not None:  # stop as soon as the string cannot hold what came out
+                spent += tables.information_bits(indexes, symbols)
+                if spent - 64 > budget:
+                    raise CorruptStreamError(
+                        f"the y string ({budget // 8} bytes) ends before the latent does "
+                        f"(at row {h} of {height}): a forged image size or a truncated file"
+                    )
             y_pad[h + pad, w + pad] = np.asarray(symbols, dtype=np.float64) + means
             all_indexes.append(indexes)
             all_means.append(means_q)

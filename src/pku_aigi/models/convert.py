@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from ..errors import ModelError
+from ..outputs import check_output_folder
 from .base import LearnedCodecModel
 from .folder import entropy_table_keys, load_state
 
@@ -189,11 +190,9 @@ def convert_compressai(
     Returns:
         The model folder.
     """
-    out = Path(out)
+    out = check_output_folder(out, option="--out")
     if out.exists() and not force:
         raise ModelError(f"{out} already exists: choose another --out or pass --force")
-    if out.exists() and not out.is_dir():
-        raise ModelError(f"{out} exists and is not a folder")
     model = model_from_compressai_checkpoint(
         architecture, checkpoint, quality=quality, metric=metric, **hparams
     )

@@ -36,6 +36,12 @@ from ..errors import CodecError, CorruptStreamError
 
 MEANS_GRID = 1024.0  # means are rounded to multiples of 1 / MEANS_GRID
 MEANS_LIMIT = 2.0**20  # |mean| beyond this only comes from garbage: clip, keep int32
+# |symbol| beyond this only comes from broken weights; CompressAI's rANS encoder loops
+# forever on escape values near the int32 limits (NaN latents round to -2**31).
+SYMBOL_LIMIT = 2**22
+# The most a rANS step (64-bit state >= 2**31, 16-bit frequencies) can cost less than
+# the symbol's information content: 1.4427 * 2**16 / 2**31 bits, with a margin.
+ROUNDING_GAIN_BITS = 1.5 * 2.0**16 / 2.0**31
 
 
 class DesyncError(CorruptStreamError):
@@ -53,6 +59,9 @@ class Coded:
     shape: tuple[int, ...]
     params_crc: int
     symbols_crc: int | None
+    # Bits of y's string as stored (before the rANS guard's zero padding): a decoder that
+    # has decoded more information than that is past the end of a forged string.
+    y_string_bits: int | None = None
 
 
 @contextlib.contextmanager
@@ -113,9 +122,29 @@ def crc(*arrays, seed: int = 0) -> int:
 
 
 def check_crc(expected: int | None, actual: int, what: str) -> None:
-    """Raise DesyncError naming ``what`` when a stored CRC differs (None: not stored)."""
-    if expected is not None and expected != actual:
+    """Raise DesyncError naming ``what`` when a stored CRC differs; a missing one (None)
+    never matches: a file cannot switch its checks off."""
+    if expected != actual:
         raise DesyncError(what)
+
+
+def symbols_in_range(latent: torch.Tensor, centers: torch.Tensor | None = None) -> None:
+    """CodecError unless ``round(latent - centers)`` can be handed to the rANS encoder."""
+    values = latent.detach().double()
+    if centers is not None:
+        values = values - centers.detach().double().to(values.device)
+    if not bool(torch.isfinite(values).all()) or float(values.abs().max()) >= SYMBOL_LIMIT:
+        raise CodecError(
+            f"the model produced latents that are NaN, inf or beyond +-{SYMBOL_LIMIT}: its "
+            "weights are broken, the image cannot be coded with it"
+        )
+
+
+def tables_crc(eb, seed: int) -> int:
+    """CRC32 of an entropy bottleneck's coding tables and medians: the entropy
+    parameters of a factorized model, bound to the header like the others'."""
+    tensors = (eb._quantized_cdf, eb._cdf_length, eb._offset, eb._get_medians().detach())
+    return crc(*(t.detach().cpu().contiguous().numpy() for t in tensors), seed=seed)
 
 
 def check_layout(coded: Coded, groups: int, what: str) -> None:
@@ -180,6 +209,22 @@ class GaussianTables:
             [self.lengths[r] for r in rows],
             [self.offsets[r] for r in rows],
         )
+
+    def information_bits(self, indexes: np.ndarray, symbols) -> float:
+        """The fewest bits the rANS coder can have spent on ``symbols`` coded with the
+        CDF rows ``indexes``: -log2(frequency / 2**16) each (an escaped value at least
+        its escape symbol's), less the coder's rounding gain (see codecs.rans_guard)."""
+        if not hasattr(self, "_bits"):
+            cdf = np.asarray(self.cdf, dtype=np.float64)
+            freqs = np.maximum(np.diff(cdf, axis=1), 1.0)
+            self._bits = np.maximum(16.0 - np.log2(freqs) - ROUNDING_GAIN_BITS, 0.0)
+            self._lengths = np.asarray(self.lengths, dtype=np.int64)
+            self._offsets = np.asarray(self.offsets, dtype=np.int64)
+        rows = np.asarray(indexes, dtype=np.int64)
+        values = np.asarray(symbols, dtype=np.int64) - self._offsets[rows]
+        escape = self._lengths[rows] - 2
+        values = np.where((values >= 0) & (values < escape), values, escape)
+        return float(self._bits[rows, values].sum())
 
     def indexes(self, scales: torch.Tensor) -> torch.Tensor:
         """Scale-table index per element (as ``GaussianConditional.build_indexes``)."""

@@ -30,6 +30,7 @@ from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models.utils import update_registered_buffers
 
 from ..errors import ModelError
+from . import validation
 
 logger = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def load_folder(
     config = load_config(source, **download)
     model_class = model_class_for(config, expected_class)
     weights_path = resolve_file(source, WEIGHTS_NAME, **download)
+    validation.check_config(config, f"{source}/{CONFIG_NAME}", weights_path)
     model = model_class.from_config(**config)
     load_state(model, read_safetensors(weights_path, map_location), source=source)
     model.card_info = read_card_info(weights_path)
@@ -193,18 +195,27 @@ def _missing_file_message(source: str, filename: str, *, local: bool) -> str:
 def read_config(path: Path) -> dict[str, Any]:
     """The JSON object of ``config.json``."""
     try:
-        config = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        config = _json(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
         raise ModelError(f"cannot read {path}: {error}") from None
     if not isinstance(config, dict):
         raise ModelError(f"{path} must hold a JSON object, not {type(config).__name__}")
     return config
 
 
+def _json(text: str) -> Any:
+    """``json.loads`` for untrusted text: too deep nesting and numbers of thousands of
+    digits are a ValueError like any other malformed JSON."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply") from None
+
+
 def check_config(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` if a model can be built from it (``from_config`` checks the rest)."""
-    if not config.get("architecture"):
-        raise ModelError(f"{CONFIG_NAME} has no 'architecture': cannot tell which model it holds")
+    """``config`` if a model can be built from it: types and ranges of every value
+    (:func:`.validation.check_config`; ``from_config`` checks the rest)."""
+    validation.check_config(config, CONFIG_NAME)
     return config
 
 
@@ -239,10 +250,12 @@ def read_card_info(path: Path) -> dict[str, Any]:
     with safe_open(str(path), framework="pt") as handle:
         text = (handle.metadata() or {}).get(CARD_METADATA_KEY)
     try:
-        info = json.loads(text) if text else {}
-    except json.JSONDecodeError:
-        logger.warning("ignoring unreadable model-card metadata in %s", path)
-        return {}
+        info = _json(text) if text else {}
+    except ValueError as error:
+        raise ModelError(
+            f"the model-card metadata ({CARD_METADATA_KEY}) in {path} is unreadable "
+            f"({str(error)[:100]}): re-save the model with save_pretrained"
+        ) from None
     return info if isinstance(info, dict) else {}
 
 
@@ -314,6 +327,7 @@ def load_state(model, state_dict: dict, *, source: str = "") -> None:
             f" in {source}" if source else "",
         )
         model.update(force=True)
+    validation.check_entropy_tables(model, source)
 
 
 def _names(names: list[str]) -> str:

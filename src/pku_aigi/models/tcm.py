@@ -31,7 +31,7 @@ from compressai.layers import (
 from torch import Tensor, nn
 
 from ..errors import ModelError
-from .channel_slices import ChannelSliceCodec, register_slice_codec
+from .channel_slices import ChannelSliceCodec, register_slice_codec, slice_head
 
 PAPER = (
     'J. Liu, H. Sun, J. Katto. "Learned Image Compression with Mixed Transformer-CNN '
@@ -172,17 +172,6 @@ class SwinAttention(AttentionBlock):
         return self.project_out(out)
 
 
-def slice_head(in_channels: int, out_channels: int) -> nn.Sequential:
-    """3x3 convs in -> 224 -> 128 -> out with GELU (mean, scale and LRP transforms)."""
-    return nn.Sequential(
-        conv3x3(in_channels, 224),
-        nn.GELU(),
-        conv3x3(224, 128),
-        nn.GELU(),
-        conv3x3(128, out_channels),
-    )
-
-
 class TCM(ChannelSliceCodec):
     """TCM (Liu, Sun, Katto, CVPR 2023), large configuration by default (N=128, M=320).
 
@@ -216,10 +205,7 @@ class TCM(ChannelSliceCodec):
         atten_dim: int = 128,
         atten_head_dim: int = 16,
     ):
-        super().__init__()
-        if M % num_slices:
-            raise ModelError(f"M={M} must be a multiple of num_slices={num_slices}")
-        self.num_slices = num_slices
+        super().__init__(M, num_slices)
         self.max_support_slices = max_support_slices
         d, h = list(depths), list(head_dims)
         wide = 2 * N
@@ -281,25 +267,11 @@ class TCM(ChannelSliceCodec):
         scale = self.cc_scale_transforms[i](scale_support)
         return mu, scale, mean_support
 
-    def refine(self, i: int, context: Tensor, y_hat_slice: Tensor, text=None) -> Tensor:
-        lrp = self.lrp_transforms[i](torch.cat([context, y_hat_slice], dim=1))
-        return y_hat_slice + 0.5 * torch.tanh(lrp)
+    def residual_prediction(self, i: int, context: Tensor, y_hat_slice: Tensor) -> Tensor:
+        return self.lrp_transforms[i](torch.cat([context, y_hat_slice], dim=1))
 
     def advance(self, i: int, state: dict, y_hat_slice: Tensor) -> dict:
         return {**state, "slices": [*state["slices"], y_hat_slice]}
-
-    # ------------------------------------------------------------ transforms
-    def analysis(self, x: Tensor, text=None) -> Tensor:
-        return self.g_a(x)
-
-    def hyper_analysis(self, y: Tensor, text=None) -> Tensor:
-        return self.h_a(y)
-
-    def hyper_synthesis(self, z_hat: Tensor, text=None) -> tuple[Tensor, Tensor]:
-        return self.h_mean_s(z_hat), self.h_scale_s(z_hat)
-
-    def synthesis(self, y_hat: Tensor, text=None) -> Tensor:
-        return self.g_s(y_hat)
 
 
 class TCMSmall(TCM):

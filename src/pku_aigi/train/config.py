@@ -9,6 +9,10 @@ from pathlib import Path
 from ..errors import PkuAigiError
 from .losses import METRICS
 
+# Without --milestones the learning rate is multiplied by gamma (halved) at these
+# fractions of the run's steps: the paper's recipe, 80 % and 95 %.
+LR_DECAY_FRACTIONS = (0.8, 0.95)
+
 
 class TrainingError(PkuAigiError):
     """A training run cannot start or resume as asked."""
@@ -42,7 +46,7 @@ class TrainConfig:
     lr: float = 1e-4
     aux_lr: float = 5e-4
     clip_max_norm: float = 1.0
-    milestones: list[int] | None = None  # steps; default 80 % and 95 % of max_steps
+    milestones: list[int] | None = None  # steps; default LR_DECAY_FRACTIONS of max_steps
     gamma: float = 0.5
     checkpoint_every: int = 1000
     val_every: int = 0  # 0: validate at each checkpoint
@@ -89,6 +93,12 @@ class TrainConfig:
         for name in ("cuda_graphs", "channels_last"):
             if getattr(self, name) not in ("auto", "on", "off"):
                 raise TrainingError(f"--{name.replace('_', '-')} must be auto, on or off")
+
+    def lr_milestones(self, max_steps: int) -> list[int]:
+        """The steps at which the learning rate decays: ``milestones`` or the default."""
+        if self.milestones is not None:
+            return list(self.milestones)
+        return sorted({max(1, int(max_steps * f)) for f in LR_DECAY_FRACTIONS})
 
     def model_options(self) -> dict:
         """Keyword arguments of ``pku_aigi.models.create`` besides quality and lambda."""

@@ -1,5 +1,8 @@
 """The training loop: CompressAI's recipe, resumable, on CPU, one GPU or many (accelerate).
 
+:mod:`.setup` prepares the run (device, accelerator, CUDA graphs, output folder, data),
+this module trains, :mod:`.publish` validates and writes (and pushes) the models.
+
 Per model (one per lambda, all on the same batches): the rate-distortion loss, Adam on
 every parameter but the entropy bottleneck quantiles, a separate Adam on the quantiles
 for the auxiliary loss (CompressAI's ``configure_optimizers`` split), gradient clipping,
@@ -14,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import shutil
 import signal
 import threading
 import time
@@ -24,26 +26,25 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
-from .config import TrainConfig, TrainingError
-from .data import (
-    PAPER_REPEATS,
-    CropStream,
-    DatasetSource,
-    FolderSource,
-    batch_loader,
-    split_folder,
-    validation_crops,
-)
+from .config import TrainConfig
+from .cuda_graphs import GRAPH_WARMUP_STEPS, GraphedStep, capture, remove_host_syncs
+from .data import batch_loader, validation_crops
 from .losses import RateDistortionLoss, psnr
-from .speed import GraphedStep, remove_host_syncs
-from .validate import evaluate, rd_point
+from .publish import publish
+from .setup import (
+    ARGS_FILE,
+    LOGS_DIR,
+    Runtime,
+    build_data,
+    check_names,
+    make_runtime,
+    prepare_out_dir,
+)
+from .validate import evaluate
 
 logger = logging.getLogger(__name__)
 
 METRICS = ("loss", "bpp", "mse", "aux")  # what a training step reports, in order
-GRAPH_WARMUP_STEPS = 3  # eager steps before capture (optimizer state, cuDNN autotuning)
-LOGS_DIR = "logs"
-ARGS_FILE = "train_args.json"
 
 
 @dataclass
@@ -88,7 +89,16 @@ def pick_quality(arch: str, metric: str, lmbda: float, quality: int | None) -> i
 class ModelRun:
     """One model trained at one lambda: the model, its loss, optimizers and scheduler."""
 
-    def __init__(self, model, name: str, lmbda: float, config: TrainConfig, accelerator, graphs):
+    def __init__(
+        self,
+        model,
+        name: str,
+        lmbda: float,
+        config: TrainConfig,
+        accelerator,
+        graphs: bool,
+        milestones: list[int],
+    ):
         self.raw = model
         self.name = name
         self.lmbda = lmbda
@@ -102,8 +112,9 @@ class ModelRun:
         self.aux_optimizer = (
             torch.optim.Adam(aux, lr=self._lr(config.aux_lr), capturable=graphs) if aux else None
         )
+        self.milestones = list(milestones)
         self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, milestones=config.milestones or [], gamma=config.gamma
+            self.optimizer, milestones=self.milestones, gamma=config.gamma
         )
         if accelerator.num_processes > 1 and aux:
             # The quantiles only get gradients from the aux loss, outside DDP's forward;
@@ -232,121 +243,16 @@ class StopSignals:
             signal.signal(signum, handler)
 
 
-def check_names(config: TrainConfig) -> None:
-    """Unknown architecture, quality or config: one clear error before anything starts."""
-    from ..models import get_spec
-    from ..subsets import get_subset
-
-    spec = get_spec(config.arch)
-    if config.quality is not None:
-        spec.hyperparameters(config.quality)
-    if config.text_encoder and not spec.model_class.text_conditioned:
-        raise TrainingError(
-            f"--text-encoder is for text-conditioned architectures (catc), not {config.arch}"
-        )
-    for name in config.configs or []:
-        get_subset(name)
-
-
-def make_accelerator(device: str):
-    from accelerate import Accelerator
-
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise TrainingError(f"--device {device}: CUDA is not available on this machine")
-        if ":" in device:
-            torch.cuda.set_device(int(device.split(":", 1)[1]))
-    elif device not in ("auto", "cpu"):
-        raise TrainingError(f"unknown --device {device!r}: use auto, cpu, cuda or cuda:N")
-    return Accelerator(cpu=device == "cpu")
-
-
-def prepare_out_dir(config: TrainConfig, names: list[str]) -> None:
-    """Refuse to overwrite a previous run unless --resume or --force."""
-    out = config.out
-    busy = out.exists() and any(out.iterdir())
-    if config.resume:
-        if not ckpt.checkpoint_path(out).is_file():
-            raise TrainingError(f"--resume: no checkpoint in {out}: start without --resume")
-        return
-    if busy and not config.force:
-        raise TrainingError(
-            f"{out} already exists and is not empty: use --resume to continue its run, "
-            "--force to overwrite it, or another --out"
-        )
-    if busy:  # --force: remove what a previous run wrote, nothing else
-        for name in [ckpt.CHECKPOINT_DIR, LOGS_DIR, *names]:
-            shutil.rmtree(out / name, ignore_errors=True)
-        (out / ARGS_FILE).unlink(missing_ok=True)
-    out.mkdir(parents=True, exist_ok=True)
-
-
-def build_data(config: TrainConfig, rank: int, world: int):
-    """(train stream, validation sources, training data and validation data descriptions)."""
-    if config.images:
-        if config.val_images:
-            train_sources = [FolderSource(config.images)]
-            val_sources = [FolderSource(config.val_images)]
-            val_description = f"{len(val_sources[0])} images of {config.val_images}"
-        else:
-            train, val = split_folder(config.images, config.val_holdout)
-            train_sources, val_sources = [train], [val]
-            val_description = f"{len(val)} images held out of {config.images}"
-        repeats = [1]
-        description = f"{len(train_sources[0])} images of {config.images}"
-    else:
-        if config.streaming:
-            raise TrainingError(
-                "--streaming is not supported by training yet: download the configs "
-                "(drop --streaming) so that crops can be read in a resumable random order"
-            )
-        where = (config.data_dir, config.cache_dir)
-        train_sources = [DatasetSource.load(c, "train", *where) for c in config.configs]
-        val_sources = [DatasetSource.load(c, "validation", *where) for c in config.configs]
-        repeats = [PAPER_REPEATS.get(c, 1) for c in config.configs]
-        val_description = "PKU-AIGI-500K validation split (" + ", ".join(config.configs) + ")"
-        description = (
-            "PKU-AIGI-500K train split, "
-            + ", ".join(f"{c} x{r}" for c, r in zip(config.configs, repeats))
-            + " per epoch"
-        )
-    stream = CropStream(
-        train_sources,
-        repeats,
-        patch_size=config.patch_size,
-        batch_size=config.batch_size,
-        seed=config.seed,
-        rank=rank,
-        world_size=world,
-    )
-    stream.check_sizes()
-    return stream, val_sources, description, val_description
-
-
-def _resolve(flag: str, default: bool) -> bool:
-    return default if flag == "auto" else flag == "on"
-
-
 def train(config: TrainConfig, callback=None) -> TrainResult:
     """Run (or resume) the training described by ``config``.
 
     ``callback(step, runs)`` is called after every step (tests use it to interrupt).
     """
     check_names(config)
-    accelerator = make_accelerator(config.device)
-    device = accelerator.device
-    is_main = accelerator.is_main_process
-    rank, world = accelerator.process_index, accelerator.num_processes
-    on_cuda = device.type == "cuda"
-    graphs = _resolve(config.cuda_graphs, on_cuda and world == 1)
-    if graphs and not on_cuda:
-        raise TrainingError("--cuda-graphs on needs a CUDA device")
-    if graphs and world > 1:
-        logger.warning("CUDA graphs are off with several processes (DDP)")
-        graphs = False
-    channels_last = _resolve(config.channels_last, on_cuda)
-    if on_cuda:
-        torch.backends.cudnn.benchmark = True
+    runtime = make_runtime(config)
+    accelerator, device, is_main = runtime.accelerator, runtime.device, runtime.is_main
+    rank, world = runtime.rank, runtime.world
+    graphs = runtime.graphs
 
     names = [run_name(config, lmbda) for lmbda in config.lmbdas]
     if is_main:
@@ -355,10 +261,7 @@ def train(config: TrainConfig, callback=None) -> TrainResult:
 
     stream, val_sources, data_description, val_description = build_data(config, rank, world)
     max_steps = config.max_steps or stream.steps_per_epoch()
-    if config.milestones is None:
-        config.milestones = sorted({max(1, int(max_steps * f)) for f in (0.8, 0.95)})
-
-    runs = build_runs(config, accelerator, graphs, channels_last)
+    runs = build_runs(config, runtime, config.lr_milestones(max_steps))
     torch.manual_seed(config.seed + 1 + rank)  # training noise differs per process
 
     start = 0
@@ -373,7 +276,7 @@ def train(config: TrainConfig, callback=None) -> TrainResult:
         (config.out / ARGS_FILE).write_text(json.dumps(config.to_json(), indent=2) + "\n")
 
     embed = None
-    if getattr(runs[0].raw, "text_conditioned", False):
+    if runs[0].raw.text_conditioned:
         embed = PromptEmbedder(runs[0].raw, device)
     val_crops = []
     if is_main:
@@ -396,7 +299,7 @@ def train(config: TrainConfig, callback=None) -> TrainResult:
 
     step, interrupted = start, False
     started = time.perf_counter()
-    batches = batch_loader(stream, start, max_steps, config.workers, pin=on_cuda)
+    batches = batch_loader(stream, start, max_steps, config.workers, pin=device.type == "cuda")
     from tqdm.auto import tqdm
 
     progress = tqdm(
@@ -405,7 +308,7 @@ def train(config: TrainConfig, callback=None) -> TrainResult:
     with StopSignals() as stop:
         for images, prompts in batches:
             x = images.to(device, non_blocking=True).float().div_(255)
-            if channels_last:
+            if runtime.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             text = embed(prompts) if embed else None
             if graphs and runs[0].graphed is None and step - start >= GRAPH_WARMUP_STEPS:
@@ -434,15 +337,17 @@ def train(config: TrainConfig, callback=None) -> TrainResult:
     if interrupted:
         logger.warning("stopped at step %d; continue with --resume", step)
     elif is_main:
-        _finish(config, runs, val_crops, (data_description, val_description), step, writer, result)
+        descriptions = (data_description, val_description)
+        publish(config, runs, val_crops, descriptions, step, writer, result)
     if writer:
         writer.close()
     accelerator.wait_for_everyone()
     return result
 
 
-def build_runs(config: TrainConfig, accelerator, graphs: bool, channels_last: bool) -> list:
-    """One :class:`ModelRun` per lambda, each model initialised from ``config.seed``."""
+def build_runs(config: TrainConfig, runtime: Runtime, milestones: list[int]) -> list:
+    """One :class:`ModelRun` per lambda, each model initialised from ``config.seed``;
+    the learning rate decays at the steps ``milestones``."""
     from .. import models
 
     runs = []
@@ -457,13 +362,15 @@ def build_runs(config: TrainConfig, accelerator, graphs: bool, channels_last: bo
             **config.model_options(),
         )
         remove_host_syncs(model)
-        model.to(accelerator.device)
-        if channels_last:
+        model.to(runtime.device)
+        if runtime.channels_last:
             model.to(memory_format=torch.channels_last)
         if config.compile:
             model.forward = torch.compile(model.forward)
         name = run_name(config, lmbda)
-        runs.append(ModelRun(model, name, lmbda, config, accelerator, graphs))
+        runs.append(
+            ModelRun(model, name, lmbda, config, runtime.accelerator, runtime.graphs, milestones)
+        )
     return runs
 
 
@@ -471,24 +378,6 @@ def _summary_writer(path: Path):
     from torch.utils.tensorboard import SummaryWriter
 
     return SummaryWriter(str(path))
-
-
-def capture(runs: list[ModelRun], x, text) -> bool:
-    """Capture each run's step into a CUDA graph (TrainingError if that fails)."""
-    try:
-        torch.cuda.synchronize()
-        for run in runs:
-            run.capture(x, text)
-        torch.cuda.synchronize()
-        logger.info("training steps captured into CUDA graphs")
-        return True
-    except Exception as error:
-        # A failed capture leaves the CUDA RNG in capture mode: eager steps after it fail
-        # too, so stop with the fix instead of a cryptic error a step later.
-        raise TrainingError(
-            f"CUDA graph capture failed ({str(error).splitlines()[0]}): rerun with "
-            "--cuda-graphs off (add --resume to continue from the last checkpoint)"
-        ) from error
 
 
 def step_all(runs: list[ModelRun], x, text, graphs: bool) -> None:
@@ -564,88 +453,3 @@ def _log_validation(runs, crops, step, writer, device, embed) -> None:
             metrics["bpp"],
             metrics["psnr"],
         )
-
-
-def _finish(config, runs, val_crops, descriptions, step, writer, result) -> None:
-    """Each model: entropy tables, real-bitstream validation, Hub folder with a card."""
-    from ..models.card import write_model_card
-
-    data_description, val_description = descriptions
-    for run in runs:
-        model = run.raw
-        model.to("cpu", memory_format=torch.contiguous_format)  # portable bitstreams
-        model.update(force=True)
-        model.eval()
-        folder = config.out / run.name
-        point = rd_point(model, val_crops) if val_crops else {}
-        if point:
-            point = {
-                "dataset": f"{val_description}, centre crops up to {config.val_crop} px",
-                **point,
-            }
-            writer.add_scalar(f"{run.name}/validation/real_bpp", point["bpp"], step)
-            writer.add_scalar(f"{run.name}/validation/real_psnr", point["psnr"], step)
-            logger.info(
-                "%s: %.4f bpp, %.2f dB PSNR on %d validation crops (real bitstreams)",
-                run.name,
-                point["bpp"],
-                point["psnr"],
-                point["images"],
-            )
-        write_model_card(  # records the card on the model; save_pretrained keeps it
-            model,
-            folder,
-            training=_training_summary(config, run, data_description, step),
-            rd_points=[point] if point else None,
-        )
-        model.save_pretrained(folder)
-        result.model_dirs.append(folder)
-        result.rd_points.append(point)
-        if config.push_to_hub:
-            _push(model, _repo_id(config.push_to_hub, run, len(runs)), folder, data_description)
-        logger.info("model written to %s", folder)
-
-
-def _training_summary(config: TrainConfig, run: ModelRun, data: str, steps: int) -> dict:
-    distortion = "255^2 * MSE" if config.metric == "mse" else "(1 - MS-SSIM)"
-    return {
-        "recipe": {
-            "loss": f"{run.lmbda:g} * {distortion} + bpp",
-            "lmbda": run.lmbda,
-            "metric": config.metric,
-            "optimizer": f"Adam, lr {config.lr:g}; aux Adam (quantiles), lr {config.aux_lr:g}",
-            "lr_milestones": list(config.milestones or []),
-            "lr_gamma": config.gamma,
-            "gradient_clipping": config.clip_max_norm,
-            "batch_size": config.batch_size,
-            "patch_size": config.patch_size,
-            "augmentation": "random crops, horizontal and vertical flips",
-            "seed": config.seed,
-        },
-        "data": data,
-        "steps": steps,
-        "images_seen": steps * config.batch_size,
-    }
-
-
-def _repo_id(template: str, run: ModelRun, count: int) -> str:
-    if "{" in template:
-        return template.format(lmbda=f"{run.lmbda:g}", name=run.name)
-    return template if count == 1 else f"{template}-lmbda{run.lmbda:g}"
-
-
-def _push(model, repo_id: str, folder: Path, trained_on: str) -> None:
-    """Upload ``model`` to Hub repo ``repo_id``, then print the zoo entry that names it."""
-    import json
-
-    from ..models import zoo
-
-    model.push_to_hub(repo_id, commit_message="pku-aigi train")
-    logger.info("pushed %s to the Hub as %s", folder, repo_id)
-    entry = zoo.entry_for_pushed_model(repo_id, model.config, trained_on)
-    print(
-        f"Pushed {repo_id}. To make it the zoo's {entry['architecture']} quality "
-        f"{entry['quality']} {entry['metric']} model (preferred over CompressAI's Vimeo-90k "
-        "weights), add this entry to the file named by PKU_AIGI_ZOO (or to models/zoo.json):\n"
-        + json.dumps(entry)
-    )

@@ -14,11 +14,9 @@ import torch
 from torch import nn
 
 from ..errors import PkuAigiError
+from ..metrics import MS_SSIM_MIN_SIDE
 
 METRICS = ("mse", "ms-ssim")
-# pytorch_msssim's MS-SSIM uses 5 scales with an 11-pixel window: each side must exceed
-# (11 - 1) * 2**4 = 160 pixels.
-MS_SSIM_MIN_SIDE = 161
 
 
 def bpp_from_likelihoods(likelihoods: dict[str, torch.Tensor], num_pixels: int) -> torch.Tensor:

@@ -7,7 +7,8 @@ import math
 import numpy as np
 import torch
 
-from .losses import MS_SSIM_MIN_SIDE, RateDistortionLoss, bpp_from_likelihoods, ms_ssim, psnr
+from ..metrics import MS_SSIM_MIN_SIDE
+from .losses import RateDistortionLoss, bpp_from_likelihoods, psnr
 
 
 def _to_tensor(crop: np.ndarray, device) -> torch.Tensor:
@@ -45,14 +46,14 @@ def _msssim_ok(criterion: RateDistortionLoss, x: torch.Tensor) -> bool:
 
 @torch.no_grad()
 def rd_point(model, crops) -> dict[str, float]:
-    """The real rate-distortion point: every crop compressed to bytes and decoded.
+    """The real rate-distortion point: every crop compressed to .aigic bytes and decoded.
 
-    Uses the package's learned codec (``pku_aigi.codecs.from_model``, .aigic files) so
-    the rate counts every byte a user would store; bpp is total bits over total pixels,
-    PSNR and MS-SSIM are averaged over crops, on 8-bit reconstructions.
+    Each crop is measured as the benchmark measures (:func:`pku_aigi.bench.sweep.measure`
+    with the package's learned codec), so the rate counts every byte a user would store;
+    bpp is total bits over total pixels, PSNR and MS-SSIM (crops of at least
+    :data:`pku_aigi.metrics.MS_SSIM_MIN_SIDE` px) are averaged over crops.
     """
-    from PIL import Image
-
+    from ..bench.sweep import measure
     from ..codecs import from_model
 
     model.eval()
@@ -60,16 +61,12 @@ def rd_point(model, crops) -> dict[str, float]:
     bits = pixels = 0
     psnrs, msssims = [], []
     for crop, prompt in crops:
-        kwargs = {"prompt": prompt} if getattr(model, "text_conditioned", False) else {}
-        data = codec.encode(Image.fromarray(crop), quality=None, **kwargs)
-        decoded = np.asarray(codec.decode(data).convert("RGB"), dtype=np.uint8)
-        bits += 8 * len(data)
+        row = measure(codec, crop, None, prompt=prompt)
+        bits += 8 * row["bytes"]
         pixels += crop.shape[0] * crop.shape[1]
-        mse = float(np.mean((decoded.astype(np.float64) - crop.astype(np.float64)) ** 2))
-        psnrs.append(psnr(mse / 255**2))
+        psnrs.append(row["psnr"])
         if min(crop.shape[:2]) >= MS_SSIM_MIN_SIDE:
-            ref, rec = _to_tensor(crop, "cpu"), _to_tensor(decoded, "cpu")
-            msssims.append(float(ms_ssim(rec, ref)))
+            msssims.append(row["ms_ssim"])
     point = {"bpp": bits / max(1, pixels), "psnr": float(np.mean(psnrs)), "images": len(crops)}
     if msssims:
         point["ms_ssim"] = float(np.mean(msssims))

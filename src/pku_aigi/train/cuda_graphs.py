@@ -1,4 +1,4 @@
-"""GPU speed for small codecs, which are launch-bound: no host syncs, CUDA graphs.
+"""CUDA graphs for training small codecs, which are launch-bound: no host syncs, one launch.
 
 CompressAI's ``EntropyBottleneck.forward`` builds its permutation as a CUDA tensor and
 unpacks it, a device-to-host sync per call; :func:`remove_host_syncs` swaps in the same
@@ -15,7 +15,11 @@ from collections.abc import Callable
 
 import torch
 
+from .config import TrainingError
+
 logger = logging.getLogger(__name__)
+
+GRAPH_WARMUP_STEPS = 3  # eager steps before capture (optimizer state, cuDNN autotuning)
 
 
 def _entropy_bottleneck_forward(self, x, training=None):
@@ -91,3 +95,21 @@ class GraphedStep:
             self.static_text.copy_(text, non_blocking=True)
         self.graph.replay()
         return self.static_out
+
+
+def capture(runs: list, x: torch.Tensor, text: torch.Tensor | None) -> bool:
+    """Capture each run's training step into a CUDA graph (TrainingError if that fails)."""
+    try:
+        torch.cuda.synchronize()
+        for run in runs:
+            run.capture(x, text)
+        torch.cuda.synchronize()
+        logger.info("training steps captured into CUDA graphs")
+        return True
+    except Exception as error:
+        # A failed capture leaves the CUDA RNG in capture mode: eager steps after it fail
+        # too, so stop with the fix instead of a cryptic error a step later.
+        raise TrainingError(
+            f"CUDA graph capture failed ({str(error).splitlines()[0]}): rerun with "
+            "--cuda-graphs off (add --resume to continue from the last checkpoint)"
+        ) from error

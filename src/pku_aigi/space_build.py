@@ -1,0 +1,160 @@
+"""``pku-aigi space build OUT``: a ready-to-push Hugging Face Space folder.
+
+The Space runs this package, which is not on PyPI: OUT gets the Space's ``app.py`` and
+card (``README.md`` with the Spaces YAML header) from ``space/`` of the source tree, a
+wheel of the package built from that tree (offline, with the setuptools of the running
+interpreter, from a clean copy so that no ``build/`` folder is left in the tree), and a
+``requirements.txt`` that installs the wheel by its path relative to the Space's root
+(or, with ``--space-id``, by its ``resolve/main`` URL in the pushed Space). Push it with
+``huggingface-cli upload ORG/NAME OUT . --repo-type space``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import PkuAigiError
+from .outputs import make_output_folder, write_file_atomically
+
+logger = logging.getLogger(__name__)
+
+SOURCE_ROOT = Path(__file__).resolve().parents[2]  # src/pku_aigi/space_build.py -> root
+SPACE_FILES = ("app.py", "README.md")
+WHEEL_GLOB = "pku_aigi-*.whl"
+# What a wheel is built from: pyproject.toml names README.md as the long description.
+SOURCE_FILES = ("pyproject.toml", "README.md")
+
+
+class SpaceBuildError(PkuAigiError):
+    """The Space folder cannot be built as asked."""
+
+
+def register(subparsers) -> None:
+    """Add ``pku-aigi space build``."""
+    space = subparsers.add_parser("space", help="build the Hugging Face Space folder")
+    commands = space.add_subparsers(dest="space_command", metavar="ACTION")
+    build = commands.add_parser(
+        "build",
+        help="write a ready-to-push Space: app.py, card, this package's wheel, requirements",
+        description=__doc__.split("\n\n")[1],
+    )
+    build.add_argument("out", type=Path, metavar="OUT", help="folder to write (the Space repo)")
+    build.add_argument(
+        "--force",
+        action="store_true",
+        help="write into a non-empty OUT (replaces app.py, README.md, requirements.txt and "
+        "old pku-aigi wheels; other files, e.g. .git, stay)",
+    )
+    build.add_argument(
+        "--wheel", type=Path, metavar="FILE", help="use this pku-aigi wheel instead of building one"
+    )
+    build.add_argument(
+        "--space-id",
+        metavar="ORG/NAME",
+        help="require the wheel by its URL in this (public) Space instead of a relative path",
+    )
+    build.set_defaults(func=run_build)
+    space.set_defaults(func=lambda args: space.print_help() or 2)
+
+
+def run_build(args: argparse.Namespace) -> int:
+    out = build_space(args.out, force=args.force, wheel=args.wheel, space_id=args.space_id)
+    for path in sorted(out.iterdir()):
+        if path.name in (*SPACE_FILES, "requirements.txt") or path.match(WHEEL_GLOB):
+            print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    print(f"push it with: huggingface-cli upload ORG/NAME {out} . --repo-type space")
+    return 0
+
+
+def build_space(
+    out: str | Path,
+    *,
+    force: bool = False,
+    wheel: str | Path | None = None,
+    space_id: str | None = None,
+    source_root: Path = SOURCE_ROOT,
+) -> Path:
+    """Write the Space folder ``out`` and return it (see the module docstring)."""
+    out = Path(out)
+    space_dir = source_root / "space"
+    missing = [name for name in SPACE_FILES if not (space_dir / name).is_file()]
+    if missing:
+        raise SpaceBuildError(
+            f"no {', '.join(missing)} in {space_dir}: `pku-aigi space build` runs from a "
+            "source checkout of pku-aigi (the space/ folder is not part of the wheel)"
+        )
+    if wheel is not None and not (Path(wheel).is_file() and Path(wheel).match(WHEEL_GLOB)):
+        raise SpaceBuildError(f"--wheel {wheel}: not a pku_aigi-*.whl file")
+    if out.exists() and not out.is_dir():
+        raise SpaceBuildError(f"{out} is a file: give a folder")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise SpaceBuildError(
+            f"{out} is not empty: choose an empty or new folder, or pass --force to replace "
+            "the Space files in it (other files, e.g. .git, stay)"
+        )
+    make_output_folder(out, option="OUT")
+    with tempfile.TemporaryDirectory(prefix="pku-aigi-wheel-") as scratch:
+        built = Path(wheel) if wheel else build_wheel(Path(scratch), source_root)
+        for old in out.glob(WHEEL_GLOB):
+            old.unlink()
+        shutil.copyfile(built, out / built.name)
+    for name in SPACE_FILES:
+        write_file_atomically(out / name, (space_dir / name).read_bytes())
+    requirements = _requirements(space_dir / "requirements.txt", built.name, space_id)
+    write_file_atomically(out / "requirements.txt", requirements.encode("utf-8"))
+    logger.info("Space folder %s: %s", out, built.name)
+    return out
+
+
+def _requirements(template: Path, wheel_name: str, space_id: str | None) -> str:
+    """The template's lines (comments and other requirements) plus the wheel's line."""
+    lines = template.read_text(encoding="utf-8").splitlines() if template.is_file() else []
+    lines = [line for line in lines if not line.strip().lower().startswith("pku-aigi")]
+    if space_id:
+        url = f"https://huggingface.co/spaces/{space_id}/resolve/main/{wheel_name}"
+        lines.append(f"pku-aigi @ {url}")
+    else:
+        lines.append(f"./{wheel_name}")  # pip reads it relative to the Space's root
+    return "\n".join(lines) + "\n"
+
+
+def build_wheel(target: Path, source_root: Path = SOURCE_ROOT) -> Path:
+    """Build this package's wheel from ``source_root`` into ``target``, offline.
+
+    The build runs ``pip wheel --no-deps --no-build-isolation`` on a copy of
+    ``pyproject.toml``, ``README.md`` and ``src/`` (no caches, no ``*.egg-info``), so the
+    wheel holds exactly the tree's files and the tree stays untouched.
+    """
+    if not (source_root / "pyproject.toml").is_file() or not (source_root / "src").is_dir():
+        raise SpaceBuildError(
+            f"no source tree at {source_root} (pyproject.toml and src/): build the Space from "
+            "a source checkout of pku-aigi, or pass --wheel FILE"
+        )
+    for module in ("setuptools", "wheel"):
+        if importlib.util.find_spec(module) is None:
+            raise SpaceBuildError(
+                f"building the wheel needs {module}: pip install 'setuptools>=68' wheel"
+            )
+    copy = target / "source"
+    copy.mkdir(parents=True)
+    for name in SOURCE_FILES:
+        shutil.copyfile(source_root / name, copy / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
+    shutil.copytree(source_root / "src", copy / "src", ignore=ignore)
+    dist = target / "dist"
+    command = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+               "--no-index", "--quiet", "--wheel-dir", str(dist), str(copy)]  # fmt: skip
+    logger.info("building the pku-aigi wheel: %s", " ".join(command))
+    result = subprocess.run(command, capture_output=True, text=True)
+    wheels = sorted(dist.glob(WHEEL_GLOB))
+    if result.returncode != 0 or len(wheels) != 1:
+        tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-5:])
+        raise SpaceBuildError(f"building the pku-aigi wheel failed:\n{tail}")
+    return wheels[0]
