@@ -133,6 +133,31 @@ def test_anchor_preset_cost_and_bd_intervals_are_in_the_report(folder, tmp_path)
     )
 
 
+def test_plain_folder_is_one_group_named_after_the_folder(pku_examples, tmp_path):
+    """Issue 13 item 7: images directly in a folder are reported once, not again as "all"."""
+    folder = tmp_path / "my_pngs"
+    for n in (1, 2):
+        crop(pku_examples / "mod" / f"{n}.png", folder / f"{n}.png")
+    out = tmp_path / "results"
+    argv = ["bench", "--images", str(folder), "--codecs", "jpeg,webp", "--anchor", "jpeg",
+            "--qualities", "jpeg=10,40,80", "--qualities", "webp=10,40,80",
+            "--out", str(out), "--workers", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 0
+    report = (out / "report.md").read_text()
+    assert report.count("\n## ") == 2  # settings + the one group
+    assert "## All images (my_pngs)" in report and "## Subset" not in report
+    plots = sorted(p.name for p in out.glob("rd_*.png"))
+    assert plots == ["rd_ms_ssim_db_my_pngs.png", "rd_psnr_my_pngs.png"]
+    bd = json.loads((out / "bd.json").read_text())
+    assert set(bd["tables"]) == set(bd["bd_range"]) == {"my_pngs"}
+    assert bd["tables"]["my_pngs"]["webp"]["bd_rate_psnr"]["value"] < 0
+    with (out / "measurements.csv").open() as file:
+        rows = [r for r in csv.DictReader(file) if r["codec"] == "webp" and r["quality"] == "40"]
+    data = json.loads((out / "compressai" / "webp.json").read_text())
+    assert data["results"]["bpp"][1] == pytest.approx(sum(float(r["bpp"]) for r in rows) / 2)
+    assert data["subsets"]["my_pngs"]["bpp"] == data["results"]["bpp"]
+
+
 def test_rerun_reuses_every_measurement(bench_run, capsys):
     argv, out = bench_run
     assert main(argv) == 0

@@ -179,3 +179,17 @@ def test_autoregressive_decoding_stops_where_the_string_ends(crop):
     data = enlarged(codec.encode(crop), 1000, 64)
     with pytest.raises(CorruptStreamError, match=r"y string \(\d+ bytes\) ends before .* row 0 of"):
         codec.decode(data)
+
+
+def test_slice_decoding_stops_where_the_string_ends(crop):
+    """TCM/CATC: a forged size stops after the first slice that the y string cannot
+    hold, before the other slices' attention modules and the synthesis run."""
+    torch.manual_seed(0)
+    tiny_tcm = dict(N=16, M=40, z_channels=16, head_dims=[8] * 6, hyper_head_dim=8)
+    model = models.create("tcm-small", atten_dim=32, atten_head_dim=8, **tiny_tcm)
+    with torch.no_grad():
+        model.g_a[-1].weight.mul_(10)
+    codec = from_model(model, device="cpu")
+    data = enlarged(codec.encode(crop), 1024, 64)
+    with pytest.raises(CorruptStreamError, match=r"ends before the latent does \(slice 0 of 5"):
+        codec.decode(data)

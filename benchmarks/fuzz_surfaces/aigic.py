@@ -43,7 +43,9 @@ MODELS = {
     "tcm-small": TINY_TCM,
 }
 CROPS = ((500, 500, 590, 560), (100, 40, 229, 111))  # 90x60 and 129x71 (odd sizes)
-SEQUENTIAL_PIXELS = 4_000_000  # the Space's limit for autoregressive decoding
+# The Space's limits (pku_aigi.demo.limits, PKU_AIGI_DEMO_MAX_PIXELS): the hostile setting.
+MAX_PIXELS = 2048 * 2048
+SEQUENTIAL_PIXELS = 1024 * 1024
 KINDS = (
     "flip",
     "flip-keep-crc",
@@ -79,7 +81,11 @@ def codec(arch: str):
         convs[-1].weight.mul_(10)
     model.update(force=True)
     return from_model(
-        model, device="cpu", model_id=f"fuzz/{arch}", max_sequential_pixels=SEQUENTIAL_PIXELS
+        model,
+        device="cpu",
+        model_id=f"fuzz/{arch}",
+        max_pixels=MAX_PIXELS,
+        max_sequential_pixels=SEQUENTIAL_PIXELS,
     )
 
 

@@ -4,7 +4,9 @@ RD points are means over the images of a group (a subset, or ``all`` images) at 
 codec and quality, CompressAI's convention (``compressai.utils.eval_model``): mean bpp,
 mean PSNR, mean MS-SSIM, and MS-SSIM dB of that mean MS-SSIM (what
 ``compressai.utils.plot`` draws). A point enters the tables only if every image of the
-group was measured, so all codecs are compared on the same images.
+group was measured, so all codecs are compared on the same images. A run on a single
+subset (a plain folder of images, one dataset config) has one group, named after that
+subset, not a copy of it called ``all``.
 
 BD values are integrated over the rates where the paper compares codecs (the
 learned codecs' rates, else the anchor's protocol points) with the value over the
@@ -48,13 +50,18 @@ def subset_order(names) -> list[str]:
 
 
 def aggregate(rows: list[dict], images_per_subset: dict[str, int]) -> tuple[dict, list[str]]:
-    """``{group: {codec: [point, ...]}}`` sorted by bpp, and notes on dropped points."""
+    """``{group: {codec: [point, ...]}}`` sorted by bpp, and notes on dropped points.
+
+    The groups are the subsets, plus ``all`` when there are several of them.
+    """
+    several = len(images_per_subset) > 1
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for row in rows:
-        for group in (row["subset"], ALL):
+        for group in (row["subset"], ALL) if several else (row["subset"],):
             groups[(group, row["codec"], float(row["quality"]))].append(row)
     expected = dict(images_per_subset)
-    expected[ALL] = sum(images_per_subset.values())
+    if several:
+        expected[ALL] = sum(images_per_subset.values())
     points: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     notes = []
     for (group, codec, quality), members in sorted(groups.items()):
@@ -75,6 +82,27 @@ def aggregate(rows: list[dict], images_per_subset: dict[str, int]) -> tuple[dict
         for codec_points in group.values():
             codec_points.sort(key=lambda p: p["bpp"])
     return {g: dict(c) for g, c in points.items()}, notes
+
+
+def overall_group(points: dict) -> str | None:
+    """The group holding every image: ``all``, or the only subset of a one-subset run."""
+    if ALL in points:
+        return ALL
+    return next(iter(points)) if len(points) == 1 else None
+
+
+def group_title(group: str, points: dict, plot: bool = False) -> str:
+    """``All images``, ``All images (name)`` for a one-subset run, else ``Subset name``.
+
+    Plot titles are lower case and name a subset alone.
+    """
+    if group == ALL:
+        title = "all images"
+    elif overall_group(points) == group:
+        title = f"all images ({group})"
+    else:
+        return group if plot else f"Subset {group}"
+    return title if plot else title[0].upper() + title[1:]
 
 
 def metrics_q(quality: float) -> str:
@@ -290,8 +318,7 @@ def markdown(points: dict, tables: dict, anchor: str, settings: dict, notes: lis
         "",
     ]
     for group in subset_order(points):
-        title = "All images" if group == ALL else f"Subset {group}"
-        lines += [f"## {title}", ""]
+        lines += [f"## {group_title(group, points)}", ""]
         table = tables.get(group)
         if table is None:
             lines += [f"No BD table: the anchor {anchor} has no complete curve here.", ""]
@@ -370,7 +397,7 @@ def write_report(
         }
         data = compressai_json(
             codec,
-            points.get(ALL, {}).get(codec, []),
+            points.get(overall_group(points), {}).get(codec, []),
             "pku-aigi bench (mean over all images)",
             by_subset,
         )
@@ -382,7 +409,7 @@ def write_report(
         for metric in ("psnr", "ms_ssim_db"):
             path = out / f"rd_{metric}_{_safe(group)}.png"
             label = "PSNR" if metric == "psnr" else "MS-SSIM dB"
-            title = f"{'all images' if group == ALL else group}: {label} vs bpp"
+            title = f"{group_title(group, points, plot=True)}: {label} vs bpp"
             plot_rd(points[group], metric, title, path, anchor)
             files.append(path)
 

@@ -61,7 +61,7 @@ def register(subparsers) -> None:
 
 
 def _read_image(path: Path):
-    from .image_files import open_image_file
+    from ..image_input import open_image_file
 
     return open_image_file(path)
 

@@ -30,10 +30,10 @@ from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.layers import conv3x3
 from torch import Tensor, nn
 
-from ..errors import ModelError
+from ..errors import CorruptStreamError, ModelError
 from .base import LearnedCodecModel
 from .compressai_archs import MS_SSIM_LAMBDAS
-from .entropy_coding import Coded, check_crc, crc, symbols_in_range
+from .entropy_coding import Coded, GaussianTables, check_crc, crc, symbols_in_range
 from .registry import ArchitectureSpec, register_architecture
 
 QUALITIES = range(1, 7)  # six rate points, as TCM's paper
@@ -157,6 +157,8 @@ def decompress_slices(
         ).to(mu.device)
         if symbols_seen is not None:
             symbols_seen.append(symbols.detach().cpu().numpy())
+            if isinstance(symbols_seen, _CheckedSymbols):
+                symbols_seen.within_string(model, indexes, symbols, i)
         y_hat_slice = model.refine(i, context, conditional.dequantize(symbols, mu), text)
         y_hats.append(y_hat_slice)
         state = model.advance(i, state, y_hat_slice)
@@ -290,6 +292,22 @@ class _CheckedSymbols(list):
     def __init__(self, coded: Coded, indexes: list, seed: int):
         super().__init__()
         self.coded, self.indexes, self.seed = coded, indexes, seed
+        self.spent = 0.0
+
+    def within_string(self, model, indexes, symbols, index: int) -> None:
+        """Stop after slice ``index`` if the y string cannot hold what it decoded (a
+        forged image size: the remaining slices would cost minutes)."""
+        budget = self.coded.y_string_bits
+        if budget is None:
+            return
+        tables = GaussianTables.of(model)
+        rows = indexes.detach().cpu().numpy().reshape(-1)
+        self.spent += tables.information_bits(rows, symbols.detach().cpu().numpy().reshape(-1))
+        if self.spent - 64 > budget:
+            raise CorruptStreamError(
+                f"the y string ({budget // 8} bytes) ends before the latent does (slice "
+                f"{index} of {model.num_slices}): a forged image size or a truncated file"
+            )
 
     def check(self) -> None:
         check_crc(self.coded.params_crc, crc(*self.indexes, seed=self.seed), "entropy parameters")

@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from pku_aigi.cli import main
-from pku_aigi.codecs.image_files import open_image_file
 from pku_aigi.demo.upload import InputImageError, load_input_image
 from pku_aigi.errors import CodecError
+from pku_aigi.image_input import open_image_file
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
