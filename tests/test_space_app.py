@@ -220,3 +220,25 @@ def test_space_metadata_matches_the_package():
     assert header["models"] == zoo
     requirements = (ROOT / "space" / "requirements.txt").read_text()
     assert "pku-aigi space build" in requirements  # it installs the wheel that build adds
+
+
+def test_codecs_of_one_request_run_concurrently(catalog, image_path):
+    """The codecs of one request overlap in time (as recorded by the engine), results
+    come back in the user's order, and a codec that fails is reported on its own."""
+    from pku_aigi.demo import engine
+
+    image = Image.open(image_path).convert("RGB")
+    unavailable = catalog.unavailable[0]
+    options = [catalog.get("avif"), unavailable, catalog.get("hevc")]
+    done = []
+    avif, failed, hevc = engine.compress_many(
+        options, image, level=50, on_done=lambda option, count: done.append(count)
+    )
+    assert avif.key == "avif" and hevc.key == "hevc"
+    assert isinstance(failed, pku_aigi.errors.CodecError) and unavailable.key in str(failed)
+    assert sorted(done) == [1, 2, 3]
+    # concurrent: each started before the other finished (a loop would start hevc after
+    # avif has finished)
+    assert avif.started < hevc.finished and hevc.started < avif.finished
+    expected = catalog.get("hevc").codec.decode(hevc.data).convert("RGB")
+    assert hevc.psnr == pytest.approx(metrics.psnr(image, expected), abs=1e-6)

@@ -14,7 +14,9 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
@@ -43,6 +45,10 @@ class CompressResult:
     psnr: float
     ms_ssim_db: float | None
     clip_score: float | None = None
+    # perf_counter() when this codec's work began and ended (shows the overlap of codecs
+    # that ran concurrently)
+    started: float = field(default=0.0, repr=False)
+    finished: float = field(default=0.0, repr=False)
 
     @property
     def size(self) -> int:
@@ -78,7 +84,7 @@ def compress(
     if not option.available:
         raise CodecError(f"{option.key} is not available here: {option.reason}")
     codec = option.codec
-    start = time.perf_counter()
+    started = start = time.perf_counter()
     if target_bpp is not None:
         quality, data = encode_to_bpp(codec, image, target_bpp, prompt=prompt)
     else:
@@ -103,7 +109,47 @@ def compress(
         decode_s=decode_s,
         psnr=psnr,
         ms_ssim_db=ms_ssim_db,
+        started=started,
+        finished=time.perf_counter(),
     )
+
+
+def compress_many(
+    options: list[CodecOption],
+    image: Image.Image,
+    *,
+    level: float | None = None,
+    target_bpp: float | None = None,
+    prompt: str | None = None,
+    on_done: Callable[[CodecOption, int], None] | None = None,
+) -> list[CompressResult | Exception]:
+    """:func:`compress` with each option, concurrently: one thread per option, at most
+    one per core (subprocess codecs, torch and NumPy release the GIL).
+
+    Returns, in the order of ``options``, each option's result or the exception it raised,
+    so that one failing codec never hides the others. ``on_done(option, count)`` is called
+    in the caller's thread as each codec finishes (``count`` finished so far).
+    """
+    if not options:
+        return []
+    workers = min(len(options), os.cpu_count() or 1)
+    outcomes: dict[int, CompressResult | Exception] = {}
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compress") as pool:
+        futures = {
+            pool.submit(
+                compress, option, image, level=level, target_bpp=target_bpp, prompt=prompt
+            ): index
+            for index, option in enumerate(options)
+        }
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                outcomes[index] = future.result()
+            except Exception as error:  # reported per codec by the caller
+                outcomes[index] = error
+            if on_done is not None:
+                on_done(options[index], len(outcomes))
+    return [outcomes[index] for index in range(len(options))]
 
 
 def _quality_metrics(image: Image.Image, reconstruction: Image.Image) -> tuple[float, float | None]:

@@ -119,30 +119,31 @@ class Handlers:
         session = _session_dir()
         original_path = session / "original.png"
         image.save(original_path, compress_level=1)
+        progress(0, desc="encoding and decoding (a learned model loads on first use)")
+
+        def done(option, count):
+            progress(count / len(options), desc=f"{option.key} done ({count}/{len(options)})")
+
+        outcomes = engine.compress_many(
+            options,
+            image,
+            level=level if mode != MODE_BPP else None,
+            target_bpp=target_bpp if mode == MODE_BPP else None,
+            prompt=prompt or None,
+            on_done=done,
+        )
         results = []
-        for index, option in enumerate(options):
-            progress(
-                index / len(options),
-                desc=f"{option.key}: encoding and decoding (a learned model loads on first use)",
-            )
-            try:
-                result = engine.compress(
-                    option,
-                    image,
-                    level=level if mode != MODE_BPP else None,
-                    target_bpp=target_bpp if mode == MODE_BPP else None,
-                    prompt=prompt or None,
-                )
-            except PkuAigiError as error:
-                gr.Warning(f"{option.key}: {error}", title="Codec failed")
-                notes.append(f"{option.key} failed: {error}")
-                continue
-            except Exception as error:  # a bug in one codec must not hide the others
-                log.exception("%s failed", option.key)
-                gr.Warning(f"{option.key}: {type(error).__name__}: {error}", title="Codec failed")
-                notes.append(f"{option.key} failed: {type(error).__name__}: {error}")
-                continue
-            results.append(result)
+        for option, outcome in zip(options, outcomes, strict=True):
+            if isinstance(outcome, PkuAigiError):
+                gr.Warning(f"{option.key}: {outcome}", title="Codec failed")
+                notes.append(f"{option.key} failed: {outcome}")
+            elif isinstance(outcome, Exception):  # a bug in one codec must not hide the others
+                log.error("%s failed", option.key, exc_info=outcome)
+                message = f"{type(outcome).__name__}: {outcome}"
+                gr.Warning(f"{option.key}: {message}", title="Codec failed")
+                notes.append(f"{option.key} failed: {message}")
+            else:
+                results.append(outcome)
         if not results:
             raise gr.Error("Every chosen codec failed: " + "; ".join(notes), title="No result")
 
