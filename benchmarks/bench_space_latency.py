@@ -6,6 +6,9 @@ it with JPEG, AVIF, VVC and one learned model (mbt2018-mean, quality 3). Times:
 
 - ``results``: click -> the metrics table lists every codec (slider and files are set in
   the same response);
+- ``results (warm, codecs one after the other)``: the same, with the codecs of the request
+  run one after the other as before issue 14 (``engine.MAX_WORKERS = 1``), clicks
+  interleaved with the concurrent ones;
 - ``plot``: click -> the RD plot is drawn (only with RD curves on: 6 extra encodes per
   conventional codec).
 
@@ -138,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     before = direct_api_seconds(catalog, IMAGE)  # also warms the codecs up
     before_many = direct_api_seconds(catalog, IMAGE, True) if concurrent else None
     timings: dict[str, list[float]] = {"results (cold)": [], "results (warm)": [], "plot": []}
+    if concurrent:  # the Space as before issue 14, clicks interleaved with today's
+        timings["results (warm, codecs one after the other)"] = []
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(
@@ -176,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
             timings["results (cold)"].append(click(False)[0])
             for _ in range(args.repeats):
                 timings["results (warm)"].append(click(False)[0])
+                if concurrent:
+                    engine.MAX_WORKERS = 1
+                    timings["results (warm, codecs one after the other)"].append(click(False)[0])
+                    engine.MAX_WORKERS = None
             if args.rd:
                 results, plot = click(True)
                 timings["plot"].append(plot)
@@ -191,12 +200,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"learned model: {learned}; CPU cores: {cores}; browser: Chromium (headless)")
     for name, values in timings.items():
         if values:
-            print(f"{name:>16}: " + ", ".join(f"{v:.2f} s" for v in values))
-    print(f"{'direct API':>16}: {reference:.2f} s (best of 2, encode+decode+PSNR+MS-SSIM, no UI)")
+            print(f"{name}: " + ", ".join(f"{v:.2f} s" for v in values))
+    print(f"direct API, one after the other: {reference:.2f} s (best of 2, no UI)")
     print(f"UI / direct API: {warm / reference:.2f}x (best warm click vs best direct run)")
     if many is not None:
-        print(f"{'API concurrent':>16}: {many:.2f} s (best of 2, engine.compress_many)")
+        print(f"API concurrent: {many:.2f} s (best of 2, engine.compress_many)")
         print(f"UI / API concurrent: {warm / many:.2f}x (the UI's own cost)")
+        one_by_one = min(timings["results (warm, codecs one after the other)"])
+        print(f"UI one after the other / UI concurrent: {one_by_one / warm:.2f}x (best warm)")
     return 0
 
 

@@ -29,6 +29,9 @@ from .catalog import MAX_RD_POINTS, Catalog, CodecOption
 log = logging.getLogger(__name__)
 
 CLIP_MODEL_ENV = "PKU_AIGI_CLIP_MODEL"
+# Threads of one request's codecs (compress_many); None: one per core. 1 runs them one
+# after the other, as before issue 14 (the latency benchmark compares both).
+MAX_WORKERS: int | None = None
 
 
 @dataclass
@@ -132,7 +135,7 @@ def compress_many(
     """
     if not options:
         return []
-    workers = min(len(options), os.cpu_count() or 1)
+    workers = min(len(options), MAX_WORKERS or os.cpu_count() or 1)
     outcomes: dict[int, CompressResult | Exception] = {}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compress") as pool:
         futures = {
