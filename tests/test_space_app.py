@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import runpy
 from pathlib import Path
 
@@ -242,3 +243,25 @@ def test_codecs_of_one_request_run_concurrently(catalog, image_path):
     assert avif.started < hevc.finished and hevc.started < avif.finished
     expected = catalog.get("hevc").codec.decode(hevc.data).convert("RGB")
     assert hevc.psnr == pytest.approx(metrics.psnr(image, expected), abs=1e-6)
+
+
+def test_start_up_lists_learned_families_without_importing_model_code():
+    """Listing the zoo's families must not import CompressAI and the architectures (seconds
+    of imports): a family learns whether it is text-conditioned when first asked."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from pku_aigi.demo import build_app, catalog; build_app(); "
+        "learned = catalog.learned_options(); "
+        "print(len(learned), sorted(m for m in ('compressai', 'pku_aigi.models.compressai_archs') "
+        "if m in sys.modules))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    run = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    count, imported = run.stdout.strip().splitlines()[-1].split(" ", 1)
+    assert int(count) >= 6  # the zoo's families are listed ...
+    assert imported == "[]"  # ... without importing model code

@@ -10,6 +10,7 @@ benchmark offer them.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -58,7 +59,12 @@ class LearnedCodecFamily(Codec):
         self.ladder = QualityLadder.of(qualities)
         self.quality_help = f"one model per quality: {', '.join(map(str, qualities))}"
         self.description = f"learned codec family {name} ({len(qualities)} models)"
-        self.text_conditioned = _text_conditioned(self.architecture, self._members.values())
+
+    @functools.cached_property
+    def text_conditioned(self) -> bool:
+        """Whether the prompt changes the bitstream; asked when first needed, so that
+        listing families (the Space at start-up) imports no model code."""
+        return _text_conditioned(self.architecture, self._members.values())
 
     @property
     def sources(self) -> dict[int, str]:
