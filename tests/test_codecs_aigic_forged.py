@@ -125,15 +125,20 @@ def test_factorized_files_verify_params_crc(crop):
         codec.decode(forged(data, params_crc=header.params_crc ^ 1))
 
 
+def tiny_tcm_codec():
+    """A seeded tiny tcm-small whose latents are large enough to need real y strings."""
+    torch.manual_seed(0)
+    tiny = dict(N=16, M=40, z_channels=16, head_dims=[8] * 6, hyper_head_dim=8)
+    model = models.create("tcm-small", atten_dim=32, atten_head_dim=8, **tiny)
+    with torch.no_grad():
+        model.g_a[-1].weight.mul_(10)
+    return from_model(model, device="cpu")
+
+
 def test_transformer_codecs_carry_the_symbols_check(crop):
     """TCM codes with its own slice coder; its files carry symbols_crc too, and a
     flipped bit in the y string is a desync, never an image."""
-    torch.manual_seed(0)
-    tiny_tcm = dict(N=16, M=40, z_channels=16, head_dims=[8] * 6, hyper_head_dim=8)
-    model = models.create("tcm-small", atten_dim=32, atten_head_dim=8, **tiny_tcm)
-    with torch.no_grad():
-        model.g_a[-1].weight.mul_(10)
-    codec = from_model(model, device="cpu")
+    codec = tiny_tcm_codec()
     data = codec.encode(crop)
     header = container.parse(data)
     reference = codec.decode(data)
@@ -184,12 +189,7 @@ def test_autoregressive_decoding_stops_where_the_string_ends(crop):
 def test_slice_decoding_stops_where_the_string_ends(crop):
     """TCM/CATC: a forged size stops after the first slice that the y string cannot
     hold, before the other slices' attention modules and the synthesis run."""
-    torch.manual_seed(0)
-    tiny_tcm = dict(N=16, M=40, z_channels=16, head_dims=[8] * 6, hyper_head_dim=8)
-    model = models.create("tcm-small", atten_dim=32, atten_head_dim=8, **tiny_tcm)
-    with torch.no_grad():
-        model.g_a[-1].weight.mul_(10)
-    codec = from_model(model, device="cpu")
+    codec = tiny_tcm_codec()
     data = enlarged(codec.encode(crop), 1024, 64)
     with pytest.raises(CorruptStreamError, match=r"ends before the latent does \(slice 0 of 5"):
         codec.decode(data)

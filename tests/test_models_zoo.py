@@ -216,14 +216,19 @@ def test_an_unreachable_host_is_tried_once_per_process(served, zoo_env, monkeypa
     assert sleeps == []
 
 
-def test_guard_makes_one_line_of_a_network_failure(zoo_env, monkeypatch):
+def _hub_at_closed_port(monkeypatch) -> int:
+    """Point huggingface_hub's endpoint and file URLs at a closed port on 127.0.0.1."""
     port = _closed_port()
+    url = f"http://127.0.0.1:{port}"
     monkeypatch.setattr(
-        constants,
-        "HUGGINGFACE_CO_URL_TEMPLATE",
-        f"http://127.0.0.1:{port}" + "/{repo_id}/resolve/{revision}/{filename}",
+        constants, "HUGGINGFACE_CO_URL_TEMPLATE", url + "/{repo_id}/resolve/{revision}/{filename}"
     )
-    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(constants, "ENDPOINT", url)
+    return port
+
+
+def test_guard_makes_one_line_of_a_network_failure(zoo_env, monkeypatch):
+    port = _hub_at_closed_port(monkeypatch)
     with pytest.raises(NetworkError) as caught:
         with network.guard("the Hub to list repo test-org/other", "Pass a local folder"):
             huggingface_hub.HfApi().list_repo_files("test-org/other")
@@ -237,12 +242,7 @@ def test_guard_makes_one_line_of_a_network_failure(zoo_env, monkeypatch):
 
 def test_hub_backoff_is_skipped_on_the_first_failure(zoo_env, monkeypatch):
     """Without the policy huggingface_hub retries a refused connection 5 times (~23 s)."""
-    port = _closed_port()
-    monkeypatch.setattr(
-        constants,
-        "HUGGINGFACE_CO_URL_TEMPLATE",
-        f"http://127.0.0.1:{port}" + "/{repo_id}/resolve/{revision}/{filename}",
-    )
+    port = _hub_at_closed_port(monkeypatch)
     import huggingface_hub.utils._http as hf_http
 
     sleeps = []
