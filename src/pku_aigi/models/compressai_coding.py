@@ -11,24 +11,33 @@
 
 The models of :mod:`.compressai_archs` call these from their ``code_latents`` and
 ``decode_latents`` methods.
+
+Memory: the analysis and synthesis transforms run in bands of image rows
+(:mod:`.banding`, exact), the float64 hyper-synthesis in bands of latent rows whose
+partition depends only on the latent's shape, and the rANS coder gets the symbols a few
+channels (or rows) at a time, so that nothing of the size "channels x pixels" exists at
+once: peak memory grows with the image's width, not its area.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
 
 from ..errors import CodecError, CorruptStreamError
+from .banding import bands, output_height, run_in_bands
 from .entropy_coding import (
     MEANS_GRID,
     MEANS_LIMIT,
+    SYMBOL_LIMIT,
     Coded,
     GaussianTables,
     check_crc,
     crc,
     dequantized,
-    fast_layout,
     finite,
     float64_copy,
     quantize_means,
@@ -37,36 +46,101 @@ from .entropy_coding import (
 )
 
 CONTEXT_KERNEL = 5  # masked 5x5 convolution of Minnen et al. 2018
+ANALYSIS_STRIDE = 16  # g_a's total stride in every CompressAI architecture
+# Image pixels per band of the analysis/synthesis transforms: their widest layer holds
+# 128-192 channels at half resolution, ~64 MB per tensor in float32 for 2^20 pixels.
+BAND_PIXELS = 1 << 20
+# Latent positions per band of the float64 hyper-synthesis (a function of the latent's
+# shape only, so encoder and decoder run the same bands).
+PARAM_BAND_POSITIONS = 1 << 14
+# Symbols per call of the rANS coder (it takes Python lists).
+RANS_CHUNK = 1 << 20
+
+
+def _layout(x: torch.Tensor) -> torch.memory_format:
+    """Channels-last on the CPU, as :func:`.entropy_coding.fast_layout`."""
+    return torch.channels_last if x.device.type == "cpu" else torch.contiguous_format
+
+
+def analysis(model, x: torch.Tensor) -> torch.Tensor:
+    """``model.g_a(x)`` in bands of about :data:`BAND_PIXELS` image pixels."""
+    rows = max(1, BAND_PIXELS // max(1, x.shape[-1]) // ANALYSIS_STRIDE)
+    return run_in_bands(model.g_a, x, band_rows=rows, layout=_layout(x))
+
+
+def synthesis(model, y_hat: torch.Tensor) -> torch.Tensor:
+    """``model.g_s(y_hat).clamp(0, 1)`` in bands of about :data:`BAND_PIXELS` pixels."""
+    width = y_hat.shape[-1] * ANALYSIS_STRIDE
+    finish = lambda band: band.clamp_(0, 1)  # noqa: E731
+    return run_in_bands(
+        model.g_s,
+        y_hat,
+        band_rows=max(16, BAND_PIXELS // max(1, width)),
+        layout=_layout(y_hat),
+        finish=finish,
+    )
+
+
+def _param_bands(model, z_hat: torch.Tensor):
+    """``(lo, hi, h_s(z_hat) rows lo..hi-1)`` in float64, band by band."""
+    h_s = float64_copy(model, "h_s")
+    width = 4 * z_hat.shape[-1]
+    rows = max(4, PARAM_BAND_POSITIONS // max(1, width) // 4 * 4)
+    for lo, hi, params in bands(h_s, z_hat.double(), band_rows=rows):
+        yield lo, hi, finite(params, "entropy parameters")
+
+
+def _channel_chunks(shape) -> tuple[range, int]:
+    """Channel starts of the rANS calls: about :data:`RANS_CHUNK` symbols each."""
+    step = max(1, RANS_CHUNK // max(1, shape[-2] * shape[-1]))
+    return range(0, shape[1], step), step
 
 
 # --------------------------------------------------------------------- hyperprior models
 def _hyper_params(model, z_hat: torch.Tensor, tables: GaussianTables, with_means: bool):
-    h_s = float64_copy(model, "h_s")
-    params = finite(h_s(z_hat.double()), "entropy parameters")
-    if with_means:
-        scales, means = params.chunk(2, 1)
-        return tables.indexes(scales), quantize_means(means)
-    return tables.indexes(params), torch.zeros(params.shape, dtype=torch.int32)
+    """(scale indexes, quantized means) as int32 (1, M, H, W), from h_s band by band."""
+    indexes = means_q = None
+    for lo, hi, params in _param_bands(model, z_hat):
+        if indexes is None:
+            channels = params.shape[1] // 2 if with_means else params.shape[1]
+            height = output_height(model.h_s, z_hat.shape[-2])
+            shape = (1, channels, height, params.shape[-1])
+            indexes = torch.empty(shape, dtype=torch.int32)
+            means_q = torch.zeros(shape, dtype=torch.int32)
+        if with_means:
+            scales, means = params.chunk(2, 1)
+            means_q[..., lo:hi, :] = quantize_means(means)
+        else:
+            scales = params
+        indexes[..., lo:hi, :] = tables.indexes(scales)
+    return indexes, means_q
 
 
 def code_hyperprior(model, x: torch.Tensor, with_means: bool, seed: int) -> Coded:
     tables = GaussianTables.of(model)
-    y = model.g_a(fast_layout(x))
+    y = analysis(model, x)
     z = model.h_a(y if with_means else torch.abs(y))
     symbols_in_range(z, model.entropy_bottleneck._get_medians())
     z_strings = model.entropy_bottleneck.compress(z)
     z_hat = dequantized(model.entropy_bottleneck, z)
     indexes, means_q = _hyper_params(model, z_hat, tables, with_means)
-    symbols_in_range(y.double().cpu(), means_q.double() / MEANS_GRID)
-    symbols = torch.round(y.double().cpu() - means_q.double() / MEANS_GRID).to(torch.int32)
+    y = y.cpu()
+    symbols = torch.empty(indexes.shape, dtype=torch.int32)
     string = BufferedRansEncoder()
-    string.encode_with_indexes(
-        symbols.reshape(-1).tolist(),
-        indexes.reshape(-1).tolist(),
-        tables.cdf,
-        tables.lengths,
-        tables.offsets,
-    )
+    starts, step = _channel_chunks(indexes.shape)
+    for c in starts:  # the same symbol order as one call on the whole (1, M, H, W)
+        part = slice(c, c + step)
+        means = means_q[:, part].double() / MEANS_GRID
+        symbols_in_range(y[:, part], means)
+        symbols[:, part] = torch.round(y[:, part].double() - means).to(torch.int32)
+        string.encode_with_indexes(
+            symbols[:, part].reshape(-1).tolist(),
+            indexes[:, part].reshape(-1).tolist(),
+            tables.cdf,
+            tables.lengths,
+            tables.offsets,
+        )
+    del y
     return Coded(
         strings=[[string.flush()], z_strings],
         shape=tuple(int(s) for s in z.shape[-2:]),
@@ -82,24 +156,29 @@ def decode_hyperprior(model, coded: Coded, with_means: bool, seed: int) -> torch
     check_crc(
         coded.params_crc, crc(indexes.numpy(), means_q.numpy(), seed=seed), "entropy parameters"
     )
-    values = RansDecoder().decode_with_indexes(
-        coded.strings[0][0],
-        indexes.reshape(-1).tolist(),
-        tables.cdf,
-        tables.lengths,
-        tables.offsets,
-    )
-    symbols = torch.tensor(values, dtype=torch.int32).reshape(indexes.shape)
+    decoder = RansDecoder()
+    decoder.set_stream(coded.strings[0][0])
+    symbols = torch.empty(indexes.shape, dtype=torch.int32)
+    starts, step = _channel_chunks(indexes.shape)
+    for c in starts:
+        part = indexes[:, c : c + step]
+        values = decoder.decode_stream(
+            part.reshape(-1).tolist(), tables.cdf, tables.lengths, tables.offsets
+        )
+        symbols[:, c : c + step] = torch.tensor(values, dtype=torch.int32).reshape(part.shape)
     check_crc(coded.symbols_crc, crc(symbols.numpy(), seed=seed), "decoded symbols")
-    y_hat = symbols.double() + means_q.double() / MEANS_GRID
-    device = z_hat.device
-    return model.g_s(fast_layout(y_hat.to(device=device, dtype=torch.float32))).clamp_(0, 1)
+    y_hat = torch.empty(indexes.shape, dtype=torch.float32)
+    for c in starts:
+        part = slice(c, c + step)
+        y_hat[:, part] = symbols[:, part].double() + means_q[:, part].double() / MEANS_GRID
+    del symbols, indexes, means_q
+    return synthesis(model, y_hat.to(z_hat.device))
 
 
 # --------------------------------------------------------------------- factorized prior
 def code_factorized(model, x: torch.Tensor, seed: int) -> Coded:
     eb = model.entropy_bottleneck
-    y = model.g_a(fast_layout(x))
+    y = analysis(model, x)
     medians = eb._get_medians().detach().reshape(1, -1, 1, 1)
     symbols_in_range(y, medians)
     strings = eb.compress(y)
@@ -119,7 +198,7 @@ def decode_factorized(model, coded: Coded, seed: int) -> torch.Tensor:
     medians = eb._get_medians().detach().reshape(1, -1, 1, 1)
     symbols = torch.round(y_hat - medians).to(torch.int32).cpu()
     check_crc(coded.symbols_crc, crc(symbols.numpy(), seed=seed), "decoded symbols")
-    return model.g_s(fast_layout(y_hat)).clamp_(0, 1)
+    return synthesis(model, y_hat)
 
 
 # --------------------------------------------------------------------- autoregressive
@@ -131,16 +210,13 @@ class ContextModel:
     whole row at a time; per position only the two left neighbours remain.
     """
 
-    def __init__(self, model, params: torch.Tensor):
+    def __init__(self, model):
         tensors = [
             *model.context_prediction.state_dict().values(),
             *model.entropy_parameters.state_dict().values(),
         ]
         weights = model.coding_cache.get("context_model", tensors, lambda: self._fold(model))
-        self.w_up, self.w_left, self.rest, self.slopes, w1_params, bias = weights
-        p = params[0].double().cpu().numpy()
-        # (H, W, o1): hyperprior part + biases of the first layer and the context conv.
-        self.base = np.einsum("oc,chw->hwo", w1_params, p) + bias
+        self.w_up, self.w_left, self.rest, self.slopes, self.w1_params, self.bias = weights
 
     @staticmethod
     def _fold(model):
@@ -163,28 +239,27 @@ class ContextModel:
         bias = biases[0] + w1_ctx @ b_ctx
         return w_up.reshape(-1, o1), w_left.reshape(-1, o1), rest, slopes, w1_params, bias
 
-    def row(self, y_pad: np.ndarray, h: int) -> np.ndarray:
-        """(W, o1) pre-activations of row ``h`` without the left-neighbour term."""
-        width = self.base.shape[1]
-        rows = y_pad[h : h + 2]  # (2, W + 4, M), channels last
-        patches = np.lib.stride_tricks.sliding_window_view(rows, CONTEXT_KERNEL, axis=1)
-        patches = patches[:, :width].transpose(1, 0, 3, 2).reshape(width, -1)
-        return self.base[h] + patches @ self.w_up
+    def base(self, params: torch.Tensor) -> np.ndarray:
+        """(rows, W, o1): the hyperprior's part of the first layer, plus its biases and
+        the context convolution's, for ``params`` (1, C, rows, W) of h_s."""
+        return np.einsum("oc,chw->hwo", self.w1_params, params[0].cpu().numpy()) + self.bias
 
-    def position(self, row: np.ndarray, y_pad: np.ndarray, h: int, w: int):
-        """(scales, means) at (h, w) given the decoded neighbours in ``y_pad``."""
-        a = row[w] + y_pad[h + 2, w : w + 2].reshape(-1) @ self.w_left
+    def row(self, base: np.ndarray, above: np.ndarray) -> np.ndarray:
+        """(W, o1) pre-activations of a row without the left-neighbour term; ``above``
+        holds the two rows above it, (2, W + 4, M), channels last, zero-padded."""
+        width = base.shape[0]
+        patches = np.lib.stride_tricks.sliding_window_view(above, CONTEXT_KERNEL, axis=1)
+        patches = patches[:, :width].transpose(1, 0, 3, 2).reshape(width, -1)
+        return base + patches @ self.w_up
+
+    def position(self, row: np.ndarray, current: np.ndarray, w: int):
+        """(scales, means) at column ``w`` given the decoded left neighbours in
+        ``current`` (the row being coded, (W + 4, M), zero-padded)."""
+        a = row[w] + current[w : w + 2].reshape(-1) @ self.w_left
         for (weight, bias), slope in zip(self.rest, self.slopes):
             a = np.where(a >= 0, a, a * slope) @ weight + bias
         half = a.shape[0] // 2
         return a[:half], a[half:]
-
-
-def _ar_setup(model, z_hat):
-    tables = GaussianTables.of(model)
-    h_s = float64_copy(model, "h_s")
-    params = finite(h_s(z_hat.double()), "entropy parameters")
-    return tables, ContextModel(model, params), params.shape[2], params.shape[3]
 
 
 def _ar_step(tables, scales, means):
@@ -195,73 +270,127 @@ def _ar_step(tables, scales, means):
     return indexes.astype(np.int32), means_q.astype(np.int32), means_q / MEANS_GRID
 
 
+class _ArScan:
+    """The raster scan shared by the encoder and the decoder of the context model.
+
+    Keeps only the two rows above the current one (zero-padded, float64) and the band of
+    hyper-synthesis output the current row lies in, never the whole float64 parameters.
+    Records each position's scale indexes, quantized means and symbols in (H * W, M)
+    int32 arrays, position-major: the order of the rANS stream and of the desync CRCs.
+    """
+
+    def __init__(self, model, z_hat: torch.Tensor):
+        self.tables = GaussianTables.of(model)
+        self.ctx = ContextModel(model)
+        self.params = _param_bands(model, z_hat)
+        self.band, self.band_lo, self.band_hi = None, 0, 0
+        self.height = output_height(model.h_s, z_hat.shape[-2])
+        self.width = 4 * z_hat.shape[-1]
+        self.channels = self.ctx.w_left.shape[0] // 2
+        # Two rows above and the current row, each padded by 2 zeros left and right.
+        self.window = np.zeros((3, self.width + CONTEXT_KERNEL - 1, self.channels))
+        positions = (self.height * self.width, self.channels)
+        self.indexes = np.empty(positions, np.int32)
+        self.means = np.empty(positions, np.int32)
+        self.symbols = np.empty(positions, np.int32)
+
+    def rows(self) -> Iterator[int]:
+        """Yield each row index; the caller codes its positions with :meth:`position`
+        and :meth:`put`, left to right, before asking for the next row."""
+        pad = CONTEXT_KERNEL // 2
+        for h in range(self.height):
+            while h >= self.band_hi:
+                self.band_lo, self.band_hi, params = next(self.params)
+                self.band = self.ctx.base(params)
+            self._row = self.ctx.row(self.band[h - self.band_lo], self.window[:2])
+            yield h
+            self.window[0], self.window[1] = self.window[1], self.window[2]
+            self.window[2] = 0.0
+            self.finished_row(h, self.window[1, pad : pad + self.width])
+
+    def position(self, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scale indexes, means) of position (h, w), recorded for the CRCs."""
+        scales, means = self.ctx.position(self._row, self.window[2], w)
+        indexes, means_q, means = _ar_step(self.tables, scales, means)
+        at = h * self.width + w
+        self.indexes[at], self.means[at] = indexes, means_q
+        return indexes, means
+
+    def put(self, h: int, w: int, symbols: np.ndarray, means: np.ndarray) -> None:
+        """Record the symbols of (h, w); their values are context for what follows."""
+        self.window[2, w + CONTEXT_KERNEL // 2] = symbols + means
+        self.symbols[h * self.width + w] = symbols
+
+    def finished_row(self, h: int, values: np.ndarray) -> None:
+        """Hook: row ``h`` of y_hat, (W, M) float64."""
+
+    def chunks(self) -> Iterator[slice]:
+        """Position ranges of the rANS calls: whole rows, about RANS_CHUNK symbols each."""
+        rows = max(1, RANS_CHUNK // (self.width * self.channels))
+        for lo in range(0, self.height, rows):
+            yield slice(lo * self.width, min(self.height, lo + rows) * self.width)
+
+
+def _rounded_symbols(values: np.ndarray) -> np.ndarray:
+    if not np.isfinite(values).all() or np.abs(values).max() >= SYMBOL_LIMIT:
+        symbols_in_range(torch.from_numpy(values))  # raises its error
+    return np.round(values)
+
+
 def code_autoregressive(model, x: torch.Tensor, seed: int) -> Coded:
-    y = model.g_a(fast_layout(x))
+    y = analysis(model, x)
     z = model.h_a(y)
     symbols_in_range(z, model.entropy_bottleneck._get_medians())
     z_strings = model.entropy_bottleneck.compress(z)
     z_hat = dequantized(model.entropy_bottleneck, z)
-    tables, ctx, height, width = _ar_setup(model, z_hat)
-    pad = CONTEXT_KERNEL // 2
-    y_np = y[0].double().cpu().numpy().transpose(1, 2, 0)  # (H, W, M)
-    y_pad = np.zeros((height + 2 * pad, width + 2 * pad, y_np.shape[2]))
-    all_indexes, all_means, all_symbols = [], [], []
-    for h in range(height):
-        row = ctx.row(y_pad, h)
-        for w in range(width):
-            indexes, means_q, means = _ar_step(tables, *ctx.position(row, y_pad, h, w))
-            symbols_in_range(torch.from_numpy(y_np[h, w] - means))
-            symbols = np.round(y_np[h, w] - means)
-            y_pad[h + pad, w + pad] = symbols + means
-            all_indexes.append(indexes)
-            all_means.append(means_q)
-            all_symbols.append(symbols.astype(np.int32))
-    indexes, symbols = np.concatenate(all_indexes), np.concatenate(all_symbols)
+    scan = _ArScan(model, z_hat)
+    y = y.cpu()
+    for h in scan.rows():
+        y_row = y[0, :, h, :].double().numpy().T  # (W, M)
+        for w in range(scan.width):
+            indexes, means = scan.position(h, w)
+            scan.put(h, w, _rounded_symbols(y_row[w] - means), means)
+    del y
     encoder = BufferedRansEncoder()
-    encoder.encode_with_indexes(
-        symbols.tolist(), indexes.tolist(), tables.cdf, tables.lengths, tables.offsets
-    )
+    for part in scan.chunks():  # the same symbol order as one call
+        encoder.encode_with_indexes(
+            scan.symbols[part].reshape(-1).tolist(),
+            scan.indexes[part].reshape(-1).tolist(),
+            scan.tables.cdf,
+            scan.tables.lengths,
+            scan.tables.offsets,
+        )
     return Coded(
         strings=[[encoder.flush()], z_strings],
         shape=tuple(int(s) for s in z.shape[-2:]),
-        params_crc=crc(indexes, np.concatenate(all_means), seed=seed),
-        symbols_crc=crc(symbols, seed=seed),
+        params_crc=crc(scan.indexes, scan.means, seed=seed),
+        symbols_crc=crc(scan.symbols, seed=seed),
     )
 
 
 def decode_autoregressive(model, coded: Coded, seed: int) -> torch.Tensor:
     z_hat = model.entropy_bottleneck.decompress(coded.strings[1], coded.shape)
-    tables, ctx, height, width = _ar_setup(model, z_hat)
-    pad = CONTEXT_KERNEL // 2
-    channels = ctx.w_left.shape[0] // 2
-    y_pad = np.zeros((height + 2 * pad, width + 2 * pad, channels))
+    scan = _ArScan(model, z_hat)
+    y_hat = torch.empty((1, scan.channels, scan.height, scan.width), dtype=torch.float32)
+    scan.finished_row = lambda h, values: y_hat[0, :, h, :].copy_(torch.from_numpy(values.T))
     decoder = RansDecoder()
     decoder.set_stream(coded.strings[0][0])
-    all_indexes, all_means, all_symbols = [], [], []
     spent, budget = 0.0, coded.y_string_bits
-    for h in range(height):
-        row = ctx.row(y_pad, h)
-        for w in range(width):
-            indexes, means_q, means = _ar_step(tables, *ctx.position(row, y_pad, h, w))
-            symbols = tables.decode_stream(decoder, indexes)
+    for h in scan.rows():
+        for w in range(scan.width):
+            indexes, means = scan.position(h, w)
+            symbols = scan.tables.decode_stream(decoder, indexes)
             if budget is not None:  # stop as soon as the string cannot hold what came out
-                spent += tables.information_bits(indexes, symbols)
+                spent += scan.tables.information_bits(indexes, symbols)
                 if spent - 64 > budget:
                     raise CorruptStreamError(
                         f"the y string ({budget // 8} bytes) ends before the latent does "
-                        f"(at row {h} of {height}): a forged image size or a truncated file"
+                        f"(at row {h} of {scan.height}): a forged image size or a truncated "
+                        "file"
                     )
-            y_pad[h + pad, w + pad] = np.asarray(symbols, dtype=np.float64) + means
-            all_indexes.append(indexes)
-            all_means.append(means_q)
-            all_symbols.append(np.asarray(symbols, dtype=np.int32))
+            scan.put(h, w, np.asarray(symbols, dtype=np.float64), means)
     # Indexes depend on every symbol decoded before them: one check covers both.
-    check_crc(
-        coded.params_crc,
-        crc(np.concatenate(all_indexes), np.concatenate(all_means), seed=seed),
-        "entropy parameters",
-    )
-    check_crc(coded.symbols_crc, crc(np.concatenate(all_symbols), seed=seed), "decoded symbols")
-    y_hat = torch.from_numpy(y_pad[pad : pad + height, pad : pad + width].transpose(2, 0, 1))
-    y_hat = y_hat[None].to(device=z_hat.device, dtype=torch.float32)
-    return model.g_s(fast_layout(y_hat)).clamp_(0, 1)
+    check_crc(coded.params_crc, crc(scan.indexes, scan.means, seed=seed), "entropy parameters")
+    check_crc(coded.symbols_crc, crc(scan.symbols, seed=seed), "decoded symbols")
+    del scan  # its int32 records, before the synthesis
+    return synthesis(model, y_hat.to(z_hat.device))
