@@ -87,23 +87,23 @@ def child(operation: str, arch: str, quality: int, megapixels: int, store: Path)
         del image
         m = codec.pad_multiple
         x = F.pad(x, (0, -x.shape[-1] % m, 0, -x.shape[-2] % m), mode="replicate")
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     if operation == "ours_enc":
         (store / "ours").write_bytes(codec.encode(image))
     elif operation == "ours_dec":
         data = (store / "ours").read_bytes()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         codec.decode(data)
     elif operation == "cai_enc":
         out = model.compress(x)
         (store / "cai").write_bytes(pickle.dumps((out["strings"], out["shape"])))
     elif operation == "cai_dec":
         strings, shape = pickle.loads((store / "cai").read_bytes())
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         model.decompress(strings, shape)
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"seconds": seconds, "peak_gb": peak_kib * 1024 / 1e9}
+    return {"seconds": seconds, "cpu": cpu, "peak_gb": peak_kib * 1024 / 1e9}
 
 
 # ------------------------------------------------------------------ parent side
@@ -136,33 +136,39 @@ def main(argv=None) -> int:
 
     operations = [op for op in OPERATIONS if not (args.no_compressai and op.startswith("cai"))]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} "
-          f"CPUs (shared machine: load average {os.getloadavg()[0]:.1f}), quality "
-          f"{args.quality}; peak RSS in GB of a fresh process per call, s/MP of the call")  # fmt: skip
-    sides = ("ours",) if args.no_compressai else ("ours", "cai")
-    header = f"{'MP':>3} {'architecture':21s} {'idle GB':>7}"
-    for side in sides:
-        name = "ours" if side == "ours" else "CompressAI"
-        header += f" | {name + ' enc GB':>16} {'s/MP':>6} {'dec GB':>6} {'s/MP':>6}"
-    print(header)
+          f"CPUs, load average {os.getloadavg()[0]:.1f} at the start, quality {args.quality}. "
+          "Peak RSS (GB) of a fresh process per call; s/MP wall (CPU) of the call.\n")  # fmt: skip
+    header = ["MP", "architecture", "idle GB"]
+    for side in ("ours",) if args.no_compressai else ("ours", "CompressAI"):
+        header += [f"{side} enc GB", "s/MP", f"{side} dec GB", "s/MP"]
+    if not args.no_compressai:
+        header += ["enc GB ratio", "dec GB ratio"]
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
     for megapixels in (int(s) for s in args.sizes.split(",")):
         pixels = SIZES[megapixels][0] * SIZES[megapixels][1] / 1e6
         for arch in args.arch:
             with tempfile.TemporaryDirectory() as store:
                 r = {op: measure(op, arch, args.quality, megapixels, Path(store))
                      for op in operations}  # fmt: skip
-            cells = [f"{megapixels:3d} {arch:21s} {r['idle'].get('peak_gb', float('nan')):7.2f}"]
-            for side in sides:
-                cell = []
-                for op, width in ((f"{side}_enc", 16), (f"{side}_dec", 6)):
-                    if "error" in r[op]:
-                        cell.append(f"{'failed':>{width}} {'':6}")
-                        print(f"  {arch} {op}: {r[op]['error']}", file=sys.stderr)
-                    else:
-                        seconds = r[op]["seconds"] / pixels
-                        cell.append(f"{r[op]['peak_gb']:{width}.2f} {seconds:6.2f}")
-                cells.append(" ".join(cell))
-            print(" | ".join(cells), flush=True)
+            cells = [str(megapixels), arch, _gb(r["idle"])]
+            for op in operations[1:]:
+                if "error" in r[op]:
+                    print(f"  {arch} {op}: {r[op]['error']}", file=sys.stderr)
+                seconds = r[op].get("seconds", float("nan")) / pixels
+                cpu = r[op].get("cpu", float("nan")) / pixels
+                cells += [_gb(r[op]), f"{seconds:.2f} ({cpu:.2f})"]
+            if not args.no_compressai:
+                for ours, theirs in (("ours_enc", "cai_enc"), ("ours_dec", "cai_dec")):
+                    ratio = r[ours].get("peak_gb", float("nan")) / r[theirs].get("peak_gb", 1)
+                    cells.append(f"{ratio:.2f}")
+            print("| " + " | ".join(cells) + " |", flush=True)
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
     return 0
+
+
+def _gb(result: dict) -> str:
+    return "failed" if "error" in result else f"{result['peak_gb']:.2f}"
 
 
 if __name__ == "__main__":

@@ -128,7 +128,9 @@ def test_files_and_images_do_not_depend_on_the_band_sizes(arch, trained_like, cr
     image = np.asarray(codec.decode(data))
     # Many small bands: the analysis/synthesis in 64-row bands, the hyper-synthesis in
     # bands of 4-8 latent rows, the rANS coder a few thousand symbols per call.
+    monkeypatch.setattr(compressai_coding, "ONE_PASS_PIXELS", 0)
     monkeypatch.setattr(compressai_coding, "BAND_PIXELS", 64 * 384)
+    monkeypatch.setattr(compressai_coding, "ONE_PASS_POSITIONS", 0)
     monkeypatch.setattr(compressai_coding, "PARAM_BAND_POSITIONS", 4 * 96)
     monkeypatch.setattr(compressai_coding, "RANS_CHUNK", 5000)
     assert codec.encode(crop) == data

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -34,6 +35,9 @@ from ..errors import CodecError, CorruptStreamError, ModelError
 from ..image_input import to_rgb
 from . import container, rans_guard
 from .base import MAX_PIXELS_DEFAULT, Codec
+
+if TYPE_CHECKING:
+    import torch
 from .ladder import QualityLadder
 
 logger = logging.getLogger(__name__)
@@ -62,6 +66,27 @@ _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 def _decoded_mode(mode: str) -> str:
     """The mode ``decode`` returns for an input of ``mode`` (see the module table)."""
     return "I;16" if mode in _SIXTEEN_BIT_MODES else _GREY_MODES.get(mode, "RGB")
+
+
+def _padded_input(rgb: Image.Image, multiple: int, device) -> torch.Tensor:
+    """(1, 3, H', W') float32 in [0, 1], H' and W' padded up to ``multiple`` by
+    repeating the last row and column (``F.pad(mode="replicate")``), built in one
+    buffer: a 24 MP image is 288 MB in float32, and each temporary copy another."""
+    import torch
+
+    pixels = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)
+    _, height, width = pixels.shape
+    x = torch.empty(
+        (1, 3, height + -height % multiple, width + -width % multiple),
+        dtype=torch.float32,
+        device=device,
+    )
+    x[0, :, :height, :width] = pixels
+    del pixels
+    x[..., :height, :width].div_(255.0)
+    x[..., :height, width:] = x[..., :height, width - 1 : width]
+    x[..., height:, :] = x[..., height - 1 : height, :]
+    return x
 
 
 def _from_rgb(rgb: np.ndarray, mode: str) -> Image.Image:
@@ -197,18 +222,12 @@ class LearnedCodec(Codec):
 
     def encode(self, image: Image.Image, quality=None, *, prompt: str | None = None) -> bytes:
         """Compress ``image`` into .aigic bytes (see the module docstring for modes)."""
-        import torch
-        import torch.nn.functional as F
-
         self.check_quality(quality)
         rgb = to_rgb(image, self.max_pixels)
         width, height = image.size
         out_mode = _decoded_mode(image.mode)
         prompt = prompt if self.text_conditioned else None  # others ignore it
-        x = torch.from_numpy(np.asarray(rgb, dtype=np.uint8).copy()).permute(2, 0, 1)
-        x = x[None].to(self.device, torch.float32) / 255.0
-        m = self.pad_multiple
-        x = F.pad(x, (0, -width % m, 0, -height % m), mode="replicate")
+        x = _padded_input(rgb, self.pad_multiple, self.device)
         text = self._text(prompt)
         seed = _binding(self.name, self.model_quality, width, height, out_mode, prompt)
         coded = self.model.code_latents(x, text, seed)
@@ -263,11 +282,14 @@ class LearnedCodec(Codec):
                 f"decoded {tuple(x_hat.shape[-2:])} is smaller than the stored "
                 f"{header.height}x{header.width}: the file does not match the model"
             )
-        x_hat = x_hat[0, :, : header.height, : header.width]
+        # (H, W, 3) views: the synthesis writes channels-last, so no copy is made here.
+        x_hat = x_hat[0, :, : header.height, : header.width].permute(1, 2, 0)
         if not bool(torch.isfinite(x_hat).all()):
             raise CorruptStreamError("the decoded image is not finite: decoder desync")
-        rgb = (x_hat * 255).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-        return _from_rgb(np.ascontiguousarray(rgb), header.mode)
+        with torch.inference_mode():  # in place: x_hat is 288 MB in float32 at 24 MP
+            rgb = x_hat.mul_(255).round_().clamp_(0, 255).to(torch.uint8).cpu()
+        del x_hat
+        return _from_rgb(np.ascontiguousarray(rgb.numpy()), header.mode)
 
     # ------------------------------------------------------------------ helpers
     def _checked_strings(self, header: container.AigicFile) -> list[list[bytes]]:

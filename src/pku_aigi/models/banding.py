@@ -229,8 +229,18 @@ class _RowStream:
 
 
 def _layers(stack: nn.Module) -> list[nn.Module]:
-    """The top-level layers of a Sequential (each one streamed), else the module."""
-    return list(stack) if type(stack) is nn.Sequential and len(stack) else [stack]
+    """The streamed steps of ``stack``: the top-level layers of a Sequential, each with
+    the point-wise layers that follow it (they need no rows of their own: one copy of
+    each band fewer), else the module itself."""
+    if type(stack) is not nn.Sequential or not len(stack):
+        return [stack]
+    steps: list[list[nn.Module]] = []
+    for layer in stack:
+        if steps and row_map(layer) is _IDENTITY:
+            steps[-1].append(layer)
+        else:
+            steps.append([layer])
+    return [step[0] if len(step) == 1 else nn.Sequential(*step) for step in steps]
 
 
 def output_height(stack: nn.Module, height: int) -> int:
@@ -308,4 +318,6 @@ def _fresh(band: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
     the memory format and on where a tensor starts in memory, and a band viewed inside
     a larger tensor starts elsewhere than the same rows computed in one pass (measured:
     last-bit differences otherwise)."""
+    if band.is_contiguous(memory_format=layout):
+        return band
     return band.clone(memory_format=layout)

@@ -47,14 +47,18 @@ from .entropy_coding import (
 
 CONTEXT_KERNEL = 5  # masked 5x5 convolution of Minnen et al. 2018
 ANALYSIS_STRIDE = 16  # g_a's total stride in every CompressAI architecture
-# Image pixels per band of the analysis/synthesis transforms: their widest layer holds
-# 128-192 channels at half resolution, ~64 MB per tensor in float32 for 2^20 pixels.
-BAND_PIXELS = 1 << 20
-# Latent positions per band of the float64 hyper-synthesis (a function of the latent's
-# shape only, so encoder and decoder run the same bands).
-PARAM_BAND_POSITIONS = 1 << 14
+# Images up to this many pixels (1024x1024, every PKU-AIGI-500K image) run the
+# analysis/synthesis in one pass; larger ones in bands of BAND_PIXELS image pixels:
+# the widest layer holds 128-192 channels at half resolution, 8-12 MB per tensor in
+# float32 for 2^17 pixels, against 1.5 GB at 24 MP in one pass.
+ONE_PASS_PIXELS = 1 << 20
+BAND_PIXELS = 1 << 17
+# The float64 hyper-synthesis likewise (in latent positions of its output). The bands
+# are a function of the latent's shape only, so encoder and decoder run the same ones.
+ONE_PASS_POSITIONS = 1 << 14
+PARAM_BAND_POSITIONS = 1 << 12
 # Symbols per call of the rANS coder (it takes Python lists).
-RANS_CHUNK = 1 << 20
+RANS_CHUNK = 1 << 18
 
 
 def _layout(x: torch.Tensor) -> torch.memory_format:
@@ -62,30 +66,36 @@ def _layout(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if x.device.type == "cpu" else torch.contiguous_format
 
 
+def _band_rows(height: int, width: int, one_pass: int, band: int, multiple: int = 1) -> int:
+    """Rows per band: all of them up to ``one_pass`` elements, else about ``band``."""
+    if height * width <= one_pass:
+        return height
+    return max(multiple, band // max(1, width) // multiple * multiple)
+
+
 def analysis(model, x: torch.Tensor) -> torch.Tensor:
-    """``model.g_a(x)`` in bands of about :data:`BAND_PIXELS` image pixels."""
-    rows = max(1, BAND_PIXELS // max(1, x.shape[-1]) // ANALYSIS_STRIDE)
-    return run_in_bands(model.g_a, x, band_rows=rows, layout=_layout(x))
+    """``model.g_a(x)``, in bands of image rows for large images."""
+    rows = _band_rows(*x.shape[-2:], ONE_PASS_PIXELS, BAND_PIXELS, ANALYSIS_STRIDE)
+    return run_in_bands(model.g_a, x, band_rows=rows // ANALYSIS_STRIDE, layout=_layout(x))
 
 
 def synthesis(model, y_hat: torch.Tensor) -> torch.Tensor:
-    """``model.g_s(y_hat).clamp(0, 1)`` in bands of about :data:`BAND_PIXELS` pixels."""
-    width = y_hat.shape[-1] * ANALYSIS_STRIDE
-    finish = lambda band: band.clamp_(0, 1)  # noqa: E731
+    """``model.g_s(y_hat).clamp(0, 1)``, in bands of image rows for large images."""
+    height, width = (ANALYSIS_STRIDE * n for n in y_hat.shape[-2:])
     return run_in_bands(
         model.g_s,
         y_hat,
-        band_rows=max(16, BAND_PIXELS // max(1, width)),
+        band_rows=_band_rows(height, width, ONE_PASS_PIXELS, BAND_PIXELS, ANALYSIS_STRIDE),
         layout=_layout(y_hat),
-        finish=finish,
+        finish=lambda band: band.clamp_(0, 1),
     )
 
 
 def _param_bands(model, z_hat: torch.Tensor):
     """``(lo, hi, h_s(z_hat) rows lo..hi-1)`` in float64, band by band."""
     h_s = float64_copy(model, "h_s")
-    width = 4 * z_hat.shape[-1]
-    rows = max(4, PARAM_BAND_POSITIONS // max(1, width) // 4 * 4)
+    height, width = (4 * n for n in z_hat.shape[-2:])
+    rows = _band_rows(height, width, ONE_PASS_POSITIONS, PARAM_BAND_POSITIONS, 4)
     for lo, hi, params in bands(h_s, z_hat.double(), band_rows=rows):
         yield lo, hi, finite(params, "entropy parameters")
 
