@@ -124,11 +124,10 @@ def crop(pku_examples):
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_files_and_images_do_not_depend_on_the_band_sizes(arch, trained_like, crop, monkeypatch):
     codec = codecs.from_model(trained_like[arch], device="cpu")
-    data = codec.encode(crop)  # one band: the image is small
+    data = codec.encode(crop)  # bands of 2^17 pixels: two
     image = np.asarray(codec.decode(data))
     # Many small bands: the analysis/synthesis in 64-row bands, the hyper-synthesis in
     # bands of 4-8 latent rows, the rANS coder a few thousand symbols per call.
-    monkeypatch.setattr(compressai_coding, "ONE_PASS_PIXELS", 0)
     monkeypatch.setattr(compressai_coding, "BAND_PIXELS", 64 * 384)
     monkeypatch.setattr(compressai_coding, "ONE_PASS_POSITIONS", 0)
     monkeypatch.setattr(compressai_coding, "PARAM_BAND_POSITIONS", 4 * 96)
@@ -142,6 +141,42 @@ def test_files_and_images_do_not_depend_on_the_band_sizes(arch, trained_like, cr
         assert np.abs(decoded - image).max() <= 1 and np.mean(decoded != image) < 1e-3
     else:
         assert np.array_equal(decoded, image)
+
+
+def test_large_images_never_reach_a_layer_whole(trained_like, monkeypatch):
+    """The memory bound: no layer of g_a, g_s or h_s sees more than a band."""
+    model = trained_like["mbt2018-mean"]
+    monkeypatch.setattr(compressai_coding, "BAND_PIXELS", 64 * 256)
+    monkeypatch.setattr(compressai_coding, "ONE_PASS_POSITIONS", 0)
+    monkeypatch.setattr(compressai_coding, "PARAM_BAND_POSITIONS", 8 * 64)
+    seen: dict[str, int] = {}
+
+    def record(name):
+        def hook(module, inputs):
+            seen[name] = max(seen.get(name, 0), inputs[0].shape[-2])
+
+        return hook
+
+    handles = [
+        layer.register_forward_pre_hook(record(f"{stack}.{i}"))
+        for stack in ("g_a", "g_s")
+        for i, layer in enumerate(getattr(model, stack))
+    ]
+    x = torch.rand(1, 3, 1024, 256, generator=torch.Generator().manual_seed(2))
+    try:
+        with torch.inference_mode():
+            y = compressai_coding.analysis(model, x)
+            x_hat = compressai_coding.synthesis(model, y)
+            heights = [
+                hi - lo for lo, hi, _ in compressai_coding._param_bands(model, y[:, :128, ::4, ::4])
+            ]
+    finally:
+        for handle in handles:
+            handle.remove()
+    assert y.shape[-2] == 64 and x_hat.shape[-2] == 1024
+    # Bands of 64 image rows, plus the halo each layer needs: never the whole 1024.
+    assert max(seen.values()) <= 2 * 64
+    assert heights == [8] * 8
 
 
 def test_unknown_layers_run_in_one_pass():
