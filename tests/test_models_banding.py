@@ -148,7 +148,7 @@ def test_large_images_never_reach_a_layer_whole(trained_like, monkeypatch):
     model = trained_like["mbt2018-mean"]
     monkeypatch.setattr(compressai_coding, "BAND_PIXELS", 64 * 256)
     monkeypatch.setattr(compressai_coding, "ONE_PASS_POSITIONS", 0)
-    monkeypatch.setattr(compressai_coding, "PARAM_BAND_POSITIONS", 8 * 64)
+    monkeypatch.setattr(compressai_coding, "PARAM_BAND_POSITIONS", 8 * 16)
     seen: dict[str, int] = {}
 
     def record(name):
