@@ -292,7 +292,10 @@ def test_an_upload_is_decoded_once_and_reread_when_it_changes(
     catalog, image_path, tmp_path, monkeypatch
 ):
     """The upload check decodes the file and writes its preview; clicks reuse both. A
-    file replaced at the same path is decoded again, and the pixel limit still applies."""
+    file replaced at the same path is decoded again, an expired preview is written
+    again, and the pixel limit still applies."""
+    import shutil
+
     from pku_aigi.demo import handlers as handlers_module
 
     handlers = Handlers(catalog)
@@ -317,6 +320,10 @@ def test_an_upload_is_decoded_once_and_reread_when_it_changes(
     assert len(loads) == 2 and third["image"] != first["image"]
     flipped = np.asarray(Image.open(image_path).convert("RGB"))[:, ::-1]
     assert np.array_equal(np.asarray(Image.open(third["image"])), flipped)
+
+    shutil.rmtree(Path(third["image"]).parent)  # its request folder expired
+    fourth = compress(handlers, path, ["jpeg"])[5]
+    assert len(loads) == 3 and Path(fourth["image"]).is_file()
 
     monkeypatch.setenv("PKU_AIGI_DEMO_MAX_PIXELS", "1000")
     with pytest.raises(gr.Error, match="megapixels"):

@@ -98,7 +98,11 @@ class Handlers:
             key = None  # load_input_image says what is wrong
         with self._uploads_lock:
             cached = self._uploads.get(key)
-            if cached is not None and cached.preview.exists():  # sessions expire
+            if (
+                cached is not None
+                and _keep(cached.preview.parent)  # request folders expire after an hour
+                and cached.preview.exists()
+            ):
                 self._uploads.move_to_end(key)
                 return cached
         loaded = load_input_image(path)
@@ -184,9 +188,11 @@ class Handlers:
             progress(count / len(options), desc=f"{option.key} done ({count}/{len(options)})")
 
         def write_outputs(result: engine.CompressResult):  # in the codec's thread
+            start = time.perf_counter()
             preview, download = _output_paths(session, loaded.name, result)
             write_preview(result.reconstruction, preview)
             download.write_bytes(result.data)
+            watch.add("outputs, in the codec threads", time.perf_counter() - start)
 
         outcomes = engine.compress_many(
             options,
@@ -248,7 +254,9 @@ class Handlers:
         dropdown = gr.update(choices=[r.key for r in results], value=first)
         rows = [_metric_row(result) for result in results]
         watch.lap("outputs")
-        log.debug("compress phases: %s", watch, extra={"phases": watch.laps})
+        log.debug(
+            "compress phases: %s", watch, extra={"phases": watch.laps, "within": watch.within}
+        )
         return slider, dropdown, rows, _notes_markdown(image, notes), files, state
 
     def show(self, key: str | None, state: dict | None):
@@ -303,19 +311,27 @@ class Handlers:
 
 
 class _Stopwatch:
-    """Seconds spent in each named phase of a handler (logged at DEBUG level)."""
+    """Seconds spent in each named phase of a handler, one after the other (``laps``), and
+    in work done within a phase by other threads (``within``); logged at DEBUG level."""
 
     def __init__(self):
         self.laps: dict[str, float] = {}
+        self.within: dict[str, float] = {}
         self._last = time.perf_counter()
+        self._lock = threading.Lock()
 
     def lap(self, name: str) -> None:
         now = time.perf_counter()
         self.laps[name] = now - self._last
         self._last = now
 
+    def add(self, name: str, seconds: float) -> None:
+        with self._lock:
+            self.within[name] = self.within.get(name, 0.0) + seconds
+
     def __str__(self) -> str:
-        return ", ".join(f"{name} {seconds:.3f} s" for name, seconds in self.laps.items())
+        times = {**self.laps, **{f"({name})": value for name, value in self.within.items()}}
+        return ", ".join(f"{name} {seconds:.3f} s" for name, seconds in times.items())
 
 
 def _metric_row(result: engine.CompressResult) -> list:
@@ -355,6 +371,16 @@ def _fmt_q(quality: float) -> str:
 
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "file"
+
+
+def _keep(folder: Path) -> bool:
+    """Mark a request folder as used now (so that it is not removed as expired); False if
+    it is gone already."""
+    try:
+        os.utime(folder)
+    except OSError:
+        return False
+    return True
 
 
 def _session_dir() -> Path:
