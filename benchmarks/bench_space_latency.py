@@ -2,34 +2,47 @@
 
 Starts the app (``pku_aigi.demo.build_app``) on 127.0.0.1, drives headless Debian
 Chromium with Playwright, uploads a 1024x1024 PKU-AIGI-500K image (MJ5.2) and compresses
-it with JPEG, AVIF, VVC and one learned model (mbt2018-mean, quality 3). Times:
+it with JPEG, AVIF, VVC and one learned model (mbt2018-mean, quality 3). Times, measured
+in the page from the click event:
 
-- ``results``: click -> the metrics table lists every codec (slider and files are set in
-  the same response);
+- ``results``: the metrics table lists every codec (slider and files are set in the same
+  response);
+- ``shown``: the first animation frame in which both slider images are loaded;
 - ``results (warm, codecs one after the other)``: the same, with the codecs of the request
   run one after the other as before issue 14 (``engine.MAX_WORKERS = 1``), clicks
-  interleaved with the concurrent ones;
+  interleaved with the concurrent ones (``--no-sequential`` skips them);
 - ``plot``: click -> the RD plot is drawn (only with RD curves on: 6 extra encodes per
   conventional codec).
 
 Reference, in the same run: the same work through the package API without the UI
-(``engine.compress`` per codec in a loop: encode, decode, PSNR, MS-SSIM), and, where the
-package has it, the codecs run concurrently as the Space runs them
-(``engine.compress_many``): that ratio is the cost of the UI (PNG writing, transfer,
-rendering).
+(``engine.compress`` per codec in a loop: encode, decode, PSNR, MS-SSIM, before and after
+the browser), and ``engine.compress_many`` (the codecs concurrently, as the Space runs
+them) right before each warm click: the machine's load changes by the minute, so each
+click is divided by the API run next to it (``UI / API concurrent``, median and best of
+the pairs), which is the cost of the UI.
+
+Breakdown of each warm click: Gradio's own request traces (``GRADIO_PROFILING=1``: queue
+wait, preprocess, handler, postprocess), the handler's phases (its DEBUG log: input,
+codecs, CLIP, outputs), and in the browser (``performance.timeOrigin + now()``, the same
+clock as the server's ``time.time()``): click until the server has the job, the server's
+end until the table is rendered, until the previews are painted, the preview bytes
+fetched, and the CPU seconds Chromium spent from the click to the plot (on 2 cores it
+competes with the codecs).
 
 The learned model is ``$PKU_AIGI_MODELS_DIR/pku-aigi/mbt2018-mean-mse-q3`` when present,
 else an untrained mbt2018-mean of the real size (quality 3: N=128, M=192), whose coding
 time is that of the trained one up to the entropy-coded length. Pinned to 2 CPU cores.
 
-    python benchmarks/bench_space_latency.py [--repeats 3] [--rd]
+    python benchmarks/bench_space_latency.py [--repeats 3] [--rd] [--no-sequential]
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import socket
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -57,10 +70,79 @@ WATCH = """([selector, flag]) => {
   const observer = new MutationObserver(() => {
     const hidden = tracker().classList.contains('hide');
     busy = busy || !hidden;
-    if (busy && hidden) { window[flag] = true; observer.disconnect(); }
+    if (busy && hidden) {
+      window[flag + '_at'] = performance.timeOrigin + performance.now();
+      window[flag] = true;
+      observer.disconnect();
+      if (window[flag + '_then']) window[flag + '_then']();
+    }
   });
   observer.observe(el, {subtree: true, childList: true, characterData: true, attributes: true});
 }"""
+
+
+# Records the click time and, once the results are rendered, the first animation frame
+# in which both slider images are loaded (measured in the page, not by polling from here).
+MARK_CLICK = """() => {
+  const now = () => performance.timeOrigin + performance.now();
+  window.__click = null; window.__shown = null;
+  document.querySelector('#compress-button').addEventListener(
+    'click', () => { window.__click = now(); }, {capture: true, once: true});
+  window.__results_then = () => {
+    const frame = () => {
+      const images = [...document.querySelectorAll('#slider img')];
+      if (images.length >= 2 && images.every((img) => img.complete && img.naturalWidth > 0))
+        window.__shown = now();
+      else requestAnimationFrame(frame);
+    };
+    frame();
+  };
+}"""
+FETCHED = """(since) => performance.getEntriesByType('resource')
+  .filter((entry) => entry.name.includes('/file=') && entry.startTime + performance.timeOrigin >= since)
+  .map((entry) => [entry.name, entry.transferSize, entry.encodedBodySize,
+                   entry.startTime + performance.timeOrigin, entry.responseEnd + performance.timeOrigin])"""
+
+
+class PhaseLog(logging.Handler):
+    """Collects the handler's ``compress phases`` DEBUG records."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.phases: list[dict[str, float]] = []
+
+    def emit(self, record):
+        phases = getattr(record, "phases", None)
+        if phases is not None:
+            within = getattr(record, "within", {})  # overlapped with a phase, in threads
+            self.phases.append({**phases, **{f"({name})": v for name, v in within.items()}})
+
+
+def chromium_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this process's Chromium descendants."""
+    parents, names, ticks = {}, {}, {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid = int(entry.name)
+        parents[pid], names[pid] = int(fields[1]), name
+        ticks[pid] = int(fields[11]) + int(fields[12])
+    total = 0
+    for pid, name in names.items():
+        if "chrom" not in name:
+            continue
+        ancestor = parents.get(pid)
+        while ancestor and ancestor != os.getpid():
+            ancestor = parents.get(ancestor)
+        if ancestor == os.getpid():
+            total += ticks[pid]
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def pin_two_cores() -> str:
@@ -108,15 +190,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="warm clicks measured")
     parser.add_argument("--rd", action="store_true", help="also time one click with RD curves")
     parser.add_argument("--timeout", type=int, default=600, help="seconds per wait")
+    parser.add_argument(
+        "--no-sequential", action="store_true", help="skip the codecs-one-after-the-other clicks"
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    os.environ["GRADIO_PROFILING"] = "1"  # gradio's per-request traces (read before import)
     cores = pin_two_cores()
+    from gradio.profiling import collector
     from playwright.sync_api import expect, sync_playwright
 
     from pku_aigi.demo import build_app
     from pku_aigi.demo.catalog import Catalog
+
+    phase_log = PhaseLog()
+    handler_logger = logging.getLogger("pku_aigi.demo.handlers")
+    handler_logger.addHandler(phase_log)
+    handler_logger.setLevel(logging.DEBUG)
 
     folder, learned = models_dir()
     catalog = Catalog.discover(folder)
@@ -138,10 +230,18 @@ def main(argv: list[str] | None = None) -> int:
     from pku_aigi.demo import engine
 
     concurrent = hasattr(engine, "compress_many")  # False on code before issue 14
+    one_after_other = concurrent and not args.no_sequential
+    load_before = os.getloadavg()
     before = direct_api_seconds(catalog, IMAGE)  # also warms the codecs up
-    before_many = direct_api_seconds(catalog, IMAGE, True) if concurrent else None
-    timings: dict[str, list[float]] = {"results (cold)": [], "results (warm)": [], "plot": []}
-    if concurrent:  # the Space as before issue 14, clicks interleaved with today's
+    timings: dict[str, list[float]] = {
+        "results (cold)": [],
+        "results (warm)": [],
+        "shown (warm)": [],
+        "plot": [],
+        "API concurrent (interleaved)": [],
+    }
+    breakdowns: list[dict[str, float]] = []
+    if one_after_other:  # the Space as before issue 14, clicks interleaved with today's
         timings["results (warm, codecs one after the other)"] = []
     try:
         with sync_playwright() as playwright:
@@ -158,56 +258,142 @@ def main(argv: list[str] | None = None) -> int:
             for box in codecs.get_by_role("checkbox").all():
                 box.set_checked(box.get_attribute("name") in CODECS)
 
-            def click(rd: bool) -> tuple[float, float | None]:
+            def click(rd: bool) -> dict[str, float]:
                 page.locator("#draw-curves input").set_checked(rd)
                 page.evaluate(WATCH, ["#metrics", "__results"])
                 page.evaluate(WATCH, ["#rd-plot", "__plot"])
+                page.evaluate(MARK_CLICK)
+                collector._traces.clear()
+                phases_before = len(phase_log.phases)
+                cpu_before = chromium_cpu_seconds()
                 start = time.perf_counter()
                 page.click("#compress-button")
                 try:
                     page.wait_for_function("() => window.__results")
+                    page.wait_for_function("() => window.__shown")
                 except Exception:
                     page.screenshot(path=str(ROOT / "test-artifacts" / "bench-space-failed.png"))
                     raise
-                results = time.perf_counter() - start
-                plot = None
-                if rd:
-                    page.wait_for_function("() => window.__plot")
-                    plot = time.perf_counter() - start
-                else:  # let the (curve-less) plot step finish before the next click
-                    page.wait_for_function("() => window.__plot")
-                return results, plot
+                page.wait_for_function("() => window.__plot")  # before the next click
+                plot = time.perf_counter() - start
+                cpu = chromium_cpu_seconds() - cpu_before
+                click_at, results_at, shown_at = (
+                    value / 1000
+                    for value in page.evaluate(
+                        "() => [window.__click, window.__results_at, window.__shown]"
+                    )
+                )
+                fetched = page.evaluate(FETCHED, click_at * 1000)
+                # in the page: from the click event to the rendered table / painted previews
+                out = {"results": results_at - click_at, "shown": shown_at - click_at}
+                out["plot"] = plot
+                traces = {trace["fn_name"]: trace for trace in collector.get_all()}
+                compress = traces.get("compress")
+                if compress is None:
+                    return out
+                picked = compress["timestamp"] - compress["queue_wait_ms"] / 1000
+                server_end = compress["timestamp"] + compress["total_ms"] / 1000
+                handler = phase_log.phases[-1] if len(phase_log.phases) > phases_before else {}
+                fn_call = compress["fn_call_ms"] / 1000
+                out["click -> server has the job"] = picked - click_at
+                out["queue wait"] = compress["queue_wait_ms"] / 1000
+                out["gradio preprocess"] = compress["preprocess_ms"] / 1000
+                out["handler (total)"] = fn_call
+                for name, value in handler.items():
+                    out[f"  handler: {name}"] = value
+                if handler:
+                    serial = [value for name, value in handler.items() if name[0] != "("]
+                    out["  handler: rest"] = fn_call - sum(serial)
+                out["gradio postprocess"] = compress["postprocess_ms"] / 1000
+                out["gradio other"] = (
+                    compress["total_ms"]
+                    - compress["preprocess_ms"]
+                    - compress["fn_call_ms"]
+                    - compress["postprocess_ms"]
+                ) / 1000
+                out["server end -> table rendered"] = results_at - server_end
+                out["table rendered -> previews shown"] = shown_at - results_at
+                out["preview bytes fetched (MB)"] = sum(entry[2] for entry in fetched) / 1e6
+                out["Chromium CPU s (click to plot)"] = cpu
+                if "codecs" in handler:  # everything but the codecs' work, end to end
+                    out["UI's own time (shown - codecs)"] = out["shown"] - handler["codecs"]
+                if "rd_plot" in traces:
+                    out["plot event (server)"] = traces["rd_plot"]["total_ms"] / 1000
+                return out
 
-            timings["results (cold)"].append(click(False)[0])
+            timings["results (cold)"].append(click(False)["results"])
             for _ in range(args.repeats):
-                timings["results (warm)"].append(click(False)[0])
-                if concurrent:
+                # the API run next to each click: the machine's load changes by the minute
+                many = direct_api_seconds(catalog, IMAGE, True) if concurrent else None
+                warm = click(False)
+                timings["results (warm)"].append(warm["results"])
+                timings["shown (warm)"].append(warm["shown"])
+                if many is not None:
+                    timings["API concurrent (interleaved)"].append(many)
+                breakdowns.append(warm)
+                if one_after_other:
                     engine.MAX_WORKERS = 1
-                    timings["results (warm, codecs one after the other)"].append(click(False)[0])
+                    timings["results (warm, codecs one after the other)"].append(
+                        click(False)["results"]
+                    )
                     engine.MAX_WORKERS = None
             if args.rd:
-                results, plot = click(True)
-                timings["plot"].append(plot)
+                timings["plot"].append(click(True)["plot"])
             page.screenshot(path=str(ROOT / "test-artifacts" / "bench-space.png"), full_page=True)
             browser.close()
     finally:
         demo.close()
 
     reference = min(before, direct_api_seconds(catalog, IMAGE))  # before and after the UI
-    warm = min(timings["results (warm)"])
-    many = min(before_many, direct_api_seconds(catalog, IMAGE, True)) if concurrent else None
+    warm = timings["results (warm)"]
+    shown = timings["shown (warm)"]
     print(f"image: {IMAGE.name} 1024x1024; codecs: {', '.join(CODECS)} at quality level 50")
     print(f"learned model: {learned}; CPU cores: {cores}; browser: Chromium (headless)")
+    print(
+        "load average (1, 5, 15 min) before: "
+        + " ".join(f"{x:.2f}" for x in load_before)
+        + "; after: "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    )
     for name, values in timings.items():
         if values:
             print(f"{name}: " + ", ".join(f"{v:.2f} s" for v in values))
+    if breakdowns:
+        print("breakdown of the warm clicks, seconds (median [each click]):")
+        for name in breakdowns[0]:
+            values = [b[name] for b in breakdowns if name in b]
+            print(
+                f"  {name:42s} {statistics.median(values):7.3f}  ["
+                + ", ".join(f"{v:.3f}" for v in values)
+                + "]"
+            )
     print(f"direct API, one after the other: {reference:.2f} s (best of 2, no UI)")
-    print(f"UI / direct API: {warm / reference:.2f}x (best warm click vs best direct run)")
-    if many is not None:
-        print(f"API concurrent: {many:.2f} s (best of 2, engine.compress_many)")
-        print(f"UI / API concurrent: {warm / many:.2f}x (the UI's own cost)")
+    print(f"UI / direct API: {min(warm) / reference:.2f}x (best warm click vs best direct run)")
+    many = timings["API concurrent (interleaved)"]
+    if many:
+        pairs = [ui / api for ui, api in zip(warm, many, strict=True)]
+        shown_pairs = [ui / api for ui, api in zip(shown, many, strict=True)]
+        print(
+            "UI / API concurrent, each click over the API run just before it: "
+            + ", ".join(f"{r:.2f}x" for r in pairs)
+            + f"; median {statistics.median(pairs):.2f}x, best {min(pairs):.2f}x"
+        )
+        print(
+            f"UI / API concurrent, best over best: {min(warm) / min(many):.2f}x "
+            f"(results); {min(shown) / min(many):.2f}x (previews painted, median pair "
+            f"{statistics.median(shown_pairs):.2f}x)"
+        )
+    own_key = "UI's own time (shown - codecs)"
+    own = [b[own_key] for b in breakdowns if own_key in b]
+    if own and many:
+        print(
+            f"UI's own time / API concurrent: {statistics.median(own) / statistics.median(many):.2f}"
+            " (medians; the time the UI adds in series, without the CPU Chromium takes from"
+            " the codecs)"
+        )
+    if one_after_other:
         one_by_one = min(timings["results (warm, codecs one after the other)"])
-        print(f"UI one after the other / UI concurrent: {one_by_one / warm:.2f}x (best warm)")
+        print(f"UI one after the other / UI concurrent: {one_by_one / min(warm):.2f}x (best warm)")
     return 0
 
 

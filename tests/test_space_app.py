@@ -265,3 +265,88 @@ def test_start_up_lists_learned_families_without_importing_model_code():
     count, imported = run.stdout.strip().splitlines()[-1].split(" ", 1)
     assert int(count) >= 6  # the zoo's families are listed ...
     assert imported == "[]"  # ... without importing model code
+
+
+def test_previews_are_the_decoded_images_pixel_exact(handlers, image_path):
+    """The slider shows, pixel for pixel, the original that was compressed and what each
+    codec's downloadable file decodes to (lossless WebP previews), and the downloads are
+    the codecs' own files."""
+    keys = ["jpeg", "avif", "bmshj2018-factorized (mse)"]
+    slider, _, rows, _, files, state = compress(handlers, image_path, keys)
+    original = Image.open(image_path).convert("RGB")
+    with Image.open(state["image"]) as preview:
+        assert preview.format == "WEBP" and preview.mode == "RGB"
+        assert np.array_equal(np.asarray(preview), np.asarray(original))
+    for key, file in zip(keys, files, strict=True):
+        codec = handlers.catalog.get(key).codec
+        data = Path(file).read_bytes()
+        assert codec.matches(data)  # the codec's own file, not a re-encoding
+        decoded = codec.decode(data).convert("RGB")
+        with Image.open(state["reconstructions"][key]) as preview:
+            assert preview.format == "WEBP" and preview.size == original.size
+            assert np.array_equal(np.asarray(preview.convert("RGB")), np.asarray(decoded)), key
+    assert slider[1] == state["reconstructions"]["jpeg"]
+
+
+def test_an_upload_is_decoded_once_and_reread_when_it_changes(
+    catalog, image_path, tmp_path, monkeypatch
+):
+    """The upload check decodes the file and writes its preview; clicks reuse both. A
+    file replaced at the same path is decoded again, an expired preview is written
+    again, and the pixel limit still applies."""
+    import shutil
+
+    from pku_aigi.demo import handlers as handlers_module
+
+    handlers = Handlers(catalog)
+    path = tmp_path / "upload.png"
+    Image.open(image_path).save(path)
+    loads = []
+    real_load = handlers_module.load_input_image
+    monkeypatch.setattr(
+        handlers_module,
+        "load_input_image",
+        lambda *args, **kwargs: loads.append(args[0]) or real_load(*args, **kwargs),
+    )
+    assert "ready to compress" in handlers.on_upload(str(path))[1]
+    first = compress(handlers, path, ["jpeg"])[5]
+    second = compress(handlers, path, ["jpeg"])[5]
+    assert len(loads) == 1
+    assert first["image"] == second["image"]  # one preview of the original
+
+    Image.open(image_path).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(path)
+    os.utime(path, ns=(1, 1))  # a new modification time, whatever the clock's resolution
+    third = compress(handlers, path, ["jpeg"])[5]
+    assert len(loads) == 2 and third["image"] != first["image"]
+    flipped = np.asarray(Image.open(image_path).convert("RGB"))[:, ::-1]
+    assert np.array_equal(np.asarray(Image.open(third["image"])), flipped)
+
+    shutil.rmtree(Path(third["image"]).parent)  # its request folder expired
+    fourth = compress(handlers, path, ["jpeg"])[5]
+    assert len(loads) == 3 and Path(fourth["image"]).is_file()
+
+    monkeypatch.setenv("PKU_AIGI_DEMO_MAX_PIXELS", "1000")
+    with pytest.raises(gr.Error, match="megapixels"):
+        compress(handlers, path, ["jpeg"])
+
+
+def test_outputs_run_their_file_writing_in_the_codec_threads(catalog, image_path):
+    """``compress_many(then=...)`` runs in each codec's worker thread as soon as it has
+    finished; an exception it raises is that codec's outcome, not the request's."""
+    import threading
+
+    from pku_aigi.demo import engine
+
+    image = Image.open(image_path).convert("RGB")
+    threads = {}
+
+    def then(result):
+        threads[result.key] = threading.current_thread().name
+        if result.key == "webp":
+            raise OSError("disk full")
+
+    jpeg, webp = engine.compress_many(
+        [catalog.get("jpeg"), catalog.get("webp")], image, level=50, then=then
+    )
+    assert jpeg.key == "jpeg" and isinstance(webp, OSError)
+    assert all(name.startswith("compress") for name in threads.values()), threads

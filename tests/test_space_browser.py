@@ -8,7 +8,9 @@ Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import shutil
 import socket
 from pathlib import Path
@@ -28,6 +30,22 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 TIMEOUT_MS = 120_000
+# SHA-256 of an <img>'s RGB pixels as the browser decoded them (drawn on a canvas)
+PIXELS_SHA256 = """async (img) => {
+  await img.decode();
+  const canvas = document.createElement('canvas');
+  canvas.width = img.naturalWidth;
+  canvas.height = img.naturalHeight;
+  const context = canvas.getContext('2d', {colorSpace: 'srgb'});
+  context.drawImage(img, 0, 0);
+  const rgba = context.getImageData(0, 0, canvas.width, canvas.height).data;
+  const rgb = new Uint8Array((rgba.length / 4) * 3);
+  for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) {
+    rgb[j] = rgba[i]; rgb[j + 1] = rgba[i + 1]; rgb[j + 2] = rgba[i + 2];
+  }
+  const digest = await crypto.subtle.digest('SHA-256', rgb);
+  return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
+}"""
 
 
 def free_port() -> int:
@@ -119,6 +137,15 @@ def test_compress_download_and_decode(page, pku_examples, artifacts_dir, tmp_pat
     with Image.open(saved) as image:
         assert image.format == "JPEG" and image.size == (512, 512)
     expect(metrics).to_contain_text(f"{saved.stat().st_size:,}")  # the table's file size
+
+    # The slider shows exactly what the downloaded file decodes to (Chromium's pixels of
+    # the lossless preview), served from the handler's folder without a gradio copy.
+    preview = page.locator("#slider img[src*='reconstruction-jpeg']").first
+    expect(preview).to_have_attribute("src", re.compile(r"/file=/.*/pku-aigi-demo/"))
+    shown = page.evaluate(PIXELS_SHA256, preview.element_handle())
+    with Image.open(saved) as image:
+        decoded = image.convert("RGB").tobytes()
+    assert shown == hashlib.sha256(decoded).hexdigest()
 
     page.get_by_role("tab", name="Decode").click()
     page.locator("#decode-file input[type=file]").set_input_files(str(saved))

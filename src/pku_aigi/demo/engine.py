@@ -125,25 +125,31 @@ def compress_many(
     target_bpp: float | None = None,
     prompt: str | None = None,
     on_done: Callable[[CodecOption, int], None] | None = None,
+    then: Callable[[CompressResult], None] | None = None,
 ) -> list[CompressResult | Exception]:
     """:func:`compress` with each option, concurrently: one thread per option, at most
     one per core (subprocess codecs, torch and NumPy release the GIL).
 
     Returns, in the order of ``options``, each option's result or the exception it raised,
-    so that one failing codec never hides the others. ``on_done(option, count)`` is called
-    in the caller's thread as each codec finishes (``count`` finished so far).
+    so that one failing codec never hides the others. ``then(result)`` runs in the
+    codec's own thread as soon as it has finished (e.g. to write its files while the other
+    codecs still run); an exception it raises is that codec's outcome. ``on_done(option,
+    count)`` is called in the caller's thread as each codec finishes (``count`` finished
+    so far).
     """
     if not options:
         return []
     workers = min(len(options), MAX_WORKERS or os.cpu_count() or 1)
+
+    def run(option: CodecOption) -> CompressResult:
+        result = compress(option, image, level=level, target_bpp=target_bpp, prompt=prompt)
+        if then is not None:
+            then(result)
+        return result
+
     outcomes: dict[int, CompressResult | Exception] = {}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compress") as pool:
-        futures = {
-            pool.submit(
-                compress, option, image, level=level, target_bpp=target_bpp, prompt=prompt
-            ): index
-            for index, option in enumerate(options)
-        }
+        futures = {pool.submit(run, option): index for index, option in enumerate(options)}
         for future in as_completed(futures):
             index = futures[future]
             try:
