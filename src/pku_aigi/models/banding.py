@@ -14,11 +14,13 @@ and attention blocks); a layer it does not know raises :class:`UnsupportedLayerE
 and callers then run the stack in one pass. Band starts are aligned to the stack's
 total stride, so a strided layer sees its input at the same phase as in one pass.
 
-Exactness: the values are the same; whether the floating-point results are the same
-bits depends on the kernels computing each output element in the same order whatever
-the tensor's height. ``tests/test_models_banding.py`` checks bit identity against the
-unbanded stack for every CompressAI architecture, in float32 channels-last (oneDNN)
-and in float64, for several band heights.
+Exactness: every output row comes from the same input values as in one pass. Whether
+the floating-point results are the same bits depends on the kernels: each band is given
+to the layers in the same memory format as one pass would (``layout``), and then
+oneDNN's float32 convolutions and GDN give the same bits for Ballé's and Minnen's
+transforms, while cheng2020's attention and sub-pixel blocks differ in the last bits
+(1.2e-7 on g_a, 4e-6 on g_s); BLAS's float64 GEMMs may round the last bit of another
+band height differently (5e-17). ``tests/test_models_banding.py`` measures each case.
 """
 
 from __future__ import annotations
@@ -314,10 +316,7 @@ def run_in_bands(
 
 
 def _fresh(band: torch.Tensor, layout: torch.memory_format) -> torch.Tensor:
-    """``band`` in a buffer of its own, in ``layout``: oneDNN's results can depend on
-    the memory format and on where a tensor starts in memory, and a band viewed inside
-    a larger tensor starts elsewhere than the same rows computed in one pass (measured:
-    last-bit differences otherwise)."""
-    if band.is_contiguous(memory_format=layout):
-        return band
+    """A copy of ``band`` in ``layout``: oneDNN picks other kernels, which round
+    differently, for another memory format; and a layer that works in place (ReLU)
+    must not change rows that the next band or the caller still holds."""
     return band.clone(memory_format=layout)
