@@ -129,7 +129,6 @@ def test_files_and_images_do_not_depend_on_the_band_sizes(arch, trained_like, cr
     # Many small bands: the analysis/synthesis in 64-row bands, the hyper-synthesis in
     # bands of 4-8 latent rows, the rANS coder a few thousand symbols per call.
     monkeypatch.setattr(compressai_coding, "BAND_PIXELS", 64 * 384)
-    monkeypatch.setattr(compressai_coding, "ONE_PASS_POSITIONS", 0)
     monkeypatch.setattr(compressai_coding, "PARAM_BAND_POSITIONS", 4 * 96)
     monkeypatch.setattr(compressai_coding, "RANS_CHUNK", 5000)
     assert codec.encode(crop) == data
@@ -147,7 +146,6 @@ def test_large_images_never_reach_a_layer_whole(trained_like, monkeypatch):
     """The memory bound: no layer of g_a, g_s or h_s sees more than a band."""
     model = trained_like["mbt2018-mean"]
     monkeypatch.setattr(compressai_coding, "BAND_PIXELS", 64 * 256)
-    monkeypatch.setattr(compressai_coding, "ONE_PASS_POSITIONS", 0)
     monkeypatch.setattr(compressai_coding, "PARAM_BAND_POSITIONS", 8 * 16)
     seen: dict[str, int] = {}
 

@@ -52,9 +52,10 @@ ANALYSIS_STRIDE = 16  # g_a's total stride in every CompressAI architecture
 # 2^17 pixels against 1.5 GB at 24 MP in one pass. Bands are also faster than one pass
 # (measured at 512x512: 0.6x the time; they stay in cache and reuse their buffers).
 BAND_PIXELS = 1 << 17
-# The float64 hyper-synthesis likewise (in latent positions of its output). The bands
-# are a function of the latent's shape only, so encoder and decoder run the same ones.
-ONE_PASS_POSITIONS = 1 << 14
+# The float64 hyper-synthesis likewise, in bands of about PARAM_BAND_POSITIONS latent
+# positions of its output (one band up to 1024x1024 images): its im2col buffer alone is
+# 320 MB for a 4 MP image in one pass. The bands are a function of the latent's shape
+# only, so encoder and decoder run the same ones.
 PARAM_BAND_POSITIONS = 1 << 12
 # Symbols per call of the rANS coder (it takes Python lists).
 RANS_CHUNK = 1 << 18
@@ -65,27 +66,24 @@ def _layout(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if x.device.type == "cpu" else torch.contiguous_format
 
 
-def _band_rows(height: int, width: int, one_pass: int, band: int, multiple: int = 1) -> int:
-    """Rows per band: all of them up to ``one_pass`` elements, else about ``band``
-    elements' worth, a multiple of ``multiple``."""
-    if height * width <= one_pass:
-        return height
+def _band_rows(width: int, band: int, multiple: int) -> int:
+    """Rows per band of about ``band`` elements, a multiple of ``multiple``."""
     return max(multiple, band // max(1, width) // multiple * multiple)
 
 
 def analysis(model, x: torch.Tensor) -> torch.Tensor:
     """``model.g_a(x)``, in bands of image rows."""
-    rows = _band_rows(*x.shape[-2:], 0, BAND_PIXELS, ANALYSIS_STRIDE)
+    rows = _band_rows(x.shape[-1], BAND_PIXELS, ANALYSIS_STRIDE)
     return run_in_bands(model.g_a, x, band_rows=rows // ANALYSIS_STRIDE, layout=_layout(x))
 
 
 def synthesis(model, y_hat: torch.Tensor) -> torch.Tensor:
     """``model.g_s(y_hat).clamp(0, 1)``, in bands of image rows."""
-    height, width = (ANALYSIS_STRIDE * n for n in y_hat.shape[-2:])
+    width = ANALYSIS_STRIDE * y_hat.shape[-1]
     return run_in_bands(
         model.g_s,
         y_hat,
-        band_rows=_band_rows(height, width, 0, BAND_PIXELS, ANALYSIS_STRIDE),
+        band_rows=_band_rows(width, BAND_PIXELS, ANALYSIS_STRIDE),
         layout=_layout(y_hat),
         finish=lambda band: band.clamp_(0, 1),
     )
@@ -94,8 +92,7 @@ def synthesis(model, y_hat: torch.Tensor) -> torch.Tensor:
 def _param_bands(model, z_hat: torch.Tensor):
     """``(lo, hi, h_s(z_hat) rows lo..hi-1)`` in float64, band by band."""
     h_s = float64_copy(model, "h_s")
-    height, width = (4 * n for n in z_hat.shape[-2:])
-    rows = _band_rows(height, width, ONE_PASS_POSITIONS, PARAM_BAND_POSITIONS, 4)
+    rows = _band_rows(4 * z_hat.shape[-1], PARAM_BAND_POSITIONS, 4)
     for lo, hi, params in bands(h_s, z_hat.double(), band_rows=rows):
         yield lo, hi, finite(params, "entropy parameters")
 
