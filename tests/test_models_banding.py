@@ -205,3 +205,20 @@ def test_alignment_follows_the_strides():
     with torch.inference_mode():
         for rows in (1, 3, 7):
             assert torch.equal(run_in_bands(stack, x, band_rows=rows), stack(x))
+
+
+@pytest.mark.parametrize("chunk", [1 << 18, 1000])
+def test_factorized_chunks_give_compressais_bytes(trained_like, chunk, monkeypatch):
+    """The factorized prior's y string, coded a few channels at a time, is byte for byte
+    ``entropy_bottleneck.compress``'s, and decodes to ``decompress``'s latent."""
+    model = trained_like["bmshj2018-factorized"]
+    monkeypatch.setattr(compressai_coding, "RANS_CHUNK", chunk)
+    x = torch.rand(1, 3, 256, 320, generator=torch.Generator().manual_seed(3))
+    with torch.inference_mode():
+        coded = compressai_coding.code_factorized(model, x, seed=7)
+        y = compressai_coding.analysis(model, x)
+        reference = model.entropy_bottleneck.compress(y)
+        assert coded.strings == [reference]
+        y_hat = model.entropy_bottleneck.decompress(reference, y.shape[-2:])
+        decoded = compressai_coding.decode_factorized(model, coded, seed=7)
+        assert torch.equal(decoded, compressai_coding.synthesis(model, y_hat))
