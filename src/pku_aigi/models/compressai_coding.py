@@ -47,11 +47,12 @@ from .entropy_coding import (
 
 CONTEXT_KERNEL = 5  # masked 5x5 convolution of Minnen et al. 2018
 ANALYSIS_STRIDE = 16  # g_a's total stride in every CompressAI architecture
-# The analysis/synthesis run in bands of about BAND_PIXELS image pixels: their widest
-# layer holds 128-192 channels at half resolution, 8-12 MB per tensor in float32 for
-# 2^17 pixels against 1.5 GB at 24 MP in one pass. Bands are also faster than one pass
-# (measured at 512x512: 0.6x the time; they stay in cache and reuse their buffers).
-BAND_PIXELS = 1 << 17
+# The analysis/synthesis run in bands of about BAND_PIXELS image pixels (at least one
+# latent row): their widest layer holds 128-192 channels at half resolution, 4-6 MB per
+# tensor in float32 for 2^16 pixels against 1.5 GB at 24 MP in one pass. Bands are also
+# faster than one pass (at 512x512: 0.6-0.7x the time of g_a and g_s; they stay in
+# cache and reuse their buffers).
+BAND_PIXELS = 1 << 16
 # The float64 hyper-synthesis likewise, in bands of about PARAM_BAND_POSITIONS latent
 # positions of its output (one band up to 1024x1024 images): its im2col buffer alone is
 # 320 MB for a 4 MP image in one pass. The bands are a function of the latent's shape
