@@ -68,25 +68,43 @@ def _decoded_mode(mode: str) -> str:
     return "I;16" if mode in _SIXTEEN_BIT_MODES else _GREY_MODES.get(mode, "RGB")
 
 
+# Image rows converted at a time between PIL and float tensors: a 24 MP image is 288 MB
+# in float32, and every temporary copy of it as much again.
+CONVERT_ROWS = 256
+
+
 def _padded_input(rgb: Image.Image, multiple: int, device) -> torch.Tensor:
     """(1, 3, H', W') float32 in [0, 1], H' and W' padded up to ``multiple`` by
     repeating the last row and column (``F.pad(mode="replicate")``), built in one
-    buffer: a 24 MP image is 288 MB in float32, and each temporary copy another."""
+    buffer from a few rows of ``rgb`` at a time."""
     import torch
 
-    pixels = torch.from_numpy(np.array(rgb, dtype=np.uint8)).permute(2, 0, 1)
-    _, height, width = pixels.shape
+    width, height = rgb.size
     x = torch.empty(
         (1, 3, height + -height % multiple, width + -width % multiple),
         dtype=torch.float32,
         device=device,
     )
-    x[0, :, :height, :width] = pixels
-    del pixels
-    x[..., :height, :width].div_(255.0)
+    for top in range(0, height, CONVERT_ROWS):
+        bottom = min(height, top + CONVERT_ROWS)
+        rows = torch.from_numpy(np.array(rgb.crop((0, top, width, bottom)), dtype=np.uint8))
+        x[0, :, top:bottom, :width] = rows.permute(2, 0, 1).to(device) / 255.0
     x[..., :height, width:] = x[..., :height, width - 1 : width]
     x[..., height:, :] = x[..., height - 1 : height, :]
     return x
+
+
+def _pixels(x_hat: torch.Tensor) -> np.ndarray:
+    """(H, W, 3) uint8 of a (3, H, W) float image in [0, 1], a few rows at a time."""
+    import torch
+
+    height, width = x_hat.shape[-2:]
+    rgb = np.empty((height, width, 3), dtype=np.uint8)
+    for top in range(0, height, CONVERT_ROWS):
+        rows = x_hat[:, top : top + CONVERT_ROWS, :] * 255
+        rows = rows.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu()
+        rgb[top : top + CONVERT_ROWS] = rows.numpy()
+    return rgb
 
 
 def _from_rgb(rgb: np.ndarray, mode: str) -> Image.Image:
@@ -282,14 +300,13 @@ class LearnedCodec(Codec):
                 f"decoded {tuple(x_hat.shape[-2:])} is smaller than the stored "
                 f"{header.height}x{header.width}: the file does not match the model"
             )
-        # (H, W, 3) views: the synthesis writes channels-last, so no copy is made here.
-        x_hat = x_hat[0, :, : header.height, : header.width].permute(1, 2, 0)
-        if not bool(torch.isfinite(x_hat).all()):
+        x_hat = x_hat[0, :, : header.height, : header.width]
+        # A sum is NaN or infinite if any value is, without a mask of the image's size.
+        if not bool(torch.isfinite(x_hat.sum())):
             raise CorruptStreamError("the decoded image is not finite: decoder desync")
-        with torch.inference_mode():  # in place: x_hat is 288 MB in float32 at 24 MP
-            rgb = x_hat.mul_(255).round_().clamp_(0, 255).to(torch.uint8).cpu()
+        rgb = _pixels(x_hat)
         del x_hat
-        return _from_rgb(np.ascontiguousarray(rgb.numpy()), header.mode)
+        return _from_rgb(rgb, header.mode)
 
     # ------------------------------------------------------------------ helpers
     def _checked_strings(self, header: container.AigicFile) -> list[list[bytes]]:

@@ -117,7 +117,7 @@ def crc(*arrays, seed: int = 0) -> int:
     """CRC32 of the arrays' bytes, one after another, starting from ``seed``."""
     value = seed
     for array in arrays:
-        value = zlib.crc32(np.ascontiguousarray(array).tobytes(), value)
+        value = zlib.crc32(np.ascontiguousarray(array), value)  # no copy to bytes
     return value
 
 
