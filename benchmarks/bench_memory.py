@@ -30,16 +30,13 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from pku_aigi.models.compressai_archs import COMPRESSAI_ARCHITECTURES  # noqa: E402
+
 SAMPLE = ROOT.parent / "shared" / "data" / "pku-examples" / "sdxl" / "1.png"
+ARCHITECTURES = COMPRESSAI_ARCHITECTURES
 SIZES = {4: (2304, 1728), 12: (4000, 3000), 24: (6000, 4000)}
-ARCHITECTURES = (
-    "bmshj2018-factorized",
-    "bmshj2018-hyperprior",
-    "mbt2018-mean",
-    "mbt2018",
-    "cheng2020-anchor",
-    "cheng2020-attn",
-)
 OPERATIONS = ("idle", "ours_enc", "ours_dec", "cai_enc", "cai_dec")
 
 

@@ -13,17 +13,11 @@ from torch import nn
 from pku_aigi import codecs, models
 from pku_aigi.models import compressai_coding, entropy_coding
 from pku_aigi.models.banding import UnsupportedLayerError, output_height, row_map, run_in_bands
+from pku_aigi.models.compressai_archs import COMPRESSAI_ARCHITECTURES
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-ARCHITECTURES = (
-    "bmshj2018-factorized",
-    "bmshj2018-hyperprior",
-    "mbt2018-mean",
-    "mbt2018",
-    "cheng2020-anchor",
-    "cheng2020-attn",
-)
+ARCHITECTURES = COMPRESSAI_ARCHITECTURES
 
 
 @pytest.fixture(scope="module")

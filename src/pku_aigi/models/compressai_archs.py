@@ -184,6 +184,9 @@ _ARCHITECTURES = (
     (Cheng2020AttnModel, "cheng2020"),
 )
 
+# Their registered names, in the order above (tests and benchmarks sweep them all).
+COMPRESSAI_ARCHITECTURES = tuple(cls.architecture for cls, _ in _ARCHITECTURES)
+
 for _cls, _paper in _ARCHITECTURES:
     _table = _qualities(_cls.architecture)
     register_architecture(
