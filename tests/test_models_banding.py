@@ -11,9 +11,12 @@ from PIL import Image
 from torch import nn
 
 from pku_aigi import codecs, models
+from pku_aigi.codecs import container, rans_guard
+from pku_aigi.errors import CorruptStreamError
 from pku_aigi.models import compressai_coding, entropy_coding
 from pku_aigi.models.banding import UnsupportedLayerError, output_height, row_map, run_in_bands
 from pku_aigi.models.compressai_archs import COMPRESSAI_ARCHITECTURES
+from pku_aigi.models.pixels import to_pixels
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -216,3 +219,59 @@ def test_factorized_chunks_give_compressais_bytes(trained_like, chunk, monkeypat
         y_hat = model.entropy_bottleneck.decompress(reference, y.shape[-2:])
         decoded = compressai_coding.decode_factorized(model, coded, seed=7)
         assert torch.equal(decoded, compressai_coding.synthesis(model, y_hat))
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_pixels_in_and_out_are_the_float_images_values(arch, trained_like, crop, monkeypatch):
+    """8-bit pixels converted band by band code and decode exactly as the float image
+    converted whole: the same strings and CRCs, and round(255 * x_hat)."""
+    model = trained_like[arch]
+    monkeypatch.setattr(compressai_coding, "BAND_PIXELS", 64 * 384)  # several bands
+    pixels_in = torch.from_numpy(np.asarray(crop).copy()).permute(2, 0, 1)[None]
+    assert pixels_in.shape[-2:] == (320, 384)  # multiples of 64: no padding to match
+    coded = model.code_latents(pixels_in, seed=5)
+    reference = model.code_latents(pixels_in.float() / 255.0, seed=5)
+    assert (coded.strings, coded.params_crc, coded.symbols_crc) == (
+        reference.strings,
+        reference.params_crc,
+        reference.symbols_crc,
+    )
+    x_hat = model.decode_latents(coded, seed=5)
+    assert x_hat.dtype == torch.float32 and 0 <= float(x_hat.min()) <= float(x_hat.max()) <= 1
+    decoded = model.decode_latents(coded, seed=5, pixels=True)
+    assert decoded.dtype == torch.uint8 and decoded.shape == x_hat.shape
+    assert torch.equal(decoded, (x_hat * 255).round().to(torch.uint8))
+
+
+def test_non_finite_decoded_images_are_refused():
+    for bad in (float("nan"), float("inf")):
+        x_hat = torch.full((1, 3, 4, 4), 0.5)
+        x_hat[0, 1, 2, 3] = bad
+        with pytest.raises(CorruptStreamError, match="not finite"):
+            to_pixels(x_hat)
+    assert torch.equal(
+        to_pixels(torch.tensor([-0.5, 0.5, 0.999, 2.0])),
+        torch.tensor([0, 128, 255, 255], dtype=torch.uint8),
+    )
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_decoders_read_every_string_with_the_guards_padding(arch, trained_like, crop, monkeypatch):
+    """The rANS guard's zero padding reaches every decoder, made only when a decoder
+    takes the string (a padded copy can be 20x the string: it must not live on)."""
+    codec = codecs.from_model(trained_like[arch], device="cpu")
+    data = codec.encode(crop)
+    header = container.parse(data)
+    handed = []
+    padded = entropy_coding.Coded.padded
+
+    def spy(self, group, index=0):
+        out = padded(self, group, index)
+        assert out[: len(self.strings[group][index])] == header.strings[group][index]
+        handed.append((group, len(out) - len(header.strings[group][index])))
+        return out
+
+    monkeypatch.setattr(entropy_coding.Coded, "padded", spy)
+    codec.decode(data)
+    expected = [(group, pads[0]) for group, pads in enumerate(codec._checked_padding(header))]
+    assert sorted(handed) == expected and all(pad > rans_guard.SLACK for _, pad in handed)

@@ -68,43 +68,29 @@ def _decoded_mode(mode: str) -> str:
     return "I;16" if mode in _SIXTEEN_BIT_MODES else _GREY_MODES.get(mode, "RGB")
 
 
-# Image rows converted at a time between PIL and float tensors: a 24 MP image is 288 MB
-# in float32, and every temporary copy of it as much again.
+# Image rows read at a time from PIL (a writable copy of a few rows, not of the image).
 CONVERT_ROWS = 256
 
 
 def _padded_input(rgb: Image.Image, multiple: int, device) -> torch.Tensor:
-    """(1, 3, H', W') float32 in [0, 1], H' and W' padded up to ``multiple`` by
-    repeating the last row and column (``F.pad(mode="replicate")``), built in one
-    buffer from a few rows of ``rgb`` at a time."""
+    """(1, 3, H', W') 8-bit pixels, H' and W' padded up to ``multiple`` by repeating the
+    last row and column (``F.pad(mode="replicate")``). The model converts them to float
+    a band at a time (:mod:`pku_aigi.models.pixels`): a 24 MP image is 288 MB in float32."""
     import torch
 
     width, height = rgb.size
     x = torch.empty(
         (1, 3, height + -height % multiple, width + -width % multiple),
-        dtype=torch.float32,
+        dtype=torch.uint8,
         device=device,
     )
     for top in range(0, height, CONVERT_ROWS):
         bottom = min(height, top + CONVERT_ROWS)
         rows = torch.from_numpy(np.array(rgb.crop((0, top, width, bottom)), dtype=np.uint8))
-        x[0, :, top:bottom, :width] = rows.permute(2, 0, 1).to(device) / 255.0
+        x[0, :, top:bottom, :width] = rows.permute(2, 0, 1).to(device)
     x[..., :height, width:] = x[..., :height, width - 1 : width]
     x[..., height:, :] = x[..., height - 1 : height, :]
     return x
-
-
-def _pixels(x_hat: torch.Tensor) -> np.ndarray:
-    """(H, W, 3) uint8 of a (3, H, W) float image in [0, 1], a few rows at a time."""
-    import torch
-
-    height, width = x_hat.shape[-2:]
-    rgb = np.empty((height, width, 3), dtype=np.uint8)
-    for top in range(0, height, CONVERT_ROWS):
-        rows = x_hat[:, top : top + CONVERT_ROWS, :] * 255
-        rows = rows.round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).cpu()
-        rgb[top : top + CONVERT_ROWS] = rows.numpy()
-    return rgb
 
 
 def _from_rgb(rgb: np.ndarray, mode: str) -> Image.Image:
@@ -269,14 +255,12 @@ class LearnedCodec(Codec):
 
     def decode(self, data: bytes) -> Image.Image:
         """Decode .aigic bytes made with this model; CorruptStreamError otherwise."""
-        import torch
-
         from ..models.entropy_coding import Coded, DesyncError
 
         header = container.parse(data, max_pixels=self.max_pixels)
         self._check_header(header)
-        strings = self._checked_strings(header)
-        coded = Coded(strings, header.latent_shape, header.params_crc, header.symbols_crc)
+        coded = Coded(header.strings, header.latent_shape, header.params_crc, header.symbols_crc)
+        coded.padding = self._checked_padding(header)
         coded.y_string_bits = 8 * len(header.strings[0][0])
         try:
             seed = _binding(
@@ -287,7 +271,7 @@ class LearnedCodec(Codec):
                 header.mode,
                 header.prompt,
             )
-            x_hat = self.model.decode_latents(coded, self._text(header.prompt), seed)
+            x_hat = self.model.decode_latents(coded, self._text(header.prompt), seed, pixels=True)
         except DesyncError as error:
             raise CorruptStreamError(self._desync_message(header, str(error))) from None
         except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as error:
@@ -300,18 +284,14 @@ class LearnedCodec(Codec):
                 f"decoded {tuple(x_hat.shape[-2:])} is smaller than the stored "
                 f"{header.height}x{header.width}: the file does not match the model"
             )
-        x_hat = x_hat[0, :, : header.height, : header.width]
-        # A sum is NaN or infinite if any value is, without a mask of the image's size.
-        if not bool(torch.isfinite(x_hat.sum())):
-            raise CorruptStreamError("the decoded image is not finite: decoder desync")
-        rgb = _pixels(x_hat)
-        del x_hat
-        return _from_rgb(rgb, header.mode)
+        rgb = x_hat[0, :, : header.height, : header.width].permute(1, 2, 0).cpu()
+        return _from_rgb(np.ascontiguousarray(rgb.numpy()), header.mode)
 
     # ------------------------------------------------------------------ helpers
-    def _checked_strings(self, header: container.AigicFile) -> list[list[bytes]]:
-        """The header's strings, checked against the work the header announces and
-        padded so that the rANS decoder cannot read past them (:mod:`.rans_guard`)."""
+    def _checked_padding(self, header: container.AigicFile) -> list[list[int]]:
+        """The zero bytes after each of the header's strings that keep the rANS decoder
+        from reading past them (:mod:`.rans_guard`), once the strings are checked
+        against the work the header announces."""
         from compressai.models import FactorizedPrior
 
         from ..models.compressai_archs import AutoregressiveModel
@@ -349,7 +329,7 @@ class LearnedCodec(Codec):
             bits = rans_guard.min_bits_per_symbol(gc._quantized_cdf, gc._cdf_length)
             rans_guard.check_string_can_hold(header.strings[0][0], symbols[0], bits, "y string")
         return [
-            [rans_guard.padded(string, count) for string in group]
+            [rans_guard.pad_length(string, count) for string in group]
             for group, count in zip(header.strings, symbols)
         ]
 

@@ -3,7 +3,7 @@
 CompressAI's ``RansDecoder`` (Giesen's ``rans64``: 64-bit state, 32-bit words, 16-bit
 frequencies) never checks the end of its string: asked for more symbols than were
 coded, it reads on past the end of the buffer (a crash, SIGSEGV, once it leaves the
-heap). :func:`padded` appends
+heap). :func:`padded` appends (:func:`pad_length`)
 
     8 + 4 * symbols + 16 * len(string) + SLACK
 
@@ -43,11 +43,15 @@ SLACK = 1 << 16
 _ROUNDING_GAIN_BITS = 1.5 * 2.0**PRECISION / 2.0**31  # 1.4427 plus a margin
 
 
+def pad_length(string: bytes, symbols: int) -> int:
+    """How many zero bytes after ``string`` keep a decoder of ``symbols`` symbols from
+    reading past the end (see the module docstring for the bound)."""
+    return STATE_BYTES + BYTES_PER_SYMBOL * symbols + BYTES_PER_STRING_BYTE * len(string) + SLACK
+
+
 def padded(string: bytes, symbols: int) -> bytes:
-    """``string`` followed by enough zero bytes that decoding ``symbols`` symbols from
-    it cannot read past the end (see the module docstring for the bound)."""
-    pad = STATE_BYTES + BYTES_PER_SYMBOL * symbols + BYTES_PER_STRING_BYTE * len(string)
-    return bytes(string) + bytes(pad + SLACK)
+    """``string`` followed by :func:`pad_length` zero bytes."""
+    return bytes(string) + bytes(pad_length(string, symbols))
 
 
 def min_bits_per_symbol(quantized_cdf, cdf_length) -> float:

@@ -37,6 +37,7 @@ from ..errors import ModelError
 from . import folder
 from .card import check_card_info, render_model_card
 from .entropy_coding import Coded, WeightsCache, crc, deterministic_torch
+from .pixels import from_pixels, is_pixels, to_pixels
 from .registry import get_spec
 
 # Config keys every model records besides its architecture's hyper-parameters.
@@ -161,30 +162,38 @@ class LearnedCodecModel(
 
     # ---------------------------------------------------------------- entropy coding
     def code_latents(self, x: torch.Tensor, text=None, seed: int = 0) -> Coded:
-        """Entropy-code one image ``x`` (1, 3, H, W) in [0, 1] deterministically.
+        """Entropy-code one image ``x`` (1, 3, H, W) deterministically.
 
-        H and W are multiples of :attr:`downsampling_factor`. ``seed`` starts the CRC32s
-        of the desync check: the codec derives it from the file header so that the
-        check also binds the strings to it.
+        ``x`` is a float image in [0, 1] or 8-bit pixels (uint8, read as ``x / 255``,
+        :mod:`.pixels`); H and W are multiples of :attr:`downsampling_factor`. ``seed``
+        starts the CRC32s of the desync check: the codec derives it from the file
+        header so that the check also binds the strings to it.
         """
         self.update(force=False)  # a model fresh from create() codes at once
         with deterministic_torch():
             return self._code_latents(x, text, seed)
 
-    def decode_latents(self, coded: Coded, text=None, seed: int = 0) -> torch.Tensor:
-        """Decode to x_hat (1, 3, H, W); DesyncError if the desync checks disagree."""
+    def decode_latents(
+        self, coded: Coded, text=None, seed: int = 0, *, pixels: bool = False
+    ) -> torch.Tensor:
+        """Decode to x_hat (1, 3, H, W) in [0, 1], or with ``pixels`` to 8-bit pixels
+        (:func:`.pixels.to_pixels`); DesyncError if the desync checks disagree."""
         self.update(force=False)
         with deterministic_torch():
-            return self._decode_latents(coded, text, seed)
+            x_hat = self._decode_latents(coded, text, seed, pixels=pixels)
+            return to_pixels(x_hat) if pixels and not is_pixels(x_hat) else x_hat
 
     def _code_latents(self, x: torch.Tensor, text, seed: int) -> Coded:
         """The model's own ``compress``, without desync check (override to add one)."""
-        out = self.compress(x, text=text)
+        out = self.compress(from_pixels(x), text=text)
         shape = tuple(int(s) for s in out["shape"])
         return Coded(out["strings"], shape, crc(seed=seed), None)
 
-    def _decode_latents(self, coded: Coded, text, seed: int) -> torch.Tensor:
-        x_hat = self.decompress(coded.strings, coded.shape, text=text)["x_hat"]
+    def _decode_latents(self, coded: Coded, text, seed: int, pixels: bool) -> torch.Tensor:
+        """The model's own ``decompress``. A model that can make 8-bit ``pixels`` with
+        less memory than the float image (band by band) returns them; others return
+        the float image, which :meth:`decode_latents` converts."""
+        x_hat = self.decompress(coded.padded_strings(), coded.shape, text=text)["x_hat"]
         return x_hat.clamp(0, 1)
 
     # ---------------------------------------------------------------- Hub (mixin hooks)

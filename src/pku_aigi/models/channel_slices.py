@@ -34,6 +34,7 @@ from ..errors import CorruptStreamError, ModelError
 from .base import LearnedCodecModel
 from .compressai_archs import MS_SSIM_LAMBDAS
 from .entropy_coding import Coded, GaussianTables, check_crc, crc, symbols_in_range
+from .pixels import from_pixels
 from .registry import ArchitectureSpec, register_architecture
 
 QUALITIES = range(1, 7)  # six rate points, as TCM's paper
@@ -271,16 +272,20 @@ class ChannelSliceCodec(LearnedCodecModel):
     def _code_latents(self, x: Tensor, text, seed: int) -> Coded:
         indexes: list = []
         symbols: list = []
-        out = self.compress(x, text=text, indexes_seen=indexes, symbols_seen=symbols)
+        out = self.compress(from_pixels(x), text=text, indexes_seen=indexes, symbols_seen=symbols)
         return Coded(
             out["strings"], out["shape"], crc(*indexes, seed=seed), crc(*symbols, seed=seed)
         )
 
-    def _decode_latents(self, coded: Coded, text, seed: int) -> Tensor:
+    def _decode_latents(self, coded: Coded, text, seed: int, pixels: bool) -> Tensor:
         indexes: list = []
         symbols = _CheckedSymbols(coded, indexes, seed)
         x_hat = self.decompress(
-            coded.strings, coded.shape, text=text, indexes_seen=indexes, symbols_seen=symbols
+            coded.padded_strings(),
+            coded.shape,
+            text=text,
+            indexes_seen=indexes,
+            symbols_seen=symbols,
         )
         return x_hat["x_hat"].clamp(0, 1)
 

@@ -75,9 +75,9 @@ class CompressAIModel(LearnedCodecModel):
         self.update(force=False)
         return super().decompress(strings, tuple(shape))
 
-    def decode_latents(self, coded, text=None, seed: int = 0):
+    def decode_latents(self, coded, text=None, seed: int = 0, *, pixels: bool = False):
         check_layout(coded, self.string_groups, self.architecture)
-        return super().decode_latents(coded, text, seed)
+        return super().decode_latents(coded, text, seed, pixels=pixels)
 
 
 class Bmshj2018Factorized(CompressAIModel, FactorizedPrior):
@@ -92,8 +92,8 @@ class Bmshj2018Factorized(CompressAIModel, FactorizedPrior):
     def _code_latents(self, x, text, seed):
         return coding.code_factorized(self, x, seed)
 
-    def _decode_latents(self, coded, text, seed):
-        return coding.decode_factorized(self, coded, seed)
+    def _decode_latents(self, coded, text, seed, pixels):
+        return coding.decode_factorized(self, coded, seed, pixels)
 
 
 class Bmshj2018Hyperprior(CompressAIModel, ScaleHyperprior):
@@ -107,8 +107,8 @@ class Bmshj2018Hyperprior(CompressAIModel, ScaleHyperprior):
     def _code_latents(self, x, text, seed):
         return coding.code_hyperprior(self, x, False, seed)
 
-    def _decode_latents(self, coded, text, seed):
-        return coding.decode_hyperprior(self, coded, False, seed)
+    def _decode_latents(self, coded, text, seed, pixels):
+        return coding.decode_hyperprior(self, coded, False, seed, pixels)
 
 
 class Mbt2018Mean(CompressAIModel, MeanScaleHyperprior):
@@ -122,8 +122,8 @@ class Mbt2018Mean(CompressAIModel, MeanScaleHyperprior):
     def _code_latents(self, x, text, seed):
         return coding.code_hyperprior(self, x, True, seed)
 
-    def _decode_latents(self, coded, text, seed):
-        return coding.decode_hyperprior(self, coded, True, seed)
+    def _decode_latents(self, coded, text, seed, pixels):
+        return coding.decode_hyperprior(self, coded, True, seed, pixels)
 
 
 class AutoregressiveModel(CompressAIModel):
@@ -132,8 +132,8 @@ class AutoregressiveModel(CompressAIModel):
     def _code_latents(self, x, text, seed):
         return coding.code_autoregressive(self, x, seed)
 
-    def _decode_latents(self, coded, text, seed):
-        return coding.decode_autoregressive(self, coded, seed)
+    def _decode_latents(self, coded, text, seed, pixels):
+        return coding.decode_autoregressive(self, coded, seed, pixels)
 
 
 class Mbt2018(AutoregressiveModel, JointAutoregressiveHierarchicalPriors):

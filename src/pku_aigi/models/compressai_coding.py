@@ -28,7 +28,7 @@ import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
 
 from ..errors import CodecError, CorruptStreamError
-from .banding import bands, output_height, run_in_bands
+from .banding import bands, output_height, release_free_memory, run_in_bands
 from .entropy_coding import (
     MEANS_GRID,
     MEANS_LIMIT,
@@ -44,6 +44,7 @@ from .entropy_coding import (
     symbols_in_range,
     tables_crc,
 )
+from .pixels import from_pixels, to_pixels
 
 CONTEXT_KERNEL = 5  # masked 5x5 convolution of Minnen et al. 2018
 ANALYSIS_STRIDE = 16  # g_a's total stride in every CompressAI architecture
@@ -57,7 +58,7 @@ BAND_PIXELS = 1 << 16
 # positions of its output (one band up to 1024x1024 images): its im2col buffer alone is
 # 320 MB for a 4 MP image in one pass. The bands are a function of the latent's shape
 # only, so encoder and decoder run the same ones.
-PARAM_BAND_POSITIONS = 1 << 12
+PARAM_BAND_POSITIONS = 1 << 10
 # Symbols per call of the rANS coder (it takes Python lists).
 RANS_CHUNK = 1 << 18
 
@@ -73,20 +74,28 @@ def _band_rows(width: int, band: int, multiple: int) -> int:
 
 
 def analysis(model, x: torch.Tensor) -> torch.Tensor:
-    """``model.g_a(x)``, in bands of image rows."""
+    """``model.g_a(x)``, in bands of image rows; 8-bit pixels are converted to float a
+    band at a time (:mod:`.pixels`)."""
     rows = _band_rows(x.shape[-1], BAND_PIXELS, ANALYSIS_STRIDE)
-    return run_in_bands(model.g_a, x, band_rows=rows // ANALYSIS_STRIDE, layout=_layout(x))
+    return run_in_bands(
+        model.g_a,
+        x,
+        band_rows=rows // ANALYSIS_STRIDE,
+        layout=_layout(x),
+        prepare=from_pixels,
+    )
 
 
-def synthesis(model, y_hat: torch.Tensor) -> torch.Tensor:
-    """``model.g_s(y_hat).clamp(0, 1)``, in bands of image rows."""
+def synthesis(model, y_hat: torch.Tensor, pixels: bool = False) -> torch.Tensor:
+    """``model.g_s(y_hat).clamp(0, 1)``, in bands of image rows; with ``pixels``, as
+    8-bit pixels converted band by band (:func:`.pixels.to_pixels`)."""
     width = ANALYSIS_STRIDE * y_hat.shape[-1]
     return run_in_bands(
         model.g_s,
         y_hat,
         band_rows=_band_rows(width, BAND_PIXELS, ANALYSIS_STRIDE),
         layout=_layout(y_hat),
-        finish=lambda band: band.clamp_(0, 1),
+        finish=to_pixels if pixels else lambda band: band.clamp_(0, 1),
     )
 
 
@@ -157,15 +166,17 @@ def code_hyperprior(model, x: torch.Tensor, with_means: bool, seed: int) -> Code
     )
 
 
-def decode_hyperprior(model, coded: Coded, with_means: bool, seed: int) -> torch.Tensor:
+def decode_hyperprior(
+    model, coded: Coded, with_means: bool, seed: int, pixels: bool = False
+) -> torch.Tensor:
     tables = GaussianTables.of(model)
-    z_hat = model.entropy_bottleneck.decompress(coded.strings[1], coded.shape)
+    z_hat = model.entropy_bottleneck.decompress([coded.padded(1)], coded.shape)
     indexes, means_q = _hyper_params(model, z_hat, tables, with_means)
     check_crc(
         coded.params_crc, crc(indexes.numpy(), means_q.numpy(), seed=seed), "entropy parameters"
     )
     decoder = RansDecoder()
-    decoder.set_stream(coded.strings[0][0])
+    decoder.set_stream(coded.padded(0))
     symbols = torch.empty(indexes.shape, dtype=torch.int32)
     starts, step = _channel_chunks(indexes.shape)
     for c in starts:
@@ -179,8 +190,8 @@ def decode_hyperprior(model, coded: Coded, with_means: bool, seed: int) -> torch
     for c in starts:
         part = slice(c, c + step)
         y_hat[:, part] = symbols[:, part].double() + means_q[:, part].double() / MEANS_GRID
-    del symbols, indexes, means_q
-    return synthesis(model, y_hat.to(z_hat.device))
+    del symbols, indexes, means_q, decoder  # the decoder: its copy of the padded string
+    return synthesis(model, y_hat.to(z_hat.device), pixels)
 
 
 # --------------------------------------------------------------------- factorized prior
@@ -225,14 +236,14 @@ def code_factorized(model, x: torch.Tensor, seed: int) -> Coded:
     )
 
 
-def decode_factorized(model, coded: Coded, seed: int) -> torch.Tensor:
+def decode_factorized(model, coded: Coded, seed: int, pixels: bool = False) -> torch.Tensor:
     """As ``entropy_bottleneck.decompress``, a few channels at a time."""
     eb = model.entropy_bottleneck
     check_crc(coded.params_crc, tables_crc(eb, seed), "entropy parameters")
     cdf, lengths, offsets = _bottleneck_lists(eb)
     shape = (1, len(cdf), *coded.shape)
     decoder = RansDecoder()
-    decoder.set_stream(coded.strings[0][0])
+    decoder.set_stream(coded.padded(0))
     symbols = torch.empty(shape, dtype=torch.int32)
     starts, step = _channel_chunks(shape)
     for c in starts:
@@ -243,8 +254,8 @@ def decode_factorized(model, coded: Coded, seed: int) -> torch.Tensor:
     check_crc(coded.symbols_crc, crc(symbols.numpy(), seed=seed), "decoded symbols")
     medians = eb._get_medians().detach().reshape(1, -1, 1, 1).cpu()
     y_hat = symbols.float().add_(medians)  # EntropyModel.dequantize: float32 + medians
-    del symbols
-    return synthesis(model, y_hat.to(eb._quantized_cdf.device))
+    del symbols, decoder  # the decoder: its copy of the padded string
+    return synthesis(model, y_hat.to(eb._quantized_cdf.device), pixels)
 
 
 # --------------------------------------------------------------------- autoregressive
@@ -319,13 +330,15 @@ def _ar_step(tables, scales, means):
 class _ArScan:
     """The raster scan shared by the encoder and the decoder of the context model.
 
-    Keeps only the two rows above the current one (zero-padded, float64) and the band of
-    hyper-synthesis output the current row lies in, never the whole float64 parameters.
-    Records each position's scale indexes, quantized means and symbols in (H * W, M)
-    int32 arrays, position-major: the order of the rANS stream and of the desync CRCs.
+    Keeps the two rows above the current one (zero-padded, float64), the band of
+    hyper-synthesis output the current row lies in, and the quantized means of every
+    position (int32, (H * W, M), position-major: the parameters' CRC covers every scale
+    index, then every mean, in the order of the rANS stream). A row's scale indexes and
+    symbols live only until the row is finished: their CRCs run row by row, and so do
+    the encoder's rANS calls.
     """
 
-    def __init__(self, model, z_hat: torch.Tensor):
+    def __init__(self, model, z_hat: torch.Tensor, seed: int):
         self.tables = GaussianTables.of(model)
         self.ctx = ContextModel(model)
         self.params = _param_bands(model, z_hat)
@@ -335,10 +348,10 @@ class _ArScan:
         self.channels = self.ctx.w_left.shape[0] // 2
         # Two rows above and the current row, each padded by 2 zeros left and right.
         self.window = np.zeros((3, self.width + CONTEXT_KERNEL - 1, self.channels))
-        positions = (self.height * self.width, self.channels)
-        self.indexes = np.empty(positions, np.int32)
-        self.means = np.empty(positions, np.int32)
-        self.symbols = np.empty(positions, np.int32)
+        self.means = np.empty((self.height * self.width, self.channels), np.int32)
+        self.row_indexes = np.empty((self.width, self.channels), np.int32)
+        self.row_symbols = np.empty((self.width, self.channels), np.int32)
+        self.indexes_crc = self.symbols_crc = seed
 
     def rows(self) -> Iterator[int]:
         """Yield each row index; the caller codes its positions with :meth:`position`
@@ -348,8 +361,11 @@ class _ArScan:
             while h >= self.band_hi:
                 self.band_lo, self.band_hi, params = next(self.params)
                 self.band = self.ctx.base(params)
+                release_free_memory()  # h_s's float64 buffers, for the long scan
             self._row = self.ctx.row(self.band[h - self.band_lo], self.window[:2])
             yield h
+            self.indexes_crc = crc(self.row_indexes, seed=self.indexes_crc)
+            self.symbols_crc = crc(self.row_symbols, seed=self.symbols_crc)
             self.window[0], self.window[1] = self.window[1], self.window[2]
             self.window[2] = 0.0
             self.finished_row(h, self.window[1, pad : pad + self.width])
@@ -358,23 +374,20 @@ class _ArScan:
         """(scale indexes, means) of position (h, w), recorded for the CRCs."""
         scales, means = self.ctx.position(self._row, self.window[2], w)
         indexes, means_q, means = _ar_step(self.tables, scales, means)
-        at = h * self.width + w
-        self.indexes[at], self.means[at] = indexes, means_q
+        self.row_indexes[w], self.means[h * self.width + w] = indexes, means_q
         return indexes, means
 
-    def put(self, h: int, w: int, symbols: np.ndarray, means: np.ndarray) -> None:
-        """Record the symbols of (h, w); their values are context for what follows."""
+    def put(self, w: int, symbols: np.ndarray, means: np.ndarray) -> None:
+        """Record the symbols of column ``w``; their values are context for what follows."""
         self.window[2, w + CONTEXT_KERNEL // 2] = symbols + means
-        self.symbols[h * self.width + w] = symbols
+        self.row_symbols[w] = symbols
 
     def finished_row(self, h: int, values: np.ndarray) -> None:
         """Hook: row ``h`` of y_hat, (W, M) float64."""
 
-    def chunks(self) -> Iterator[slice]:
-        """Position ranges of the rANS calls: whole rows, about RANS_CHUNK symbols each."""
-        rows = max(1, RANS_CHUNK // (self.width * self.channels))
-        for lo in range(0, self.height, rows):
-            yield slice(lo * self.width, min(self.height, lo + rows) * self.width)
+    def params_crc(self) -> int:
+        """CRC32 of every scale index, then every quantized mean (after the last row)."""
+        return crc(self.means, seed=self.indexes_crc)
 
 
 def _rounded_symbols(values: np.ndarray) -> np.ndarray:
@@ -389,38 +402,38 @@ def code_autoregressive(model, x: torch.Tensor, seed: int) -> Coded:
     symbols_in_range(z, model.entropy_bottleneck._get_medians())
     z_strings = model.entropy_bottleneck.compress(z)
     z_hat = dequantized(model.entropy_bottleneck, z)
-    scan = _ArScan(model, z_hat)
+    scan = _ArScan(model, z_hat, seed)
+    tables = scan.tables
     y = y.cpu()
+    encoder = BufferedRansEncoder()
     for h in scan.rows():
         y_row = y[0, :, h, :].double().numpy().T  # (W, M)
         for w in range(scan.width):
             indexes, means = scan.position(h, w)
-            scan.put(h, w, _rounded_symbols(y_row[w] - means), means)
-    del y
-    encoder = BufferedRansEncoder()
-    for part in scan.chunks():  # the same symbol order as one call
-        encoder.encode_with_indexes(
-            scan.symbols[part].reshape(-1).tolist(),
-            scan.indexes[part].reshape(-1).tolist(),
-            scan.tables.cdf,
-            scan.tables.lengths,
-            scan.tables.offsets,
+            scan.put(w, _rounded_symbols(y_row[w] - means), means)
+        encoder.encode_with_indexes(  # row by row: the same symbol order as one call
+            scan.row_symbols.reshape(-1).tolist(),
+            scan.row_indexes.reshape(-1).tolist(),
+            tables.cdf,
+            tables.lengths,
+            tables.offsets,
         )
+    del y
     return Coded(
         strings=[[encoder.flush()], z_strings],
         shape=tuple(int(s) for s in z.shape[-2:]),
-        params_crc=crc(scan.indexes, scan.means, seed=seed),
-        symbols_crc=crc(scan.symbols, seed=seed),
+        params_crc=scan.params_crc(),
+        symbols_crc=scan.symbols_crc,
     )
 
 
-def decode_autoregressive(model, coded: Coded, seed: int) -> torch.Tensor:
-    z_hat = model.entropy_bottleneck.decompress(coded.strings[1], coded.shape)
-    scan = _ArScan(model, z_hat)
+def decode_autoregressive(model, coded: Coded, seed: int, pixels: bool = False) -> torch.Tensor:
+    z_hat = model.entropy_bottleneck.decompress([coded.padded(1)], coded.shape)
+    scan = _ArScan(model, z_hat, seed)
     y_hat = torch.empty((1, scan.channels, scan.height, scan.width), dtype=torch.float32)
     scan.finished_row = lambda h, values: y_hat[0, :, h, :].copy_(torch.from_numpy(values.T))
     decoder = RansDecoder()
-    decoder.set_stream(coded.strings[0][0])
+    decoder.set_stream(coded.padded(0))
     spent, budget = 0.0, coded.y_string_bits
     for h in scan.rows():
         for w in range(scan.width):
@@ -434,9 +447,9 @@ def decode_autoregressive(model, coded: Coded, seed: int) -> torch.Tensor:
                         f"(at row {h} of {scan.height}): a forged image size or a truncated "
                         "file"
                     )
-            scan.put(h, w, np.asarray(symbols, dtype=np.float64), means)
+            scan.put(w, np.asarray(symbols, dtype=np.float64), means)
     # Indexes depend on every symbol decoded before them: one check covers both.
-    check_crc(coded.params_crc, crc(scan.indexes, scan.means, seed=seed), "entropy parameters")
-    check_crc(coded.symbols_crc, crc(scan.symbols, seed=seed), "decoded symbols")
-    del scan  # its int32 records, before the synthesis
-    return synthesis(model, y_hat.to(z_hat.device))
+    check_crc(coded.params_crc, scan.params_crc(), "entropy parameters")
+    check_crc(coded.symbols_crc, scan.symbols_crc, "decoded symbols")
+    del scan, decoder  # the quantized means and the padded string, before the synthesis
+    return synthesis(model, y_hat.to(z_hat.device), pixels)

@@ -62,6 +62,22 @@ class Coded:
     # Bits of y's string as stored (before the rANS guard's zero padding): a decoder that
     # has decoded more information than that is past the end of a forged string.
     y_string_bits: int | None = None
+    # Zero bytes a rANS decoder needs after each string so that it cannot read past it
+    # (pku_aigi.codecs.rans_guard; the codec sets them), None for none. Decoders take
+    # the strings through padded(): the padding can be 20x the string.
+    padding: list[list[int]] | None = None
+
+    def padded(self, group: int, index: int = 0) -> bytes:
+        """String ``index`` of ``group`` followed by its padding. Hand it to the rANS
+        decoder at once, so that the padded copy lives only as long as that call (the
+        decoder keeps its own)."""
+        string = self.strings[group][index]
+        pad = self.padding[group][index] if self.padding is not None else 0
+        return bytes(string) + bytes(pad) if pad else string
+
+    def padded_strings(self) -> list[list[bytes]]:
+        """Every string, padded (for CompressAI's own ``decompress``)."""
+        return [[self.padded(g, i) for i in range(len(s))] for g, s in enumerate(self.strings)]
 
 
 @contextlib.contextmanager
