@@ -124,9 +124,11 @@ def test_files_and_images_do_not_depend_on_the_band_sizes(arch, trained_like, cr
     data = codec.encode(crop)  # bands of 2^17 pixels: two
     image = np.asarray(codec.decode(data))
     # Many small bands: the analysis/synthesis in 64-row bands, the hyper-synthesis in
-    # bands of 4-8 latent rows, the rANS coder a few thousand symbols per call.
+    # bands of 8 (4 in the autoregressive scan) of the 20 latent rows, the rANS coder a
+    # few thousand symbols per call.
     monkeypatch.setattr(compressai_coding, "BAND_PIXELS", 64 * 384)
-    monkeypatch.setattr(compressai_coding, "PARAM_BAND_POSITIONS", 4 * 96)
+    monkeypatch.setattr(compressai_coding, "PARAM_BAND_POSITIONS", 8 * 24)
+    monkeypatch.setattr(compressai_coding, "AR_PARAM_BAND_POSITIONS", 4 * 24)
     monkeypatch.setattr(compressai_coding, "RANS_CHUNK", 5000)
     assert codec.encode(crop) == data
     # The decoder checks the CRC of every scale index and mean: decoding at all proves
@@ -143,7 +145,6 @@ def test_large_images_never_reach_a_layer_whole(trained_like, monkeypatch):
     """The memory bound: no layer of g_a, g_s or h_s sees more than a band."""
     model = trained_like["mbt2018-mean"]
     monkeypatch.setattr(compressai_coding, "BAND_PIXELS", 64 * 256)
-    monkeypatch.setattr(compressai_coding, "PARAM_BAND_POSITIONS", 8 * 16)
     seen: dict[str, int] = {}
 
     def record(name):
@@ -163,7 +164,8 @@ def test_large_images_never_reach_a_layer_whole(trained_like, monkeypatch):
             y = compressai_coding.analysis(model, x)
             x_hat = compressai_coding.synthesis(model, y)
             heights = [
-                hi - lo for lo, hi, _ in compressai_coding._param_bands(model, y[:, :128, ::4, ::4])
+                hi - lo
+                for lo, hi, _ in compressai_coding._param_bands(model, y[:, :128, ::4, ::4], 8 * 16)
             ]
     finally:
         for handle in handles:

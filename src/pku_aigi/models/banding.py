@@ -297,8 +297,8 @@ def release_free_memory() -> None:
     glibc raises its mmap threshold to the largest block freed (up to 32 MB), so once a
     band's buffers are freed the next bands' come from the heap, whose free memory it
     then keeps: measured, 90 MB more resident memory during the autoregressive scan of
-    a 12 MP image. Not for every band of the transforms: the memory returned is faulted
-    in again by the next band (1.6x the time of g_a and g_s, measured). Without glibc
+    a 12 MP image. Not after every band of the transforms: the next band faults the
+    memory in again (a 4 MP mbt2018-mean encode then took 1.7x the time). Without glibc
     (macOS, Windows, musl) this does nothing.
     """
     if _MALLOC_TRIM is not None:

@@ -14,9 +14,10 @@ The models of :mod:`.compressai_archs` call these from their ``code_latents`` an
 
 Memory: the analysis and synthesis transforms run in bands of image rows
 (:mod:`.banding`, exact), the float64 hyper-synthesis in bands of latent rows whose
-partition depends only on the latent's shape, and the rANS coder gets the symbols a few
-channels (or rows) at a time, so that nothing of the size "channels x pixels" exists at
-once: peak memory grows with the image's width, not its area.
+partition depends only on the latent's shape, the rANS coder gets the symbols a few
+channels (or rows) at a time, and the image comes in and goes out as 8-bit pixels
+converted a band at a time (:mod:`.pixels`), so that nothing of the size "channels x
+pixels" exists at once: peak memory grows with the image's width, not its area.
 """
 
 from __future__ import annotations
@@ -55,10 +56,16 @@ ANALYSIS_STRIDE = 16  # g_a's total stride in every CompressAI architecture
 # cache and reuse their buffers).
 BAND_PIXELS = 1 << 16
 # The float64 hyper-synthesis likewise, in bands of about PARAM_BAND_POSITIONS latent
-# positions of its output (one band up to 1024x1024 images): its im2col buffer alone is
-# 320 MB for a 4 MP image in one pass. The bands are a function of the latent's shape
-# only, so encoder and decoder run the same ones.
-PARAM_BAND_POSITIONS = 1 << 10
+# positions of its output (one band up to 1024x1024 images): its im2col buffers hold up
+# to 2592 float64 per output position (mbt2018's last 3x3 layer, 288 channels), 320 MB
+# for a 4 MP image in one pass, 83 MB in a band. The autoregressive scan, which holds
+# everything else while it runs, takes bands of AR_PARAM_BAND_POSITIONS (12 MP mbt2018:
+# 1.36 GB peak against 1.49). Smaller bands cost time (1024 positions: h_s takes 1.13x
+# at 12 MP: a transposed convolution computes rows beyond its band that the next band
+# computes again), negligible next to the scan's. The bands are a function of the
+# latent's shape only, so encoder and decoder run the same ones.
+PARAM_BAND_POSITIONS = 1 << 12
+AR_PARAM_BAND_POSITIONS = 1 << 10
 # Symbols per call of the rANS coder (it takes Python lists).
 RANS_CHUNK = 1 << 18
 
@@ -99,10 +106,11 @@ def synthesis(model, y_hat: torch.Tensor, pixels: bool = False) -> torch.Tensor:
     )
 
 
-def _param_bands(model, z_hat: torch.Tensor):
-    """``(lo, hi, h_s(z_hat) rows lo..hi-1)`` in float64, band by band."""
+def _param_bands(model, z_hat: torch.Tensor, positions: int):
+    """``(lo, hi, h_s(z_hat) rows lo..hi-1)`` in float64, in bands of about
+    ``positions`` output positions."""
     h_s = float64_copy(model, "h_s")
-    rows = _band_rows(4 * z_hat.shape[-1], PARAM_BAND_POSITIONS, 4)
+    rows = _band_rows(4 * z_hat.shape[-1], positions, 4)
     for lo, hi, params in bands(h_s, z_hat.double(), band_rows=rows):
         yield lo, hi, finite(params, "entropy parameters")
 
@@ -117,7 +125,7 @@ def _channel_chunks(shape) -> tuple[range, int]:
 def _hyper_params(model, z_hat: torch.Tensor, tables: GaussianTables, with_means: bool):
     """(scale indexes, quantized means) as int32 (1, M, H, W), from h_s band by band."""
     indexes = means_q = None
-    for lo, hi, params in _param_bands(model, z_hat):
+    for lo, hi, params in _param_bands(model, z_hat, PARAM_BAND_POSITIONS):
         if indexes is None:
             channels = params.shape[1] // 2 if with_means else params.shape[1]
             height = output_height(model.h_s, z_hat.shape[-2])
@@ -341,7 +349,7 @@ class _ArScan:
     def __init__(self, model, z_hat: torch.Tensor, seed: int):
         self.tables = GaussianTables.of(model)
         self.ctx = ContextModel(model)
-        self.params = _param_bands(model, z_hat)
+        self.params = _param_bands(model, z_hat, AR_PARAM_BAND_POSITIONS)
         self.band, self.band_lo, self.band_hi = None, 0, 0
         self.height = output_height(model.h_s, z_hat.shape[-2])
         self.width = 4 * z_hat.shape[-1]
