@@ -138,6 +138,7 @@ def _hyper_params(model, z_hat: torch.Tensor, tables: GaussianTables, with_means
         else:
             scales = params
         indexes[..., lo:hi, :] = tables.indexes(scales)
+    release_free_memory()  # h_s's float64 buffers, before the rANS coder's copies
     return indexes, means_q
 
 
