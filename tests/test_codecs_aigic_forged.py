@@ -17,7 +17,7 @@ from pku_aigi import models
 from pku_aigi.codecs import container, from_model, rans_guard
 from pku_aigi.codecs.learned import _binding
 from pku_aigi.errors import CorruptStreamError
-from pku_aigi.models.entropy_coding import tables_crc
+from pku_aigi.models.entropy_coding import Coded, tables_crc
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -82,7 +82,8 @@ def test_rans_decoder_never_reads_past_a_padded_string():
     encoder.encode_with_indexes([0] * 10, [0] * 10, cdf, [4], [0])
     string = encoder.flush()
     count = 4_000_000
-    padded = rans_guard.padded(string, count)
+    coded = Coded([[string]], (1, 1), 0, None, padding=[[rans_guard.pad_length(string, count)]])
+    padded = coded.padded(0)
     assert padded.startswith(string) and len(padded) >= 4 * count
     values = RansDecoder().decode_with_indexes(padded, [0] * count, cdf, [4], [0])
     assert values[:10] == [0] * 10 and len(values) == count

@@ -3,7 +3,8 @@
 CompressAI's ``RansDecoder`` (Giesen's ``rans64``: 64-bit state, 32-bit words, 16-bit
 frequencies) never checks the end of its string: asked for more symbols than were
 coded, it reads on past the end of the buffer (a crash, SIGSEGV, once it leaves the
-heap). :func:`padded` appends (:func:`pad_length`)
+heap). The codec has the decoders read each string followed by :func:`pad_length`
+(``Coded.padded``)
 
     8 + 4 * symbols + 16 * len(string) + SLACK
 
@@ -47,11 +48,6 @@ def pad_length(string: bytes, symbols: int) -> int:
     """How many zero bytes after ``string`` keep a decoder of ``symbols`` symbols from
     reading past the end (see the module docstring for the bound)."""
     return STATE_BYTES + BYTES_PER_SYMBOL * symbols + BYTES_PER_STRING_BYTE * len(string) + SLACK
-
-
-def padded(string: bytes, symbols: int) -> bytes:
-    """``string`` followed by :func:`pad_length` zero bytes."""
-    return bytes(string) + bytes(pad_length(string, symbols))
 
 
 def min_bits_per_symbol(quantized_cdf, cdf_length) -> float:
