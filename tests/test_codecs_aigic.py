@@ -32,6 +32,14 @@ def tiny_model(arch: str, seed: int = 0):
     return model
 
 
+def as_if_float_noise(model) -> None:
+    """Keep the model's fingerprint through the perturbation that follows: the decoder
+    then sees what float noise on another device gives (the same weights, other
+    results), which only the desync check can catch."""
+    value = model.fingerprint()
+    model.fingerprint = lambda: value
+
+
 @pytest.fixture(scope="module")
 def image(pku_examples) -> Image.Image:
     """An odd-sized crop of a real SDXL image (not a multiple of 64)."""
@@ -62,10 +70,13 @@ def test_round_trip_matches_compressai(arch, image):
     assert decoded.size == image.size and decoded.mode == "RGB"
     ours = np.asarray(decoded).astype(int)
     reference = compressai_reconstruction(model, image).astype(int)
+    difference = np.abs(ours - reference)
     if arch in ("bmshj2018-factorized", "bmshj2018-hyperprior"):
-        np.testing.assert_array_equal(ours, reference)  # no means: same latent exactly
+        # No means: the same latent, up to a rare rounding flip where the banded float32
+        # analysis differs from CompressAI's one pass in the last bits (CPU-dependent).
+        assert difference.mean() < 0.05 and np.mean(difference > 1) < 0.01
     else:  # means on a 1/1024 grid: the same image within rounding
-        assert np.abs(ours - reference).mean() < 0.5
+        assert difference.mean() < 0.5
 
 
 @pytest.mark.parametrize("arch", ["mbt2018-mean", "mbt2018"])
@@ -99,6 +110,7 @@ def test_perturbed_entropy_model_is_a_detected_desync(arch, image):
     model = tiny_model(arch)
     codec = from_model(model, device="cpu")
     data = codec.encode(image)
+    as_if_float_noise(model)
     with torch.no_grad():
         model.h_s[0].bias.add_(0.5)  # what float noise on another device does, amplified
     with pytest.raises(CorruptStreamError, match="decoder desync: the entropy parameters") as e:
@@ -110,6 +122,7 @@ def test_changed_factorized_tables_are_a_detected_desync(image):
     model = tiny_model("bmshj2018-factorized")
     codec = from_model(model, device="cpu")
     data = codec.encode(image)
+    as_if_float_noise(model)
     with torch.no_grad():
         model.entropy_bottleneck.quantiles.add_(3.0)
     model.update(force=True)
@@ -120,7 +133,7 @@ def test_changed_factorized_tables_are_a_detected_desync(image):
 def test_file_from_another_model_is_rejected(image):
     data = from_model(tiny_model("mbt2018-mean", seed=0), device="cpu").encode(image)
     other_weights = from_model(tiny_model("mbt2018-mean", seed=1), device="cpu")
-    with pytest.raises(CorruptStreamError, match="decoder desync"):
+    with pytest.raises(CorruptStreamError, match="needs the model mbt2018-mean-q1 with fing"):
         other_weights.decode(data)
     other_arch = from_model(tiny_model("bmshj2018-hyperprior"), device="cpu")
     with pytest.raises(CorruptStreamError, match="made by mbt2018-mean-q1 .* decode it with"):
@@ -199,9 +212,10 @@ def test_from_pretrained_records_the_model(tmp_path, image):
     tiny_model("mbt2018-mean").save_pretrained(tmp_path / "tiny")
     codec = LearnedCodec.from_pretrained(tmp_path / "tiny", device="cpu")
     header = container.parse(codec.encode(image))
-    assert header.model_id == str((tmp_path / "tiny").resolve())
+    assert header.model_id == "tiny"  # the folder's name, never its absolute path
+    assert str(tmp_path) not in codec.encode(image).decode("latin-1")
     assert codec.decode(codec.encode(image)).size == image.size
-    assert len(codec.version) > 20 and codec.version.endswith("aigic1")
+    assert codec.version.endswith(f":{codec.fingerprint.hex()}:aigic2")
 
 
 def test_other_architectures_use_their_own_coder_with_the_index_check(image):
@@ -214,6 +228,7 @@ def test_other_architectures_use_their_own_coder_with_the_index_check(image):
     codec = from_model(model, device="cpu")
     data = codec.encode(image)
     assert codec.decode(data).size == image.size
+    as_if_float_noise(model)
     with torch.no_grad():
         next(model.h_scale_s.parameters()).add_(0.3)
     with pytest.raises(CorruptStreamError, match="decoder desync: the entropy parameters"):

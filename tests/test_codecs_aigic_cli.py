@@ -34,19 +34,39 @@ def run(capsys, *argv):
     return code, out, err
 
 
-def test_compress_decompress_with_model_from_header(tmp_path, capsys, model_dir, png):
+def test_compress_decompress_with_model_from_header(tmp_path, capsys, model_dir, png, monkeypatch):
     aigic = tmp_path / "a.aigic"
     code, out, _ = run(
         capsys, "compress", png, "-o", aigic, "--model", model_dir, "--device", "cpu"
     )
     assert code == 0 and "mbt2018-mean" in out and "bpp" in out
-    header = container.parse(aigic.read_bytes())
-    assert header.model_id == str(model_dir.resolve()) and header.quality == 1
+    data = aigic.read_bytes()
+    header = container.parse(data)
+    # A portable reference (the folder's name), never the user's absolute path.
+    assert header.model_id == "tiny-mbt2018-mean" and header.quality == 1
+    assert str(model_dir.parent).encode() not in data and b"/tmp" not in data
     decoded = tmp_path / "a.png"
-    code, _, _ = run(capsys, "decompress", aigic, "-o", decoded, "--device", "cpu")
+    code, _, err = run(capsys, "decompress", aigic, "-o", decoded, "--device", "cpu")
+    assert code == 2 and "'tiny-mbt2018-mean'" in err and "pass --model" in err
+    code, _, _ = run(capsys, "decompress", aigic, "-o", decoded, "--model", model_dir)
     assert code == 0
     image = Image.open(decoded)
     assert image.size == (130, 90) and image.mode == "RGB"
+    monkeypatch.chdir(model_dir.parent)  # where the reference resolves, no --model needed
+    code, _, _ = run(capsys, "decompress", aigic, "-o", tmp_path / "b.png")
+    assert code == 0 and Image.open(tmp_path / "b.png").size == (130, 90)
+
+
+def test_other_weights_are_refused_by_the_fingerprint(tmp_path, capsys, model_dir, png):
+    aigic = tmp_path / "a.aigic"
+    assert run(capsys, "compress", png, "-o", aigic, "--model", model_dir)[0] == 0
+    torch.manual_seed(1)
+    other = tmp_path / "tiny-mbt2018-mean"  # the same name, other weights
+    models.create("mbt2018-mean", quality=1, N=16, M=16).save_pretrained(other)
+    code, _, err = run(capsys, "decompress", aigic, "-o", tmp_path / "a.png", "--model", other)
+    fingerprint = container.parse(aigic.read_bytes()).fingerprint.hex()
+    assert code == 2 and f"with fingerprint {fingerprint}" in err and "other weights" in err
+    assert not (tmp_path / "a.png").exists()
 
 
 def test_never_overwrites_without_force(tmp_path, capsys, model_dir, png):

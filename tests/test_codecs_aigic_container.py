@@ -26,6 +26,10 @@ def sample(**changes) -> container.AigicFile:
         symbols_crc=0x01234567,
         device="cuda (NVIDIA H100)",
         prompt="a castle on a hill, 雪",
+        fingerprint=bytes.fromhex("0123456789abcdef"),
+        coded_width=1408,
+        coded_height=640 + 128,
+        float_checks=(1.5, 1024.25),
     )
     fields.update(changes)
     return container.AigicFile(**fields)
@@ -44,9 +48,16 @@ def test_round_trip_keeps_every_field():
 def test_layout_matches_the_documented_table():
     data = container.pack(sample(prompt=None))
     assert data[:6] == b"\x89AIGIC"
-    assert data[6] == container.FORMAT_VERSION
+    assert data[6] == container.FORMAT_VERSION == 2
     assert data[7] == container.FLAG_SYMBOLS_CHECK  # flags: no prompt; the check, always
     assert data[8] == len("mbt2018-mean") and data[9:21] == b"mbt2018-mean"
+    at = 21 + 1 + len("v1.0")
+    assert struct.unpack("<H", data[at : at + 2])[0] == len("org/mbt2018-mean-mse-q3")
+    at += 2 + len("org/mbt2018-mean-mse-q3")
+    assert data[at : at + 8] == bytes.fromhex("0123456789abcdef")  # the model fingerprint
+    at += 8 + 1 + len("RGB") + 1 + len("cuda (NVIDIA H100)")
+    assert struct.unpack("<HIIII", data[at : at + 18]) == (3, 1408, 640, 1408, 768)
+    assert data[-13:-4] == struct.pack("<B2f", 2, 1.5, 1024.25)  # the float checks
     assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
     with_prompt = container.pack(sample())
     assert with_prompt[7] == container.FLAG_PROMPT | container.FLAG_SYMBOLS_CHECK
@@ -152,6 +163,48 @@ def test_invalid_fields_are_rejected():
         container.parse(container.pack(sample(latent_shape=(10, 5000))))
     with pytest.raises(CorruptStreamError, match="string groups"):
         container.parse(container.pack(sample(strings=[])))
+
+
+def test_reserved_and_unknown_modes_are_refused():
+    """Version 1 reserved "RGBA" and never wrote it; no mode outside MODES decodes."""
+    data = container.pack(sample(mode="RGB"))
+    for mode in (b"\x04RGBA", b"\x04RGBX", b"\x01P"):
+        with pytest.raises(CorruptStreamError, match="unknown or reserved"):
+            container.parse(refresh_crc(data.replace(b"\x03RGB", mode, 1)))
+
+
+def test_coded_size_must_hold_the_image_with_bounded_padding():
+    for width, coded in ((1408, 1407), (1408, 1408 + container.MAX_PADDING)):
+        with pytest.raises(ValueError, match="coded width"):
+            container.pack(sample(width=width, coded_width=coded))
+        forged = container.pack(sample(width=width, coded_width=width))
+        at = forged.index(struct.pack("<IIII", width, 640, width, 768))
+        forged = forged[: at + 8] + struct.pack("<I", coded) + forged[at + 12 :]
+        with pytest.raises(CorruptStreamError, match=f"coded width {coded} .* must be"):
+            container.parse(refresh_crc(forged))
+    with pytest.raises(ValueError, match="fingerprint"):
+        container.pack(sample(fingerprint=b"\x01"))
+
+
+def test_float_checks_are_bounded_and_finite():
+    with pytest.raises(ValueError, match="at most 8 float checks"):
+        container.pack(sample(float_checks=(0.0,) * 9))
+    data = container.pack(sample(float_checks=(2.0,)))
+    nan = data[:-8] + struct.pack("<f", float("nan")) + data[-4:]
+    with pytest.raises(CorruptStreamError, match="not finite"):
+        container.parse(refresh_crc(nan))
+    many = data[:-9] + struct.pack("<B", 200) + data[-8:]
+    with pytest.raises(CorruptStreamError, match="200 float checks"):
+        container.parse(refresh_crc(many))
+
+
+def test_version_1_files_are_still_read(aigic_v1):
+    """Genuine files of the previous version: parsed, with the version 2 fields absent."""
+    for path in sorted(aigic_v1.glob("*.aigic")):
+        header = container.parse(path.read_bytes())
+        assert header.version == 1 and header.fingerprint is None
+        assert header.coded_size is None and header.float_checks == ()
+        assert (header.width, header.height) == (150, 70)
 
 
 def test_pack_refuses_oversized_text():

@@ -39,8 +39,20 @@ def forged(data: bytes, **fields) -> bytes:
     return container.pack(dataclasses.replace(container.parse(data), **fields))
 
 
+def enlarged_fields(side: int, stride: int) -> dict:
+    """Header fields of a ``side`` x ``side`` image (coded at a multiple of 64)."""
+    coded = -(-side // 64) * 64
+    return dict(
+        width=side,
+        height=side,
+        coded_width=coded,
+        coded_height=coded,
+        latent_shape=(coded // stride,) * 2,
+    )
+
+
 def enlarged(data: bytes, side: int, stride: int) -> bytes:
-    return forged(data, width=side, height=side, latent_shape=(-(-side // stride),) * 2)
+    return forged(data, **enlarged_fields(side, stride))
 
 
 def test_enlarged_factorized_file_with_forged_checks_is_refused_without_a_crash(tmp_path, crop):
@@ -48,7 +60,7 @@ def test_enlarged_factorized_file_with_forged_checks_is_refused_without_a_crash(
     forged to match: CompressAI's rANS decoder used to read past the string (SIGSEGV)."""
     codec = tiny_codec("bmshj2018-factorized")
     header = container.parse(codec.encode(crop))
-    seed = _binding(header.architecture, header.quality, 8000, 8000, header.mode, None)
+    seed = _binding(dataclasses.replace(header, **enlarged_fields(8000, 16)))
     params_crc = tables_crc(codec.model.entropy_bottleneck, seed)
     bad = enlarged(container.pack(header), 8000, 16)
     bad = forged(bad, params_crc=params_crc)

@@ -1,4 +1,13 @@
-"""Banded transforms: the same values as one pass, and the same files whatever the bands."""
+"""Banded transforms: the same values as one pass, and the same files whatever the bands.
+
+float32 results are compared within float32 rounding (:func:`assert_float32_close`),
+never bit for bit: a band of another height may get another oneDNN kernel, which sums
+in another order, and which kernel depends on the CPU (a plain strided convolution
+differs by 3e-8 on some CPUs, none on others). Exact comparisons are kept for what is
+exact by construction: integers (symbols, scale indexes, quantized means), 8-bit
+pixels and bytes derived from the same float values, and the same computation done
+twice.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +30,21 @@ from pku_aigi.models.pixels import to_pixels
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ARCHITECTURES = COMPRESSAI_ARCHITECTURES
+
+# Relative to the largest magnitude of the expected tensor. Summed in another order, a
+# float32 sum of K products moves by a few 6e-8 (float32's unit roundoff) of its largest
+# terms, sqrt(K) of them typically; the layers here sum up to 5x5x192 products, and the
+# stacks compound it (measured: 1.2e-7 of the maximum on cheng2020's g_a, 4e-6 on its
+# g_s; 1/255, a pixel level, is 4e-3). A band that saw the wrong rows (a seam, a halo
+# too short, a misaligned stride) is off by the order of the values themselves.
+FLOAT32_TOLERANCE = 1e-5
+
+
+def assert_float32_close(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    """``actual`` equals ``expected`` up to float32 rounding (see FLOAT32_TOLERANCE)."""
+    assert actual.dtype == expected.dtype == torch.float32
+    atol = FLOAT32_TOLERANCE * max(float(expected.abs().max()), 1e-30)
+    torch.testing.assert_close(actual, expected, rtol=0, atol=atol)
 
 
 @pytest.fixture(scope="module")
@@ -61,31 +85,24 @@ def _input_channels(stack: nn.Module) -> int:
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
-def test_banded_transforms_equal_one_pass_bit_for_bit(arch, trained_like):
+def test_banded_transforms_equal_one_pass(arch, trained_like):
     """float32 channels-last analysis and synthesis, in bands of a few rows.
 
-    Every output comes from the same input values; oneDNN rounds the attention blocks'
-    and the sub-pixel synthesis' results of another band height differently in the last
-    bit (measured: 1.2e-7 on g_a, 4e-6 on g_s of cheng2020), the others are bit-exact.
+    Every output comes from the same input values; whether the results are the same
+    bits depends on the kernels oneDNN picks for the band height on this CPU (measured
+    on one Xeon: bit-identical for bmshj2018 and mbt2018; 1.2e-7 on g_a and 4e-6 on g_s
+    of cheng2020, whose attention and sub-pixel blocks round differently), so they are
+    compared within float32 rounding.
     """
     model = trained_like[arch]
     last = torch.channels_last
-    exact = not arch.startswith("cheng2020")
     x = torch.rand(1, 3, 384, 256, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         y = model.g_a(x.contiguous(memory_format=last))
         for rows in (3, 6):
-            _assert_same(run_in_bands(model.g_a, x, band_rows=rows, layout=last), y, exact)
+            assert_float32_close(run_in_bands(model.g_a, x, band_rows=rows, layout=last), y)
         x_hat = model.g_s(y)
-        _assert_same(run_in_bands(model.g_s, y, band_rows=96, layout=last), x_hat, exact)
-
-
-def _assert_same(banded: torch.Tensor, one_pass: torch.Tensor, exact: bool) -> None:
-    if exact:
-        assert torch.equal(banded, one_pass)
-    else:  # float32 rounding (1/255 is 4e-3), not a seam
-        tolerance = 1e-5 * float(one_pass.abs().max())
-        torch.testing.assert_close(banded, one_pass, rtol=0, atol=tolerance)
+        assert_float32_close(run_in_bands(model.g_s, y, band_rows=96, layout=last), x_hat)
 
 
 @pytest.mark.parametrize("arch", [a for a in ARCHITECTURES if a != "bmshj2018-factorized"])
@@ -120,9 +137,14 @@ def crop(pku_examples):
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)
 def test_files_and_images_do_not_depend_on_the_band_sizes(arch, trained_like, crop, monkeypatch):
-    codec = codecs.from_model(trained_like[arch], device="cpu")
+    model = trained_like[arch]
+    codec = codecs.from_model(model, device="cpu")
+    pixels = torch.from_numpy(np.asarray(crop).copy()).permute(2, 0, 1)[None]
     data = codec.encode(crop)  # bands of 2^17 pixels: two
     image = np.asarray(codec.decode(data))
+    with torch.inference_mode():
+        y = compressai_coding.analysis(model, pixels)
+    default_band = compressai_coding.BAND_PIXELS
     # Many small bands: the analysis/synthesis in 64-row bands, the hyper-synthesis in
     # bands of 8 (4 in the autoregressive scan) of the 20 latent rows, the rANS coder a
     # few thousand symbols per call.
@@ -130,15 +152,24 @@ def test_files_and_images_do_not_depend_on_the_band_sizes(arch, trained_like, cr
     monkeypatch.setattr(compressai_coding, "PARAM_BAND_POSITIONS", 8 * 24)
     monkeypatch.setattr(compressai_coding, "AR_PARAM_BAND_POSITIONS", 4 * 24)
     monkeypatch.setattr(compressai_coding, "RANS_CHUNK", 5000)
+    # The float32 analysis: the latents within float32 rounding (measured on one Xeon:
+    # the same bits). Everything after it is integers, or float64 entropy parameters
+    # whose scale indexes and quantized means do not move (test above): from the same
+    # latents, the same file byte for byte. Latents that differ in the last bit may
+    # round differently near a half, so then only the other bands are changed.
+    with torch.inference_mode():
+        y_bands = compressai_coding.analysis(model, pixels)
+    assert_float32_close(y_bands, y)
+    if not torch.equal(y_bands, y):
+        monkeypatch.setattr(compressai_coding, "BAND_PIXELS", default_band)
     assert codec.encode(crop) == data
+    monkeypatch.setattr(compressai_coding, "BAND_PIXELS", 64 * 384)
     # The decoder checks the CRC of every scale index and mean: decoding at all proves
-    # the entropy parameters bit-identical to the encoder's. The synthesis of cheng2020
-    # rounds the last bit differently in bands (see above): at most one level, rarely.
+    # the entropy parameters bit-identical to the encoder's. The float32 synthesis in
+    # other bands may round the last bits differently (cheng2020's does, see above): a
+    # pixel within that of a half level may move by one level, rarely.
     decoded = np.asarray(codec.decode(data)).astype(int)
-    if arch.startswith("cheng2020"):
-        assert np.abs(decoded - image).max() <= 1 and np.mean(decoded != image) < 1e-3
-    else:
-        assert np.array_equal(decoded, image)
+    assert np.abs(decoded - image).max() <= 1 and np.mean(decoded != image) < 1e-3
 
 
 def test_large_images_never_reach_a_layer_whole(trained_like, monkeypatch):
@@ -185,7 +216,7 @@ def test_unknown_layers_run_in_one_pass():
         row_map(nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), Global()))
     stack = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), Global())
     x = torch.rand(1, 1, 40, 8)
-    with torch.inference_mode():
+    with torch.inference_mode():  # one pass: the very same call, so the same bits
         assert torch.equal(run_in_bands(stack, x, band_rows=4), stack(x))
 
 
@@ -202,8 +233,8 @@ def test_alignment_follows_the_strides():
     assert mapping.alignment == 2 and mapping.scale == 0.5
     x = torch.rand(1, 1, 77, 9, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
-        for rows in (1, 3, 7):
-            assert torch.equal(run_in_bands(stack, x, band_rows=rows), stack(x))
+        for rows in (1, 3, 7):  # rows from other input rows: off by ~0.1, not 1e-6
+            assert_float32_close(run_in_bands(stack, x, band_rows=rows), stack(x))
 
 
 @pytest.mark.parametrize("chunk", [1 << 18, 1000])

@@ -76,6 +76,12 @@ def test_convert_then_info(checkpoint, tmp_path, capsys):
     ("argv", "message"),
     [
         (["mbt2018-mean", "--quality", "1"], "wrong shape"),
+        (
+            ["bmshj2018-factorized", "--quality", "7"],
+            "bmshj2018-factorized-prior-1.pth.tar does not hold bmshj2018-factorized quality 7 "
+            "(N=192, M=320) weights: the checkpoint's shapes fit quality 1-5 (N=128, M=192), "
+            "not quality 7",
+        ),
         (["bmshj2018-factorized", "--quality", "9"], "no quality 9"),
         (["nope", "--quality", "1"], "unknown architecture 'nope'"),
     ],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -138,13 +139,114 @@ def test_missing_constant_buffers_of_old_checkpoints_are_filled(image, tmp_path)
 def test_wrong_quality_or_architecture_is_a_clear_error(tmp_path):
     net, hparams = compressai_model("mbt2018-mean")
     torch.save(net.state_dict(), tmp_path / "m.pth.tar")
-    with pytest.raises(ModelError, match=r"wrong shape.*model needs.*quality=1, N=128, M=192"):
+    with pytest.raises(
+        ModelError,
+        match=r"m\.pth\.tar does not hold mbt2018-mean quality 1 \(N=128, M=192\) weights, nor "
+        r"those of any quality of mbt2018-mean \(1-4: N=128, M=192; 5-8: N=192, M=320\): "
+        r"weights of the wrong shape: .*\(16, .*\(quality 1 needs \(128, ",
+    ):
         convert_compressai("mbt2018-mean", tmp_path / "m.pth.tar", tmp_path / "a", quality=1)
     with pytest.raises(ModelError, match="unexpected weights.*h_a|missing weights"):
         convert_compressai(
             "bmshj2018-factorized", tmp_path / "m.pth.tar", tmp_path / "b", quality=1, **hparams
         )
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.fixture(scope="module")
+def factorized_checkpoints(tmp_path_factory):
+    """CompressAI bmshj2018-factorized state dicts of its two sizes: N=128, M=192
+    (qualities 1-5) and N=192, M=320 (qualities 6-8)."""
+    folder = tmp_path_factory.mktemp("factorized")
+    paths = {}
+    for sizes in ((128, 192), (192, 320)):
+        torch.manual_seed(0)
+        net = model_architectures["bmshj2018-factorized"](*sizes).eval()
+        net.update(force=True)
+        paths[sizes] = folder / f"factorized-{sizes[0]}-{sizes[1]}.pth.tar"
+        torch.save(net.state_dict(), paths[sizes])
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("sizes", "quality", "message"),
+    [
+        (
+            (128, 192),
+            6,
+            r"factorized-128-192\.pth\.tar does not hold bmshj2018-factorized quality 6 "
+            r"\(N=192, M=320\) weights: the checkpoint's shapes fit quality 1-5 \(N=128, "
+            r"M=192\), not quality 6; convert it as the quality it was trained for, one of 1-5 "
+            r"\(their hyper-parameters are the same: the shapes cannot tell them apart\)",
+        ),
+        (
+            (192, 320),
+            1,
+            r"factorized-192-320\.pth\.tar does not hold bmshj2018-factorized quality 1 "
+            r"\(N=128, M=192\) weights: the checkpoint's shapes fit quality 6-8 \(N=192, "
+            r"M=320\), not quality 1",
+        ),
+    ],
+)
+def test_a_checkpoint_of_another_quality_is_refused_naming_its_own(
+    factorized_checkpoints, sizes, quality, message, tmp_path
+):
+    with pytest.raises(ModelError, match=message):
+        convert_compressai(
+            "bmshj2018-factorized", factorized_checkpoints[sizes], tmp_path / "o", quality=quality
+        )
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("quality", [1, 3, 5])
+def test_a_checkpoint_converts_as_any_quality_its_shapes_fit(
+    factorized_checkpoints, quality, tmp_path
+):
+    """Qualities 1-5 share N=128, M=192: the shapes cannot tell which it was trained for."""
+    checkpoint = factorized_checkpoints[(128, 192)]
+    out = convert_compressai("bmshj2018-factorized", checkpoint, tmp_path / "o", quality=quality)
+    config = json.loads((out / "config.json").read_text())
+    assert (config["quality"], config["N"], config["M"]) == (quality, 128, 192)
+    converted = models.AutoCodec.from_pretrained(out)
+    expected = torch.load(checkpoint, weights_only=True)
+    for key, value in converted.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+
+
+def test_a_published_checkpoint_keeps_its_own_quality(
+    factorized_checkpoints, tmp_path, monkeypatch
+):
+    """CompressAI's published files are recognised by name and sha256: a quality-1 file
+    is not converted as quality 3, though quality 3 has the same shapes."""
+    from pku_aigi.models import zoo
+
+    data = factorized_checkpoints[(128, 192)].read_bytes()
+    name = f"bmshj2018-factorized-prior-1-{hashlib.sha256(data).hexdigest()[:8]}.pth.tar"
+    (tmp_path / name).write_bytes(data)
+    entry = {
+        "repo_id": "pku-aigi/bmshj2018-factorized-mse-q1",
+        "architecture": "bmshj2018-factorized",
+        "quality": 1,
+        "metric": "mse",
+        "trained_on": "Vimeo-90k",
+        "source": f"https://compressai.s3.amazonaws.com/models/v1/{name}",
+    }
+    monkeypatch.setattr(zoo, "packaged_compressai_entries", lambda: [entry])
+    for quality, metric in ((3, "mse"), (1, "ms-ssim")):
+        with pytest.raises(
+            ModelError,
+            match=rf"{name} is CompressAI's published bmshj2018-factorized quality 1 mse model "
+            rf"\(its file name and sha256\), not bmshj2018-factorized quality {quality} "
+            rf"{metric}: convert it as bmshj2018-factorized, quality 1, metric mse",
+        ):
+            convert_compressai(
+                "bmshj2018-factorized", tmp_path / name, tmp_path / "o", quality=quality,
+                metric=metric,
+            )  # fmt: skip
+    assert not (tmp_path / "o").exists()
+    out = convert_compressai("bmshj2018-factorized", tmp_path / name, tmp_path / "o", quality=1)
+    assert json.loads((out / "config.json").read_text())["quality"] == 1
+    assert "CompressAI's pre-trained models" in (out / "README.md").read_text()
 
 
 def test_pickled_objects_are_never_loaded(tmp_path):

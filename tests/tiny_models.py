@@ -25,3 +25,22 @@ TINY_EVERY_ARCH = {
     **{f"tcm-{size}": TINY_TCM for size in ("small", "medium", "large")},
     "catc": TINY_CATC,
 }
+
+
+def tiny_model(arch: str, seed: int = 0, text_encoder=None):
+    """An untrained tiny model of ``arch`` whose last analysis layer is scaled up, so
+    that its latents hold real symbols as a trained model's do (CATC needs
+    ``text_encoder``, a folder from ``save_tiny_text_encoder(..., dim=16)``)."""
+    import torch
+
+    from pku_aigi import models
+
+    torch.manual_seed(seed)
+    extra = {"text_encoder": str(text_encoder), "text_encoder_revision": None}
+    hparams = {**TINY_EVERY_ARCH[arch], **(extra if arch == "catc" else {})}
+    model = models.create(arch, quality=1, **hparams)
+    convs = [m for m in model.g_a.modules() if isinstance(m, torch.nn.Conv2d)]
+    with torch.no_grad():
+        convs[-1].weight.mul_(10)
+    model.update(force=True)
+    return model

@@ -9,7 +9,8 @@ set to boundary or forged values (an enlarged image size with the matching laten
 and, for the factorized model, a forged ``params_crc``: what made CompressAI's rANS
 decoder read past its string), latent shapes, string groups and strings truncated,
 extended, replaced, swapped or spliced from another model's file, cleared or unknown
-flags, flipped checks, bit flips, insertions and deletions, with the CRC32 recomputed
+flags, flipped checks, coded sizes, model fingerprints and float checks (slice models'
+means and LRP), bit flips, insertions and deletions, with the CRC32 recomputed
 for most (valid-CRC mutants reach the decoder) and kept for some.
 
 ``check`` decodes the mutant with the model that made the base file, with the Space's
@@ -62,6 +63,9 @@ KINDS = (
     "flags",
     "meta",
     "splice",
+    "coded",
+    "fingerprint",
+    "float-checks",
     "garbage",
 )
 
@@ -170,9 +174,15 @@ def mutate(rng: random.Random, kind: str, data: bytes, files: dict, arch: str) -
             -(-height // multiple) * multiple // stride,
             -(-width // multiple) * multiple // stride,
         )
-        fields = {"width": width, "height": height, "latent_shape": shape}
+        fields = {
+            "width": width,
+            "height": height,
+            "coded_width": -(-width // multiple) * multiple,
+            "coded_height": -(-height // multiple) * multiple,
+            "latent_shape": shape,
+        }
         if kind.endswith("params") and arch == "bmshj2018-factorized":
-            seed = _binding(arch, header.quality, width, height, header.mode, header.prompt)
+            seed = _binding(dataclasses.replace(header, **fields))
             eb = codec(arch).model.entropy_bottleneck
             fields["params_crc"] = tables_crc(eb, seed)
         return repack(**fields)
@@ -213,7 +223,14 @@ def mutate(rng: random.Random, kind: str, data: bytes, files: dict, arch: str) -
         if choice == 1:
             return repack(quality=rng.choice([0, 2, 65535]))
         if choice == 2:
-            return repack(mode=rng.choice(["L", "RGBA", "I;16"]))
+            mode = rng.choice(["L", "I;16", "RGBA", "P", ""])
+            if mode in container.MODES:
+                return repack(mode=mode)
+            # A reserved or unknown mode, which pack refuses to write: set it in the bytes.
+            field = header.fingerprint + bytes([len(header.mode)]) + header.mode.encode()
+            at = data.index(field) + len(header.fingerprint)
+            raw = bytes([len(mode)]) + mode.encode()
+            return refresh_crc(data[:at] + raw + data[at + 1 + len(header.mode) :])
         if choice == 3:
             return repack(prompt=rng.choice(["", "a cat", "x" * 60000]))
         if choice == 4:
@@ -223,6 +240,28 @@ def mutate(rng: random.Random, kind: str, data: bytes, files: dict, arch: str) -
         other = container.parse(files[rng.choice(sorted(files))])
         fields = rng.choice([{"strings": other.strings}, {"latent_shape": other.latent_shape}, {}])
         return repack(**fields, params_crc=other.params_crc, symbols_crc=other.symbols_crc)
+    if kind == "coded":  # any u32 coded size, CRC recomputed
+        old = struct.pack("<II", header.coded_width, header.coded_height)
+        at = data.index(struct.pack("<II", header.width, header.height) + old) + 8
+        width = rng.choice([header.coded_width + rng.choice([-64, -1, 1, 64, 128]), *sides])
+        height = rng.choice([header.coded_height, header.coded_height + 64, *sides])
+        new = struct.pack("<II", max(0, width) & 0xFFFFFFFF, max(0, height) & 0xFFFFFFFF)
+        return refresh_crc(data[:at] + new + data[at + 8 :])
+    if kind == "fingerprint":
+        fingerprint = bytearray(header.fingerprint)
+        fingerprint[rng.randrange(len(fingerprint))] ^= 1 << rng.randrange(8)
+        return repack(fingerprint=bytes(fingerprint))
+    if kind == "float-checks":
+        checks = list(header.float_checks)
+        choice = rng.randrange(3)
+        if choice == 0 or not checks:
+            checks = [] if checks else [rng.choice([0.0, 1.0, 1e30])]
+        elif choice == 1:
+            i = rng.randrange(len(checks))
+            checks[i] *= rng.choice([0.999, 1.001, 0.5, 2.0, -1.0])
+        else:
+            checks = checks + [0.0]
+        return repack(float_checks=tuple(checks))
     # garbage after a valid magic and version, valid CRC32
     body = container.MAGIC + bytes([container.FORMAT_VERSION]) + rng.randbytes(rng.randrange(300))
     return refresh_crc(body + b"\0\0\0\0")

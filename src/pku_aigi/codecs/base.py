@@ -10,6 +10,8 @@ benchmark, the CLI and the Space: each declares its quality ladder
 from __future__ import annotations
 
 import abc
+import functools
+import threading
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -41,6 +43,42 @@ def signature(*parts: tuple[int, bytes]) -> Signature:
     return Signature(tuple(parts))
 
 
+_load_lock = threading.Lock()
+_PRIVATE = "_pku_aigi_private"  # set on the Image objects made by private_image
+
+
+def private_image(image):
+    """A new ``PIL.Image`` object over the pixels of ``image``, for one call alone.
+
+    Pillow keeps per-call state on the image object (``Image.save`` stores its encoder
+    settings in ``encoderinfo``; a lazily opened file loads on first use, moving its file
+    pointer), so calls that share one object mix their settings. The pixels themselves
+    are only read: the new object shares them (no copy), with its own ``info`` and
+    palette. The image is loaded first, once, under a lock. Anything that is not a PIL
+    image, and an animated image, is returned as it is (the codecs refuse both).
+    """
+    if not isinstance(image, Image.Image) or getattr(image, _PRIVATE, False):
+        return image
+    if getattr(image, "n_frames", 1) > 1:
+        return image  # animated: every codec refuses it, naming the frame count
+    with _load_lock:
+        image.load()
+    private = image._new(image.im)
+    setattr(private, _PRIVATE, True)
+    return private
+
+
+def _with_private_image(encode):
+    """Wrap a codec's ``encode`` so that it gets :func:`private_image` of its input."""
+
+    @functools.wraps(encode)
+    def wrapper(self, image, *args, **kwargs):
+        return encode(self, private_image(image), *args, **kwargs)
+
+    wrapper.__wrapped_private__ = True
+    return wrapper
+
+
 class _FromLadder:
     """A read-only attribute derived from the (class or instance) ``ladder``."""
 
@@ -55,6 +93,9 @@ class Codec(abc.ABC):
     """A lossy image codec.
 
     Subclasses set the class attributes and implement :meth:`encode` / :meth:`decode`.
+    Calls may come from several threads at once, on one image object: ``encode`` is
+    handed a private image object (see :meth:`__init_subclass__`); keep any other
+    per-call state out of the codec instance.
     ``quality`` is the codec's own knob in its own units, documented in
     ``quality_help`` and declared by ``ladder``.
     """
@@ -72,6 +113,15 @@ class Codec(abc.ABC):
     quality_range = _FromLadder(lambda ladder: ladder.range)  # (lowest, highest) value
     higher_quality_is_better = _FromLadder(lambda ladder: ladder.higher_is_better)
     default_qualities = _FromLadder(lambda ladder: ladder.sweep)  # low rate -> high rate
+
+    def __init_subclass__(cls, **kwargs):
+        """Every subclass's ``encode`` (plugins' too) works on its own image object, so
+        that one image can be coded by several codecs or threads at once and each gives
+        the bytes it gives alone (:func:`private_image`)."""
+        super().__init_subclass__(**kwargs)
+        encode = cls.__dict__.get("encode")
+        if callable(encode) and not getattr(encode, "__wrapped_private__", False):
+            cls.encode = _with_private_image(encode)
 
     @classmethod
     def availability(cls) -> str | None:

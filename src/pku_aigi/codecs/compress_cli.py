@@ -1,7 +1,9 @@
 """``pku-aigi compress`` and ``pku-aigi decompress``: one image to a file and back.
 
 Learned codecs (``--model REPO_OR_DIR``) write .aigic files; their header names the
-model, so ``decompress`` needs no ``--model``. Conventional codecs (``--codec NAME``)
+model portably (repo id or folder name) with the fingerprint of its weights, so
+``decompress`` loads it from the header, or from ``--model`` when the copy is elsewhere,
+and refuses weights whose fingerprint differs. Conventional codecs (``--codec NAME``)
 write their own format (JPEG, WebP, ...), which ``decompress`` recognises by each
 codec's file signature (:func:`pku_aigi.codecs.identify`; HEVC and VVC streams by their
 end-of-bitstream unit), else by the file extension. Existing outputs are never

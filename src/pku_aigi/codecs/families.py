@@ -206,7 +206,9 @@ def discover_families(
         for quality, repo_id in repos.items():
             try:
                 if repo_id in local:
-                    codec = LearnedCodec.from_pretrained(str(local[repo_id].resolve()), **options)
+                    codec = LearnedCodec.from_pretrained(
+                        local[repo_id].resolve(), model_id=repo_id, **options
+                    )
                     members[codec.model_quality or quality] = codec
                 else:
                     _check_loadable(repo_id)

@@ -23,6 +23,7 @@ any other          RGB
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import zlib
 from pathlib import Path
@@ -104,10 +105,15 @@ def _from_rgb(rgb: np.ndarray, mode: str) -> Image.Image:
     return Image.fromarray(values.astype("<u2"), "I;16")
 
 
-def _binding(architecture, quality, width, height, mode, prompt) -> int:
-    """CRC32 of the header fields that change the image: seeds the desync check."""
-    fields = f"{architecture}\0{quality}\0{width}x{height}\0{mode}\0{prompt or ''}"
-    return zlib.crc32(fields.encode("utf-8"))
+def _binding(header: container.AigicFile) -> int:
+    """CRC32 of the header fields that change the image: seeds the desync check (from
+    version 2 on, the coded size and the model fingerprint too)."""
+    h = header
+    fields = f"{h.architecture}\0{h.quality}\0{h.width}x{h.height}\0{h.mode}\0{h.prompt or ''}"
+    value = zlib.crc32(fields.encode("utf-8"))
+    if h.version >= 2:
+        value = zlib.crc32(f"\0{h.coded_width}x{h.coded_height}\0".encode() + h.fingerprint, value)
+    return value
 
 
 class LearnedCodec(Codec):
@@ -116,12 +122,15 @@ class LearnedCodec(Codec):
     Args:
         model: a ``LearnedCodecModel`` (CompressAI conventions: ``compress``,
             ``decompress``, ``update``, ``config``).
-        model_id: Hub repo id or folder recorded in the header (default: the
-            architecture and quality).
+        model_id: the model's portable reference recorded in the header: its Hub repo
+            id, or a folder's name, never an absolute path (default: the architecture
+            and quality). The model's fingerprint, also in the header, identifies the
+            weights.
         revision: the model's revision recorded in the header.
         device: "cpu", "cuda", ... (default: cuda when available). The model is moved
             there.
-        pad_multiple: pad to a multiple of this (at least the model's own).
+        pad_multiple: pad to a multiple of this (at least the model's own, at most
+            1024); the header records the padded size, so any decoder reads the file.
         max_pixels: largest image (width x height) accepted by encode and decode.
         max_sequential_pixels: largest image decoded by an autoregressive model (mbt2018,
             cheng2020), whose context model decodes one latent position at a time
@@ -157,8 +166,11 @@ class LearnedCodec(Codec):
         self.device = torch.device(device or default_device())
         own = int(model.downsampling_factor)
         wanted = int(pad_multiple or own)
-        if wanted % own:
-            raise CodecError(f"pad_multiple {wanted} must be a multiple of the model's {own}")
+        if wanted % own or wanted > container.MAX_PADDING:
+            raise CodecError(
+                f"pad_multiple {wanted} must be a multiple of the model's {own}, at most "
+                f"{container.MAX_PADDING}"
+            )
         self.pad_multiple = wanted
         self.max_pixels = int(max_pixels)
         self.max_sequential_pixels = max_sequential_pixels
@@ -170,7 +182,6 @@ class LearnedCodec(Codec):
         self.ladder = QualityLadder.of((self.model_quality,))
         model.to(self.device).eval()
         model.update(force=False)  # no-op when the entropy coder is ready
-        self._fingerprint = None
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -182,12 +193,15 @@ class LearnedCodec(Codec):
     def from_pretrained(cls, repo_or_dir, revision: str | None = None, **options) -> LearnedCodec:
         """Load a saved model (local folder or Hub repo id) and wrap it."""
         from ..models.base import LearnedCodecModel
+        from ..models.folder import portable_reference
 
         model = LearnedCodecModel.from_pretrained(str(repo_or_dir), revision=revision)
         model_id = str(repo_or_dir)
-        if Path(model_id).is_dir():
-            model_id = str(Path(model_id).resolve())
-        return cls(model, model_id=model_id, revision=revision, **options)
+        if Path(model_id).is_dir():  # never an absolute path in the files it writes
+            model_id, snapshot = portable_reference(model_id)
+            revision = revision or snapshot
+        options.setdefault("model_id", model_id)
+        return cls(model, revision=revision, **options)
 
     @staticmethod
     def family(name: str, members: dict, **options):
@@ -206,15 +220,17 @@ class LearnedCodec(Codec):
 
     # ------------------------------------------------------------------ Codec API
     @property
+    def fingerprint(self) -> bytes:
+        """The model's fingerprint (:meth:`LearnedCodecModel.fingerprint`), as in headers."""
+        return self.model.fingerprint()
+
+    @property
     def version(self) -> str:
-        if self._fingerprint is None:
-            crc = 0
-            for key, value in sorted(self.model.state_dict().items()):
-                crc = zlib.crc32(key.encode(), crc)
-                crc = zlib.crc32(value.detach().cpu().contiguous().numpy().tobytes(), crc)
-            self._fingerprint = f"{crc:08x}"
         rev = f"@{self.revision}" if self.revision else ""
-        return f"{self.name}-q{self.model_quality}:{self.model_id}{rev}:{self._fingerprint}:aigic{container.FORMAT_VERSION}"
+        return (
+            f"{self.name}-q{self.model_quality}:{self.model_id}{rev}:"
+            f"{self.fingerprint.hex()}:aigic{container.FORMAT_VERSION}"
+        )
 
     def check_quality(self, quality) -> int:
         if quality is not None and quality != self.model_quality:
@@ -228,33 +244,43 @@ class LearnedCodec(Codec):
         """Compress ``image`` into .aigic bytes (see the module docstring for modes)."""
         self.check_quality(quality)
         rgb = to_rgb(image, self.max_pixels)
-        width, height = image.size
-        out_mode = _decoded_mode(image.mode)
         prompt = prompt if self.text_conditioned else None  # others ignore it
         x = _padded_input(rgb, self.pad_multiple, self.device)
-        text = self._text(prompt)
-        seed = _binding(self.name, self.model_quality, width, height, out_mode, prompt)
-        coded = self.model.code_latents(x, text, seed)
+        header = container.AigicFile(
+            architecture=self.name,
+            model_id=self.model_id,
+            revision=self.revision,
+            quality=self.model_quality,
+            width=image.width,
+            height=image.height,
+            mode=_decoded_mode(image.mode),
+            latent_shape=(),
+            strings=[],
+            device=_device_label(self.device),
+            prompt=prompt,  # None for models that ignore prompts
+            fingerprint=self.fingerprint,
+            coded_width=int(x.shape[-1]),
+            coded_height=int(x.shape[-2]),
+        )
+        coded = self.model.code_latents(x, self._text(prompt), _binding(header))
         return container.pack(
-            container.AigicFile(
-                architecture=self.name,
-                model_id=self.model_id,
-                revision=self.revision,
-                quality=self.model_quality,
-                width=width,
-                height=height,
-                mode=out_mode,
+            dataclasses.replace(
+                header,
                 latent_shape=coded.shape,
                 strings=coded.strings,
                 params_crc=coded.params_crc,
                 symbols_crc=coded.symbols_crc,
-                device=_device_label(self.device),
-                prompt=prompt,  # None for models that ignore prompts
+                float_checks=tuple(coded.float_checks or ()),
             )
         )
 
     def decode(self, data: bytes) -> Image.Image:
-        """Decode .aigic bytes made with this model; CorruptStreamError otherwise."""
+        """Decode .aigic bytes made with this model; CorruptStreamError otherwise.
+
+        Before any decoding work the header must name this architecture and quality and
+        (version 2) carry this model's fingerprint, and its coded size and latent shape
+        must be the ones the model implies.
+        """
         from ..models.entropy_coding import Coded, DesyncError
 
         header = container.parse(data, max_pixels=self.max_pixels)
@@ -262,16 +288,10 @@ class LearnedCodec(Codec):
         coded = Coded(header.strings, header.latent_shape, header.params_crc, header.symbols_crc)
         coded.padding = self._checked_padding(header)
         coded.y_string_bits = 8 * len(header.strings[0][0])
+        coded.float_checks = header.float_checks if header.version >= 2 else None
         try:
-            seed = _binding(
-                header.architecture,
-                header.quality,
-                header.width,
-                header.height,
-                header.mode,
-                header.prompt,
-            )
-            x_hat = self.model.decode_latents(coded, self._text(header.prompt), seed, pixels=True)
+            text = self._text(header.prompt)
+            x_hat = self.model.decode_latents(coded, text, _binding(header), pixels=True)
         except DesyncError as error:
             raise CorruptStreamError(self._desync_message(header, str(error))) from None
         except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as error:
@@ -305,16 +325,14 @@ class LearnedCodec(Codec):
                 f"a {header.width}x{header.height} image is more than the {limit} pixels "
                 "allowed here; decode it locally with `pku-aigi decompress`"
             )
-        m = self.pad_multiple
-        padded_h, padded_w = -(-header.height // m) * m, -(-header.width // m) * m
+        padded_w, padded_h = self._coded_size(header)
         z_channels = int(self.model.entropy_bottleneck._quantized_cdf.shape[0])
         if factorized:
-            stride, symbols = self.Y_STRIDE, [z_channels]
+            symbols = [z_channels]
         else:
-            stride = self.Z_STRIDE
             y_area = (padded_h // self.Y_STRIDE) * (padded_w // self.Y_STRIDE)
             symbols = [self._y_channels() * y_area, z_channels]
-        shape = (padded_h // stride, padded_w // stride)
+        shape = self._latent_shape(padded_w, padded_h)
         container.check_latent_shape(header, shape)
         if len(header.strings) != len(symbols) or any(len(g) != 1 for g in header.strings):
             raise CorruptStreamError(
@@ -332,6 +350,35 @@ class LearnedCodec(Codec):
             [rans_guard.pad_length(string, count) for string in group]
             for group, count in zip(header.strings, symbols)
         ]
+
+    def _latent_shape(self, coded_width: int, coded_height: int) -> tuple[int, int]:
+        """The stored latent's (H, W) for a coded size: z of the hyperprior models at 1/64,
+        y of the factorized prior at 1/16."""
+        from compressai.models import FactorizedPrior
+
+        stride = self.Y_STRIDE if isinstance(self.model, FactorizedPrior) else self.Z_STRIDE
+        return coded_height // stride, coded_width // stride
+
+    def _coded_size(self, header: container.AigicFile) -> tuple[int, int]:
+        """The (width, height) the encoder coded, checked against this model: the header's
+        (version 2), else the padding to a multiple of the model's factor (up to 1024) that
+        gives the header's latent shape (version 1 files do not record it)."""
+        own = int(self.model.downsampling_factor)
+        if header.coded_size is not None:
+            width, height = header.coded_size
+            if width % own or height % own:
+                raise CorruptStreamError(
+                    f"not a valid .aigic file: coded size {width}x{height} is not a multiple "
+                    f"of {own}, the downsampling factor of {self.model_id}"
+                )
+            return width, height
+        for multiple in range(own, container.MAX_PADDING + 1, own):
+            width = -(-header.width // multiple) * multiple
+            height = -(-header.height // multiple) * multiple
+            if self._latent_shape(width, height) == tuple(header.latent_shape):
+                return width, height
+        m = self.pad_multiple
+        return -(-header.width // m) * m, -(-header.height // m) * m  # refused by the caller
 
     def _y_channels(self) -> int:
         config = dict(getattr(self.model, "config", {}) or {})
@@ -354,7 +401,15 @@ class LearnedCodec(Codec):
                 f"{header.quality}), not by {self.model_id} ({self.name}, quality "
                 f"{self.model_quality}): decode it with that model"
             )
-        if header.model_id != self.model_id or header.revision != self.revision:
+        if header.fingerprint is not None:
+            if header.fingerprint != self.fingerprint:
+                raise CorruptStreamError(
+                    f"this .aigic file needs the model {made_by} with fingerprint "
+                    f"{header.fingerprint.hex()}; {self.model_id} has other weights "
+                    f"(fingerprint {self.fingerprint.hex()}): decode it with that model "
+                    "(`pku-aigi decompress --model REPO_OR_DIR`)"
+                )
+        elif header.model_id != self.model_id or header.revision != self.revision:
             logger.warning(
                 "file made by %s, decoding with %s (same architecture and quality); "
                 "the desync check will tell if the weights differ",

@@ -16,11 +16,14 @@ total stride, so a strided layer sees its input at the same phase as in one pass
 
 Exactness: every output row comes from the same input values as in one pass. Whether
 the floating-point results are the same bits depends on the kernels: each band is given
-to the layers in the same memory format as one pass would (``layout``), and then
-oneDNN's float32 convolutions and GDN give the same bits for Ballé's and Minnen's
-transforms, while cheng2020's attention and sub-pixel blocks differ in the last bits
+to the layers in the same memory format as one pass would (``layout``), but oneDNN may
+pick another kernel, which sums in another order, for another band height, and which
+one depends on the CPU: the results are the same up to float32 rounding, not
+necessarily the same bits. Measured on one Xeon: the same bits for Ballé's and
+Minnen's transforms, the last bits differ in cheng2020's attention and sub-pixel blocks
 (1.2e-7 on g_a, 4e-6 on g_s); BLAS's float64 GEMMs may round the last bit of another
-band height differently (5e-17). ``tests/test_models_banding.py`` measures each case.
+band height differently (5e-17). ``tests/test_models_banding.py`` checks each case
+within float32 rounding.
 """
 
 from __future__ import annotations

@@ -24,8 +24,10 @@ fills quality, metric and lambda from the architecture's tables and records
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,8 @@ from .registry import get_spec
 
 # Config keys every model records besides its architecture's hyper-parameters.
 _COMMON_KEYS = ("architecture", "quality", "metric", "lmbda")
+FINGERPRINT_BYTES = 8
+_fingerprint_lock = threading.Lock()
 
 
 class LearnedCodecModel(
@@ -143,6 +147,32 @@ class LearnedCodecModel(
     def coding_cache(self) -> WeightsCache:
         """Float64 copies and tables the entropy coding derives from the weights."""
         return self.__dict__.setdefault("_coding_cache", WeightsCache())
+
+    def fingerprint(self) -> bytes:
+        """8 bytes of SHA-256 over the architecture name and the state dict: every
+        weight and the entropy coder's tables (names, dtypes, shapes and values).
+
+        Two models decode each other's .aigic files only when their fingerprints agree;
+        the file header carries the encoder's. Computed once, and again only after a
+        tensor is replaced or changed in place. A text-conditioned model's frozen text
+        encoder is not part of it (config.json names it; the desync checks cover what it
+        changes).
+        """
+        state = self.state_dict(keep_vars=True)
+        key = tuple((name, t.data_ptr(), t._version, t.device) for name, t in state.items())
+        with _fingerprint_lock:
+            cached = self.__dict__.get("_fingerprint")
+            if cached is not None and cached[0] == key:
+                return cached[1]
+            digest = hashlib.sha256(self.architecture.encode())
+            for name in sorted(state):
+                tensor = state[name].detach().cpu().contiguous()
+                header = f"\0{name}\0{tensor.dtype}\0{tuple(tensor.shape)}\0"
+                digest.update(header.encode())
+                digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+            value = digest.digest()[:FINGERPRINT_BYTES]
+            self.__dict__["_fingerprint"] = (key, value)
+            return value
 
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor | None:
         """Prompt embeddings for text-conditioned models; ``None`` for the others."""

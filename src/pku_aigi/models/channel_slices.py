@@ -33,12 +33,27 @@ from torch import Tensor, nn
 from ..errors import CorruptStreamError, ModelError
 from .base import LearnedCodecModel
 from .compressai_archs import MS_SSIM_LAMBDAS
-from .entropy_coding import Coded, GaussianTables, check_crc, crc, symbols_in_range
+from .entropy_coding import (
+    Coded,
+    FloatChecks,
+    GaussianTables,
+    check_crc,
+    crc,
+    symbols_in_range,
+)
 from .pixels import from_pixels
 from .registry import ArchitectureSpec, register_architecture
 
 QUALITIES = range(1, 7)  # six rate points, as TCM's paper
 LRP_SCALE = 0.5  # the refinement is LRP_SCALE * tanh(LRP) (Minnen & Singh 2020)
+FLOAT_CHECKS = ("slice means", "latent residual prediction")
+
+
+def _slice_checks(checks: FloatChecks | None, mu: Tensor, y_hat: Tensor, refined: Tensor):
+    """Add a decoded slice's means and refinement (refined - y_hat) to ``checks``."""
+    if checks is not None:
+        checks.add(FLOAT_CHECKS[0], mu)
+        checks.add(FLOAT_CHECKS[1], refined - y_hat)
 
 
 def slice_head(in_channels: int, out_channels: int) -> nn.Sequential:
@@ -86,11 +101,13 @@ def compress_slices(
     text,
     indexes_seen: list | None = None,
     symbols_seen: list | None = None,
+    float_checks: FloatChecks | None = None,
 ) -> list[bytes]:
     """One rANS string per image holding all slices of ``y``.
 
     The scale indexes and the symbols of each slice are appended to ``indexes_seen`` and
-    ``symbols_seen`` (for the desync check)."""
+    ``symbols_seen``, its means and refinement added to ``float_checks`` (for the desync
+    check)."""
     conditional = model.gaussian_conditional
     cdf = conditional.quantized_cdf.tolist()
     cdf_lengths = conditional.cdf_length.reshape(-1).int().tolist()
@@ -114,7 +131,9 @@ def compress_slices(
                 cdf_lengths,
                 offsets,
             )
-        y_hat_slice = model.refine(i, context, symbols.to(mu.dtype) + mu, text)
+        dequantized = symbols.to(mu.dtype) + mu
+        y_hat_slice = model.refine(i, context, dequantized, text)
+        _slice_checks(float_checks, mu, dequantized, y_hat_slice)
         state = model.advance(i, state, y_hat_slice)
     return [encoder.flush() for encoder in encoders]
 
@@ -127,6 +146,7 @@ def decompress_slices(
     text,
     indexes_seen=None,
     symbols_seen=None,
+    float_checks: FloatChecks | None = None,
 ) -> Tensor:
     """Inverse of :func:`compress_slices`: the dequantized, refined latent ``y_hat``."""
     conditional = model.gaussian_conditional
@@ -160,7 +180,9 @@ def decompress_slices(
             symbols_seen.append(symbols.detach().cpu().numpy())
             if isinstance(symbols_seen, _CheckedSymbols):
                 symbols_seen.within_string(model, indexes, symbols, i)
-        y_hat_slice = model.refine(i, context, conditional.dequantize(symbols, mu), text)
+        dequantized = conditional.dequantize(symbols, mu)
+        y_hat_slice = model.refine(i, context, dequantized, text)
+        _slice_checks(float_checks, mu, dequantized, y_hat_slice)
         y_hats.append(y_hat_slice)
         state = model.advance(i, state, y_hat_slice)
     return torch.cat(y_hats, dim=1)
@@ -238,10 +260,16 @@ class ChannelSliceCodec(LearnedCodecModel):
         }
 
     def compress(
-        self, x: Tensor, text=None, indexes_seen: list | None = None, symbols_seen=None
+        self,
+        x: Tensor,
+        text=None,
+        indexes_seen: list | None = None,
+        symbols_seen=None,
+        float_checks: FloatChecks | None = None,
     ) -> dict:
         """{"strings": [y_strings, z_strings], "shape": z's (H, W)}; the scale indexes
-        and y's symbols are appended to ``indexes_seen`` and ``symbols_seen`` when given."""
+        and y's symbols are appended to ``indexes_seen`` and ``symbols_seen``, the means
+        and refinements added to ``float_checks``, when given."""
         self.check_input(x)
         self.update(force=False)  # a new model codes at once
         text = self.prepare_text(text, x.size(0))
@@ -251,31 +279,51 @@ class ChannelSliceCodec(LearnedCodecModel):
         z_strings = self.entropy_bottleneck.compress(z)
         z_hat = self.entropy_bottleneck.decompress(z_strings, z.shape[-2:])
         means, scales = self.hyper_synthesis(z_hat, text)
-        y_strings = compress_slices(self, y, means, scales, text, indexes_seen, symbols_seen)
+        y_strings = compress_slices(
+            self, y, means, scales, text, indexes_seen, symbols_seen, float_checks
+        )
         return {"strings": [y_strings, z_strings], "shape": tuple(int(s) for s in z.shape[-2:])}
 
     def decompress(
-        self, strings, shape, text=None, indexes_seen: list | None = None, symbols_seen=None
+        self,
+        strings,
+        shape,
+        text=None,
+        indexes_seen: list | None = None,
+        symbols_seen=None,
+        float_checks: FloatChecks | None = None,
     ) -> dict:
         self.update(force=False)
         y_strings, z_strings = strings
         text = self.prepare_text(text, len(z_strings))
         z_hat = self.entropy_bottleneck.decompress(z_strings, tuple(shape))
         means, scales = self.hyper_synthesis(z_hat, text)
-        y_hat = decompress_slices(self, y_strings, means, scales, text, indexes_seen, symbols_seen)
+        y_hat = decompress_slices(
+            self, y_strings, means, scales, text, indexes_seen, symbols_seen, float_checks
+        )
         if isinstance(symbols_seen, _CheckedSymbols):  # the desync check, before synthesis
-            symbols_seen.check()
+            symbols_seen.check(float_checks)
         return {"x_hat": self.synthesis(y_hat, text).clamp_(0, 1)}
 
-    # The desync check covers the scale indexes of every slice (the means are not
-    # quantized to a grid: the slice transforms run in the model's own precision).
+    # The desync check: CRCs of the scale indexes and symbols of every slice, and float
+    # checks of the means and LRP (not on a grid: the slice transforms run in the
+    # model's own precision).
     def _code_latents(self, x: Tensor, text, seed: int) -> Coded:
         indexes: list = []
         symbols: list = []
-        out = self.compress(from_pixels(x), text=text, indexes_seen=indexes, symbols_seen=symbols)
-        return Coded(
+        checks = FloatChecks(FLOAT_CHECKS)
+        out = self.compress(
+            from_pixels(x),
+            text=text,
+            indexes_seen=indexes,
+            symbols_seen=symbols,
+            float_checks=checks,
+        )
+        coded = Coded(
             out["strings"], out["shape"], crc(*indexes, seed=seed), crc(*symbols, seed=seed)
         )
+        coded.float_checks = checks.values()
+        return coded
 
     def _decode_latents(self, coded: Coded, text, seed: int, pixels: bool) -> Tensor:
         indexes: list = []
@@ -286,6 +334,7 @@ class ChannelSliceCodec(LearnedCodecModel):
             text=text,
             indexes_seen=indexes,
             symbols_seen=symbols,
+            float_checks=FloatChecks(FLOAT_CHECKS),
         )
         return x_hat["x_hat"].clamp(0, 1)
 
@@ -314,9 +363,11 @@ class _CheckedSymbols(list):
                 f"{index} of {model.num_slices}): a forged image size or a truncated file"
             )
 
-    def check(self) -> None:
+    def check(self, float_checks: FloatChecks | None = None) -> None:
         check_crc(self.coded.params_crc, crc(*self.indexes, seed=self.seed), "entropy parameters")
         check_crc(self.coded.symbols_crc, crc(*self, seed=self.seed), "decoded symbols")
+        if float_checks is not None:
+            float_checks.check(self.coded.float_checks)
 
 
 def register_slice_codec(cls: type, paper: str, hparams: dict, mse_lambdas) -> None:

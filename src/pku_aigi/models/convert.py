@@ -9,6 +9,11 @@ renamed with CompressAI's own helpers: ``compressai.zoo.load_state_dict`` (DataP
 ``compressai.models.utils.remap_old_keys`` (``_biasN`` -> ``biases.N``). The weights are
 loaded strictly and the entropy coder tables of the checkpoint are kept, so the
 converted model codes exactly like CompressAI's own model built from the checkpoint.
+
+The quality asked for is checked against what the file shows (:func:`check_quality`):
+the shapes of its tensors must fit that quality's hyper-parameters, and one of
+CompressAI's published checkpoints (recognised by its name and sha256) must be
+converted as the architecture, quality and metric it was published as.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from ..errors import ModelError
 from ..outputs import check_output_folder
 from .base import LearnedCodecModel
 from .folder import entropy_table_keys, load_state
+from .registry import create, get_spec
 
 logger = logging.getLogger(__name__)
 
@@ -147,15 +153,127 @@ def model_from_compressai_checkpoint(
 
     Raises:
         ModelError: unknown architecture or quality, unreadable checkpoint, weights that
-            do not fit the architecture at this quality.
+            do not fit the architecture at this quality (:func:`check_quality`).
     """
-    from .registry import create
-
     model = create(architecture, quality=quality, metric=metric, **hparams)
     state_dict, info = read_checkpoint_with_info(checkpoint)
-    load_state(model, fill_constant_buffers(model, state_dict), source=str(checkpoint))
+    state_dict = fill_constant_buffers(model, state_dict)
+    check_quality(model, state_dict, checkpoint, quality=quality, metric=metric)
+    load_state(model, state_dict, source=str(checkpoint))
     model.checkpoint_info = info
     return model.eval()
+
+
+def check_quality(
+    model: LearnedCodecModel,
+    state_dict: dict[str, torch.Tensor],
+    checkpoint: str | Path,
+    *,
+    quality: int,
+    metric: str,
+) -> None:
+    """Refuse to label a checkpoint with a quality its weights were not trained for.
+
+    ``model`` is the model built for ``quality`` (with any hyper-parameter overrides).
+    If the checkpoint's tensors have other shapes than ``model``'s under the same
+    names, the error names the qualities of the architecture whose hyper-parameters
+    the shapes fit (or says that none does, with the first weights of the wrong shape).
+
+    The shapes tell apart only qualities with different hyper-parameters: CompressAI's
+    qualities share them (mbt2018-mean: N=128, M=192 at quality 1-4, N=192, M=320 at
+    5-8; cheng2020: N=128 at 1-3, N=192 at 4-6), so a checkpoint is accepted as any
+    quality whose hyper-parameters it fits; only the file can say which of those it is.
+    One of CompressAI's published checkpoints does: recognised by its file name and
+    sha256 (the packaged zoo manifest), it is refused under another architecture,
+    quality or metric than its own.
+
+    Checkpoints whose weight names do not fit the architecture are left to
+    :func:`.folder.load_state`, which lists the missing and unexpected weights.
+
+    Raises:
+        ModelError: naming the checkpoint, the quality asked and the fitting ones.
+    """
+    spec = get_spec(model.config["architecture"])
+    _check_published_label(Path(checkpoint), spec.name, quality, metric)
+    tables = entropy_table_keys(model)
+    expected = model.state_dict()
+    if set(expected) - tables != set(state_dict) - tables:
+        return  # other weight names: another architecture, load_state says which
+    wrong = _wrong_shapes(expected, state_dict, tables, f"quality {quality} needs")
+    if not wrong:
+        return
+    asked = {k: v for k, v in model.config.items() if k in spec.qualities[quality]}
+    groups: dict[tuple, list[int]] = {}
+    for q, hparams in sorted(spec.qualities.items()):
+        groups.setdefault(tuple(hparams.items()), []).append(q)
+    fitting = []
+    for key, qualities in groups.items():
+        if dict(key) == asked:
+            continue  # the model of the quality asked: it does not fit
+        candidate = create(spec.name, quality=qualities[0], metric=metric).state_dict()
+        if not _wrong_shapes(candidate, state_dict, tables, ""):
+            fitting.append((qualities, dict(key)))
+    where = f"checkpoint {checkpoint}"
+    asked_text = f"{spec.name} quality {quality} ({_hparams(asked)})"
+    if fitting:
+        fits = "; ".join(f"quality {_span(q)} ({_hparams(h)})" for q, h in fitting)
+        choices = [q for qualities, _ in fitting for q in qualities]
+        tail = (
+            f"convert it as quality {choices[0]}"
+            if len(choices) == 1
+            else f"convert it as the quality it was trained for, one of {_span(choices)} "
+            "(their hyper-parameters are the same: the shapes cannot tell them apart)"
+        )
+        raise ModelError(
+            f"{where} does not hold {asked_text} weights: the checkpoint's shapes fit "
+            f"{fits}, not quality {quality}; {tail}"
+        )
+    others = "; ".join(f"{_span(q)}: {_hparams(dict(k))}" for k, q in groups.items())
+    raise ModelError(
+        f"{where} does not hold {asked_text} weights, nor those of any quality of "
+        f"{spec.name} ({others}): weights of the wrong shape: {', '.join(wrong[:3])}"
+        + (f" and {len(wrong) - 3} more" if len(wrong) > 3 else "")
+    )
+
+
+def _wrong_shapes(expected: dict, state_dict: dict, tables: set[str], needs: str) -> list[str]:
+    """``"key (shape) (NEEDS (shape))"`` for the weights whose shapes differ, in the
+    model's order (its first layers first)."""
+    return [
+        f"{key} {tuple(state_dict[key].shape)} ({needs} {tuple(expected[key].shape)})"
+        for key in expected
+        if key in state_dict
+        and key not in tables
+        and tuple(state_dict[key].shape) != tuple(expected[key].shape)
+    ]
+
+
+def _hparams(hparams: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in hparams.items())
+
+
+def _span(qualities: list[int]) -> str:
+    """``"1-5"`` for a run of consecutive qualities, else ``"1, 3"``."""
+    qualities = sorted(qualities)
+    if len(qualities) > 1 and qualities == list(range(qualities[0], qualities[-1] + 1)):
+        return f"{qualities[0]}-{qualities[-1]}"
+    return ", ".join(map(str, qualities))
+
+
+def _check_published_label(path: Path, architecture: str, quality: int, metric: str) -> None:
+    """ModelError if ``path`` is a CompressAI published checkpoint of another
+    architecture, quality or metric than asked."""
+    entry = _published_compressai_entry(path) if path.is_file() else None
+    if entry is None:
+        return
+    theirs = (entry["architecture"], int(entry["quality"]), entry["metric"])
+    if theirs != (architecture, quality, metric):
+        raise ModelError(
+            f"checkpoint {path} is CompressAI's published {theirs[0]} quality {theirs[1]} "
+            f"{theirs[2]} model (its file name and sha256), not {architecture} quality "
+            f"{quality} {metric}: convert it as {theirs[0]}, quality {theirs[1]}, metric "
+            f"{theirs[2]}"
+        )
 
 
 def convert_compressai(

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import threading
 import zlib
 from dataclasses import dataclass
 
@@ -66,6 +67,9 @@ class Coded:
     # (pku_aigi.codecs.rans_guard; the codec sets them), None for none. Decoders take
     # the strings through padded(): the padding can be 20x the string.
     padding: list[list[int]] | None = None
+    # Float sums checked with a tolerance (FloatChecks): the means and latent residual
+    # prediction of slice models, which run in float32. None: the file has none (v1).
+    float_checks: tuple[float, ...] | None = ()
 
     def padded(self, group: int, index: int = 0) -> bytes:
         """String ``index`` of ``group`` followed by its padding. Hand it to the rANS
@@ -80,20 +84,45 @@ class Coded:
         return [[self.padded(g, i) for i in range(len(s))] for g, s in enumerate(self.strings)]
 
 
+_deterministic_lock = threading.Lock()
+_deterministic_users = 0
+_saved_settings: tuple = ()
+
+
 @contextlib.contextmanager
 def deterministic_torch():
-    """TF32 off, cuDNN deterministic and not autotuning, for the duration of coding."""
-    cudnn = torch.backends.cudnn
-    saved = (cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32)
-    saved_matmul = torch.backends.cuda.matmul.allow_tf32
-    cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32 = True, False, False
-    torch.backends.cuda.matmul.allow_tf32 = False
+    """TF32 off, cuDNN deterministic and not autotuning, for the duration of coding.
+
+    The settings are process-wide: with several threads coding at once, the first to
+    enter sets them and the last to leave restores them, so that no thread codes with
+    another's restored settings.
+    """
+    global _deterministic_users, _saved_settings
+    cudnn, matmul = torch.backends.cudnn, torch.backends.cuda.matmul
+    with _deterministic_lock:
+        if _deterministic_users == 0:
+            _saved_settings = (
+                cudnn.deterministic,
+                cudnn.benchmark,
+                cudnn.allow_tf32,
+                matmul.allow_tf32,
+            )
+            cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32 = True, False, False
+            matmul.allow_tf32 = False
+        _deterministic_users += 1
     try:
         with torch.inference_mode():
             yield
     finally:
-        cudnn.deterministic, cudnn.benchmark, cudnn.allow_tf32 = saved
-        torch.backends.cuda.matmul.allow_tf32 = saved_matmul
+        with _deterministic_lock:
+            _deterministic_users -= 1
+            if _deterministic_users == 0:
+                (
+                    cudnn.deterministic,
+                    cudnn.benchmark,
+                    cudnn.allow_tf32,
+                    matmul.allow_tf32,
+                ) = _saved_settings
 
 
 class WeightsCache:
@@ -142,6 +171,45 @@ def check_crc(expected: int | None, actual: int, what: str) -> None:
     never matches: a file cannot switch its checks off."""
     if expected != actual:
         raise DesyncError(what)
+
+
+class FloatChecks:
+    """Sums of float values that the decoder must recompute, compared with a tolerance.
+
+    Exact CRCs cover what is exact (scale indexes, symbols, means on a grid); values that
+    a model computes in float32 and uses unrounded, such as the means and the latent
+    residual prediction (LRP) of channel-slice models (Minnen & Singh 2020), differ by
+    ~1e-7 between devices but by far more when the weights differ. Each kind keeps
+    ``sum(|v|)`` in float64; a decoder sum further than ``RELATIVE * sum + ABSOLUTE *
+    count`` from the stored float32 one is a desync.
+    """
+
+    RELATIVE = 1e-5
+    ABSOLUTE = 1e-6
+
+    def __init__(self, kinds: tuple[str, ...]):
+        self.kinds = kinds
+        self.sums = [0.0] * len(kinds)
+        self.counts = [0] * len(kinds)
+
+    def add(self, kind: str, values: torch.Tensor) -> None:
+        index = self.kinds.index(kind)
+        self.sums[index] += float(values.detach().double().abs().sum())
+        self.counts[index] += values.numel()
+
+    def values(self) -> tuple[float, ...]:
+        """The sums as stored (float32)."""
+        return tuple(float(np.float32(value)) for value in self.sums)
+
+    def check(self, stored: tuple[float, ...] | None) -> None:
+        """DesyncError unless ``stored`` (None: a file without float checks) matches."""
+        if stored is None:
+            return
+        if len(stored) != len(self.kinds):
+            raise DesyncError(f"{' and '.join(self.kinds)} (the file has no float checks)")
+        for kind, mine, count, theirs in zip(self.kinds, self.sums, self.counts, stored):
+            if abs(mine - theirs) > self.RELATIVE * abs(theirs) + self.ABSOLUTE * count:
+                raise DesyncError(kind)
 
 
 def symbols_in_range(latent: torch.Tensor, centers: torch.Tensor | None = None) -> None:
@@ -230,17 +298,21 @@ class GaussianTables:
         """The fewest bits the rANS coder can have spent on ``symbols`` coded with the
         CDF rows ``indexes``: -log2(frequency / 2**16) each (an escaped value at least
         its escape symbol's), less the coder's rounding gain (see codecs.rans_guard)."""
-        if not hasattr(self, "_bits"):
+        tables = self.__dict__.get("_bit_tables")
+        if tables is None:  # built once; one assignment, so threads see all or nothing
             cdf = np.asarray(self.cdf, dtype=np.float64)
             freqs = np.maximum(np.diff(cdf, axis=1), 1.0)
-            self._bits = np.maximum(16.0 - np.log2(freqs) - ROUNDING_GAIN_BITS, 0.0)
-            self._lengths = np.asarray(self.lengths, dtype=np.int64)
-            self._offsets = np.asarray(self.offsets, dtype=np.int64)
+            tables = self._bit_tables = (
+                np.maximum(16.0 - np.log2(freqs) - ROUNDING_GAIN_BITS, 0.0),
+                np.asarray(self.lengths, dtype=np.int64),
+                np.asarray(self.offsets, dtype=np.int64),
+            )
+        bits, lengths, offsets = tables
         rows = np.asarray(indexes, dtype=np.int64)
-        values = np.asarray(symbols, dtype=np.int64) - self._offsets[rows]
-        escape = self._lengths[rows] - 2
+        values = np.asarray(symbols, dtype=np.int64) - offsets[rows]
+        escape = lengths[rows] - 2
         values = np.where((values >= 0) & (values < escape), values, escape)
-        return float(self._bits[rows, values].sum())
+        return float(bits[rows, values].sum())
 
     def indexes(self, scales: torch.Tensor) -> torch.Tensor:
         """Scale-table index per element (as ``GaussianConditional.build_indexes``)."""

@@ -342,3 +342,28 @@ def _hparams_text(config: dict[str, Any]) -> str:
     if not hparams:
         return ""
     return " (" + ", ".join(f"{k}={v}" for k, v in hparams.items()) + ")"
+
+
+# --------------------------------------------------------------------------- references
+def portable_reference(path: str | os.PathLike) -> tuple[str, str | None]:
+    """``(reference, revision)`` naming a local model folder without its absolute path.
+
+    What an .aigic header records, so that shared files do not carry the user's paths: a
+    Hub cache snapshot (``.../models--ORG--NAME/snapshots/REV``) is ``("ORG/NAME", REV)``,
+    a folder of the zoo's cache (``.../models--ORG--NAME``) is ``("ORG/NAME", None)``, a
+    folder under ``$PKU_AIGI_MODELS_DIR`` its repo id there, any other folder its name.
+    The model's fingerprint, not this name, decides whether weights fit a file.
+    """
+    folder = Path(path).resolve()
+    parts = folder.parts
+    if len(parts) >= 3 and parts[-2] == "snapshots" and parts[-3].startswith("models--"):
+        return parts[-3][len("models--") :].replace("--", "/"), parts[-1]
+    if folder.name.startswith("models--") and "--" in folder.name[len("models--") :]:
+        return folder.name[len("models--") :].replace("--", "/"), None
+    root = os.environ.get("PKU_AIGI_MODELS_DIR")
+    if root:
+        with contextlib.suppress(ValueError, OSError):
+            relative = folder.relative_to(Path(root).resolve()).as_posix()
+            if relative != ".":
+                return relative, None
+    return folder.name, None
