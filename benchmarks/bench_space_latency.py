@@ -9,8 +9,8 @@ in the page from the click event:
   response);
 - ``shown``: the first animation frame in which both slider images are loaded;
 - ``results (warm, codecs one after the other)``: the same, with the codecs of the request
-  run one after the other as before issue 14 (``engine.MAX_WORKERS = 1``), clicks
-  interleaved with the concurrent ones (``--no-sequential`` skips them);
+  run one after the other (``engine.MAX_WORKERS = 1``), clicks interleaved with the
+  concurrent ones (``--no-sequential`` skips them);
 - ``plot``: click -> the RD plot is drawn (only with RD curves on: 6 extra encodes per
   conventional codec).
 
@@ -229,7 +229,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from pku_aigi.demo import engine
 
-    concurrent = hasattr(engine, "compress_many")  # False on code before issue 14
+    # False on a checkout whose Space ran a request's codecs one after the other
+    concurrent = hasattr(engine, "compress_many")
     one_after_other = concurrent and not args.no_sequential
     load_before = os.getloadavg()
     before = direct_api_seconds(catalog, IMAGE)  # also warms the codecs up
@@ -241,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         "API concurrent (interleaved)": [],
     }
     breakdowns: list[dict[str, float]] = []
-    if one_after_other:  # the Space as before issue 14, clicks interleaved with today's
+    if one_after_other:  # codecs one after the other, clicks interleaved with concurrent ones
         timings["results (warm, codecs one after the other)"] = []
     try:
         with sync_playwright() as playwright:

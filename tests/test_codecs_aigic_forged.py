@@ -14,9 +14,10 @@ from compressai.ans import BufferedRansEncoder, RansDecoder
 from PIL import Image
 
 from pku_aigi import models
-from pku_aigi.codecs import container, from_model, rans_guard
+from pku_aigi.codecs import container, from_model
 from pku_aigi.codecs.learned import _binding
 from pku_aigi.errors import CorruptStreamError
+from pku_aigi.models import rans_guard
 from pku_aigi.models.entropy_coding import Coded, tables_crc
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -112,7 +113,7 @@ def test_latent_shape_must_be_the_one_the_image_size_implies(arch, stride, crop)
     assert header.latent_shape == (-(-60 // 64) * 64 // stride, -(-90 // 64) * 64 // stride)
     h, w = header.latent_shape
     for shape in [(h, w + 1), (h + 1, w), (1, 1) if (h, w) != (1, 1) else (2, 2)]:
-        with pytest.raises(CorruptStreamError, match="does not match the 90x60 image"):
+        with pytest.raises(CorruptStreamError, match="does not match the coded 128x64 image"):
             codec.decode(forged(data, latent_shape=shape))
 
 

@@ -3,6 +3,8 @@ never a traceback, a DecompressionBombError or a 2 GiB allocation."""
 
 from __future__ import annotations
 
+import io
+import shutil
 import struct
 import tracemalloc
 import zlib
@@ -13,7 +15,7 @@ from PIL import Image
 from pku_aigi.cli import main
 from pku_aigi.demo.upload import InputImageError, load_input_image
 from pku_aigi.errors import CodecError
-from pku_aigi.image_input import open_image_file
+from pku_aigi.image_input import ImageFileError, image_file_size, open_image_file
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -37,6 +39,20 @@ def grey_png(width: int, height: int, *extra: bytes, rows: int | None = None) ->
     )
 
 
+def tiff_with_lost_frame() -> bytes:
+    """A 32x32 RGB TIFF whose next-IFD offset points past the end of the file: its first
+    frame decodes, and counting its frames makes Pillow raise TypeError ("Missing
+    dimensions"), which no opener listing Pillow's usual errors catches."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (10, 20, 30)).save(buffer, "TIFF")
+    data = bytearray(buffer.getvalue())
+    assert data[:4] == b"II*\0"  # little-endian TIFF
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    entries = struct.unpack_from("<H", data, ifd)[0]
+    struct.pack_into("<I", data, ifd + 2 + 12 * entries, len(data) + 1000)
+    return bytes(data)
+
+
 @pytest.fixture(scope="module")
 def crafted(tmp_path_factory):
     folder = tmp_path_factory.mktemp("crafted")
@@ -46,6 +62,7 @@ def crafted(tmp_path_factory):
             32, 32, chunk(b"zTXt", b"Comment\0\0" + zlib.compress(b"A" * (2 << 20)))
         ),
         "length.png": grey_png(32, 32),
+        "lost-frame.tif": tiff_with_lost_frame(),
     }
     data = bytearray(files["length.png"])
     struct.pack_into(">I", data, data.find(b"IDAT") - 4, 0x7FFF_FFFF)  # IDAT length 2 GiB
@@ -127,3 +144,64 @@ def test_a_side_above_the_format_limit_is_a_codec_error(codec, size):
 
     with pytest.raises(CodecError, match=rf"{codec} cannot code this {size[0]}x{size[1]} image"):
         codecs.get(codec).encode(Image.new("RGB", size), 90)
+
+
+def test_a_tiff_with_a_lost_frame_is_one_codec_error(crafted):
+    with pytest.raises(TypeError, match="Missing dimensions"):  # what Pillow itself does
+        with Image.open(crafted / "lost-frame.tif") as image:
+            getattr(image, "n_frames", 1)
+    with pytest.raises(ImageFileError, match=r"lost-frame\.tif is truncated or corrupt") as info:
+        open_image_file(crafted / "lost-frame.tif")
+    assert isinstance(info.value, CodecError) and info.value.kind == "pixels"
+    assert image_file_size(crafted / "lost-frame.tif") == (32, 32)  # the header is fine
+
+
+def test_space_upload_of_a_crafted_tiff_gives_the_space_message(crafted, tmp_path):
+    """The Space's handlers word the refusal by the upload's name, never a TypeError."""
+    import gradio as gr
+
+    from pku_aigi.demo.catalog import Catalog, registered_options
+    from pku_aigi.demo.handlers import MODE_LEVEL, Handlers
+
+    upload = tmp_path / "upload" / "scan.tif"
+    upload.parent.mkdir()
+    shutil.copy(crafted / "lost-frame.tif", upload)
+    expected = r"scan\.tif is truncated or corrupt \(.*\): upload the complete file"
+    with pytest.raises(InputImageError, match=expected):
+        load_input_image(upload)
+    handlers = Handlers(Catalog(registered_options()))
+    value, notes = handlers.on_upload(str(upload))
+    assert value is None and notes.startswith("**Cannot use this file:** scan.tif is truncated")
+    assert str(upload.parent) not in notes  # the server's path is not shown
+    with pytest.raises(gr.Error, match=expected):
+        handlers.compress(str(upload), "", ["jpeg"], MODE_LEVEL, 50, None, progress=print)
+
+
+def test_bench_and_train_folders_refuse_a_crafted_file_with_a_codec_error(
+    crafted, pku_examples, tmp_path
+):
+    from pku_aigi.bench.images import images_from_folder
+    from pku_aigi.train.data import FolderSource
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    shutil.copy(sorted((pku_examples / "mj52").glob("*.png"))[0], folder / "a.png")
+    shutil.copy(crafted / "lost-frame.tif", folder / "b.tif")
+    with pytest.raises(CodecError, match=r"b\.tif is truncated or corrupt"):
+        images_from_folder(folder)
+    source = FolderSource(folder)
+    assert source.image(0).mode == "RGB"
+    with pytest.raises(CodecError, match=r"b\.tif is truncated or corrupt"):
+        source.image(1)
+    (folder / "b.tif").write_bytes(crafted.joinpath("bomb.png").read_bytes())
+    with pytest.raises(CodecError, match=r"b\.tif is too large to decode safely"):
+        source.size(1)  # the header check of the crop sizes refuses it too
+
+
+def test_size_is_read_from_the_header_alone(tmp_path):
+    path = tmp_path / "cut.png"
+    path.write_bytes(grey_png(300, 200)[:60])  # the file ends inside IDAT
+    assert image_file_size(path) == (300, 200)
+    with pytest.raises(ImageFileError, match=r"300x200 = 60,000 pixels") as info:
+        image_file_size(path, max_pixels=50_000)
+    assert info.value.kind == "size" and info.value.size == (300, 200)

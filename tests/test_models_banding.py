@@ -20,9 +20,9 @@ from PIL import Image
 from torch import nn
 
 from pku_aigi import codecs, models
-from pku_aigi.codecs import container, rans_guard
+from pku_aigi.codecs import container
 from pku_aigi.errors import CorruptStreamError
-from pku_aigi.models import compressai_coding, entropy_coding
+from pku_aigi.models import compressai_coding, entropy_coding, rans_guard
 from pku_aigi.models.banding import UnsupportedLayerError, output_height, row_map, run_in_bands
 from pku_aigi.models.compressai_archs import COMPRESSAI_ARCHITECTURES
 from pku_aigi.models.pixels import to_pixels

@@ -5,8 +5,10 @@ before its pixels are decoded: Pillow reads a file's header on ``Image.open`` an
 pixels on ``load()``, and the pixel limit is checked in between, so a file declaring
 30000x30000 pixels costs a header read, not gigabytes. Whatever a crafted file makes
 Pillow raise (decompression bombs, text chunks above Pillow's ``MAX_TEXT_CHUNK``,
-truncated or inconsistent chunks) becomes one :class:`~pku_aigi.errors.CodecError`
-naming the file.
+truncated or inconsistent chunks) becomes one :class:`ImageFileError` (a
+:class:`~pku_aigi.errors.CodecError`) naming the file. It is the one opener of image
+files for ``pku-aigi compress``, the Space's uploads, the benchmark's and training's
+folders; :func:`image_file_size` makes the same checks on the header alone.
 
 :func:`read_folder` lists the images of a folder and their prompts (the imagefolder
 layout of ``datasets``); the benchmark, training and the Space read folders with it.
@@ -44,11 +46,12 @@ import json
 import os
 import struct
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from .errors import CodecError, DatasetError
 
@@ -135,44 +138,141 @@ _MALFORMED = (
 )
 
 
-def open_image_file(path: str | os.PathLike, max_pixels: int = MAX_PIXELS_DEFAULT) -> Image.Image:
+class ImageFileError(CodecError):
+    """An image file :func:`open_image_file` (or :func:`image_file_size`) refuses.
+
+    The message names the file. ``detail`` is the reason without the file's name and
+    ``kind`` says where the file failed, so that a caller can word its own message:
+
+    ``"file"``    missing, a folder, more than :data:`MAX_FILE_BYTES`, or unreadable
+    ``"format"``  no image format Pillow reads
+    ``"bomb"``    declares more pixels than Pillow decodes safely (a decompression bomb)
+    ``"header"``  a malformed header
+    ``"size"``    no pixel, or more than ``max_pixels``; ``size`` is (width, height)
+    ``"pixels"``  truncated or corrupt image data (or frame headers)
+    """
+
+    def __init__(
+        self, message: str, *, kind: str, detail: str, size: tuple[int, int] | None = None
+    ):
+        super().__init__(message)
+        self.kind = kind
+        self.detail = detail
+        self.size = size
+
+
+def _checked_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise ImageFileError(f"{path} does not exist", kind="file", detail="it does not exist")
+    if path.is_dir():
+        raise ImageFileError(
+            f"{path} is a folder, not an image", kind="file", detail="it is a folder, not an image"
+        )
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        detail = f"{size:,} bytes, more than the {MAX_FILE_BYTES:,} accepted for an image"
+        raise ImageFileError(f"{path} is {detail}", kind="file", detail=f"it is {detail}")
+    return path
+
+
+def _unreadable(path: Path, error: OSError) -> ImageFileError:
+    detail = error.strerror or str(error)
+    return ImageFileError(f"cannot read {path}: {detail}", kind="file", detail=detail)
+
+
+def _open_header(path: Path, file, max_pixels: int) -> Image.Image:
+    """``Image.open`` of ``file`` (the contents of ``path``), pixel count checked; no pixel
+    is decoded. Call with warnings ignored."""
+    try:
+        image = Image.open(file)
+    except Image.DecompressionBombError as error:
+        raise ImageFileError(
+            f"{path} is too large to decode safely ({error})", kind="bomb", detail=str(error)
+        ) from None
+    except UnidentifiedImageError:
+        # Pillow's own message names the BytesIO object, not the file
+        detail = "not in an image format Pillow reads"
+        raise ImageFileError(
+            f"cannot read {path} as an image: {detail}", kind="format", detail=detail
+        ) from None
+    except _MALFORMED as error:
+        raise ImageFileError(
+            f"cannot read {path} as an image: {error}", kind="header", detail=str(error)
+        ) from None
+    try:
+        check_pixels(image.width, image.height, max_pixels)
+    except CodecError as error:
+        image.close()
+        raise ImageFileError(str(error), kind="size", detail=str(error), size=image.size) from None
+    return image
+
+
+def open_image_file(
+    path: str | os.PathLike,
+    max_pixels: int = MAX_PIXELS_DEFAULT,
+    *,
+    before_decode: Callable[[Image.Image], object] | None = None,
+) -> Image.Image:
     """The decoded image in ``path`` (its first frame), as Pillow reads it.
 
     The file is read into memory first (at most :data:`MAX_FILE_BYTES`): Pillow then
     reads from a ``BytesIO``, where a chunk length of 2 GiB in a 3 KB file allocates
-    3 KB, not 2 GiB as a buffered file read does.
+    3 KB, not 2 GiB as a buffered file read does. The frames are counted (which parses
+    every frame header) before the first frame is decoded, so the returned image holds
+    its pixels and nothing is decoded later outside these checks.
+
+    Args:
+        path: the image file.
+        max_pixels: largest accepted ``width * height``, checked from the header.
+        before_decode: called with the opened image after its size is checked and before
+            any pixel is decoded (e.g. to read ``image.tile``, which decoding empties).
 
     Raises:
-        CodecError: missing, not an image, malformed, empty, or above ``max_pixels``.
+        ImageFileError: (a :class:`CodecError`) missing, not an image, malformed, empty,
+            or above ``max_pixels``.
     """
-    path = Path(path)
-    if not path.exists():
-        raise CodecError(f"{path} does not exist")
-    if path.is_dir():
-        raise CodecError(f"{path} is a folder, not an image")
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        raise CodecError(
-            f"{path} is {size:,} bytes, more than the {MAX_FILE_BYTES:,} accepted for an image"
-        )
-    data = path.read_bytes()
+    path = _checked_path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise _unreadable(path, error) from None
     with warnings.catch_warnings():
         # Pillow warns (e.g. "Truncated File Read") and then fails or not: the outcome
         # is what counts, and a warning would add lines to the one-line CLI error.
         warnings.simplefilter("ignore")
+        image = _open_header(path, io.BytesIO(data), max_pixels)
+        if before_decode is not None:
+            before_decode(image)
         try:
-            image = Image.open(io.BytesIO(data))
-        except Image.DecompressionBombError as error:
-            raise CodecError(f"{path} is too large to decode safely ({error})") from None
-        except _MALFORMED as error:
-            raise CodecError(f"cannot read {path} as an image: {error}") from None
-        check_pixels(image.width, image.height, max_pixels)
-        try:
-            image.load()
             getattr(image, "n_frames", 1)  # counting frames parses every frame header
+            image.load()
         except _MALFORMED as error:
-            raise CodecError(f"{path} is truncated or corrupt ({error})") from None
+            raise ImageFileError(
+                f"{path} is truncated or corrupt ({error})", kind="pixels", detail=str(error)
+            ) from None
     return image
+
+
+def image_file_size(
+    path: str | os.PathLike, max_pixels: int = MAX_PIXELS_DEFAULT
+) -> tuple[int, int]:
+    """(width, height) of the image in ``path`` from its header: the checks of
+    :func:`open_image_file` up to the pixel count, reading the header only (to check the
+    sizes of a whole folder before using it).
+
+    Raises:
+        ImageFileError: as :func:`open_image_file`, except for the image data.
+    """
+    path = _checked_path(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            file = path.open("rb")
+        except OSError as error:
+            raise _unreadable(path, error) from None
+        with file, _open_header(path, file, max_pixels) as image:
+            return image.size
 
 
 # --- image folders ------------------------------------------------------------------------

@@ -120,7 +120,7 @@ class ClipScorer:
         try:
             self.model = CLIPModel.from_pretrained(model_id).to(self.device).eval()
             self.processor = CLIPProcessor.from_pretrained(model_id)
-        except Exception as error:  # noqa: BLE001 - any load failure means "unavailable"
+        except Exception as error:  # any load failure means "unavailable" (re-raised as such)
             raise MetricUnavailableError(
                 f"CLIP score skipped: cannot load {model_id!r} ({type(error).__name__}: "
                 f"{str(error).splitlines()[0] if str(error) else ''})"
@@ -160,7 +160,7 @@ class LpipsScorer:
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         try:
             self.model = lpips.LPIPS(net=net, verbose=False).to(self.device).eval()
-        except Exception as error:  # noqa: BLE001 - backbone weights not downloadable
+        except Exception as error:  # weights not downloadable, or any load failure: unavailable
             raise MetricUnavailableError(
                 f"LPIPS skipped: cannot load its {net} weights ({type(error).__name__})"
             ) from error

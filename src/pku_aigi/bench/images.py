@@ -1,8 +1,10 @@
 """The images a benchmark runs on: a dataset split or a folder, as :class:`BenchImage`.
 
 Every image is decoded once to RGB 8-bit (by :func:`pku_aigi.image_input.to_rgb`, the
-rule every codec applies, through :func:`pku_aigi.metrics.to_rgb_array`) and keyed by the SHA-256 of its pixels (and size), so cached
-measurements follow the content, not the file name.
+rule every codec applies, through :func:`pku_aigi.metrics.to_rgb_array`) and keyed by the
+SHA-256 of its pixels (and size), so cached measurements follow the content, not the file
+name. Image files are opened by :func:`pku_aigi.image_input.open_image_file`, so a
+crafted file is one :class:`~pku_aigi.errors.CodecError` naming it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DatasetError, PkuAigiError
-from ..image_input import read_folder
+from ..image_input import open_image_file, read_folder
 from ..metrics import MS_SSIM_MIN_SIDE, ImageTooSmallError, to_rgb_array
 
 logger = logging.getLogger(__name__)
@@ -77,7 +79,8 @@ def check_sizes(images: list[BenchImage]) -> list[BenchImage]:
 
 
 def images_from_folder(folder: str | Path, limit: int | None = None) -> list[BenchImage]:
-    """All images under ``folder`` (:func:`pku_aigi.image_input.read_folder`).
+    """All images under ``folder`` (:func:`pku_aigi.image_input.read_folder`), each opened
+    by :func:`pku_aigi.image_input.open_image_file`.
 
     The subset of an image is its first sub-folder (``folder/mj52/1.png`` -> ``mj52``),
     or the folder's own name for images directly inside it. ``limit`` keeps the first
@@ -95,10 +98,10 @@ def images_from_folder(folder: str | Path, limit: int | None = None) -> list[Ben
         subset = parts[0] if len(parts) > 1 else root.resolve().name
         if limit is not None and per_subset.get(subset, 0) >= limit:
             continue
+        opened = open_image_file(item.path)  # a CodecError naming the file
         try:
-            with Image.open(item.path) as opened:
-                rgb = to_rgb_array(opened)
-        except (OSError, PkuAigiError) as error:
+            rgb = to_rgb_array(opened)
+        except PkuAigiError as error:
             raise PkuAigiError(f"cannot read image {item.path}: {error}") from error
         per_subset[subset] = per_subset.get(subset, 0) + 1
         images.append(BenchImage(item.relative, subset, rgb, item.prompt))

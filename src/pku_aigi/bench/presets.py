@@ -219,7 +219,7 @@ def learned_runs(
         except PkuAigiError as error:
             unavailable[source] = str(error)
             continue
-        except Exception as error:  # noqa: BLE001 - hub/network errors
+        except Exception as error:  # noqa: BLE001 - any hub/network error: listed as unavailable
             unavailable[source] = f"cannot load: {type(error).__name__}: {error}"
             continue
         config = model.config
@@ -278,7 +278,7 @@ def zoo_runs(
             sources = {q: sources[q] for q in chosen}
             try:
                 codec = _learned_codec(sources, arch, pad_multiple, device, architecture=arch)
-            except Exception as error:  # noqa: BLE001 - offline / missing weights
+            except Exception as error:  # noqa: BLE001 - any load error (offline, no weights): unavailable
                 unavailable[arch] = f"weights cannot be loaded ({type(error).__name__}: {error})"
                 continue
             runs.append(CodecRun(arch, tuple(sorted(sources)), codec=codec))

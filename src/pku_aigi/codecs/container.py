@@ -305,17 +305,6 @@ def _check_coded_size(width, height, coded_width, coded_height, error) -> None:
             )
 
 
-def check_latent_shape(header: AigicFile, expected: tuple[int, ...]) -> None:
-    """Raise CorruptStreamError unless the header's latent shape is ``expected``, the one
-    its image size and the model's downsampling imply (anything else would make the
-    entropy decoder read symbols the strings do not hold)."""
-    if tuple(header.latent_shape) != tuple(expected):
-        raise CorruptStreamError(
-            f"not a valid .aigic file: latent shape {tuple(header.latent_shape)} does not "
-            f"match the {header.width}x{header.height} image (the model needs {tuple(expected)})"
-        )
-
-
 def payload_size(data: bytes) -> int:
     """Bytes of entropy-coded strings in ``data`` (no header, no prompt, no checks)."""
     return sum(len(s) for group in parse(data).strings for s in group)

@@ -127,7 +127,7 @@ class FfmpegCodec(ConventionalCodec):
     def availability(cls) -> str | None:
         try:
             ffmpeg_executable()
-        except Exception as error:  # imageio-ffmpeg raises RuntimeError with a reason
+        except Exception as error:  # noqa: BLE001 - whatever imageio-ffmpeg raises: unavailable
             return f"no ffmpeg binary from imageio-ffmpeg ({error})"
         try:
             missing = [

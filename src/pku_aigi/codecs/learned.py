@@ -34,7 +34,7 @@ from PIL import Image
 
 from ..errors import CodecError, CorruptStreamError, ModelError
 from ..image_input import to_rgb
-from . import container, rans_guard
+from . import container
 from .base import MAX_PIXELS_DEFAULT, Codec
 
 if TYPE_CHECKING:
@@ -138,8 +138,6 @@ class LearnedCodec(Codec):
     """
 
     file_extension = container.FILE_EXTENSION
-    # Downsampling of the stored latent (z of the hyperprior) and of y.
-    Z_STRIDE, Y_STRIDE = 64, 16
 
     def __init__(
         self,
@@ -309,83 +307,37 @@ class LearnedCodec(Codec):
 
     # ------------------------------------------------------------------ helpers
     def _checked_padding(self, header: container.AigicFile) -> list[list[int]]:
-        """The zero bytes after each of the header's strings that keep the rANS decoder
-        from reading past them (:mod:`.rans_guard`), once the strings are checked
-        against the work the header announces."""
-        from compressai.models import FactorizedPrior
-
-        from ..models.compressai_archs import AutoregressiveModel
-
-        factorized = isinstance(self.model, FactorizedPrior)
-        pixels = header.width * header.height
+        """The model's checks of the header's latent shape and strings against the coded
+        size (:meth:`LearnedCodecModel.check_coded`), and the rANS padding they give."""
         limit = self.max_sequential_pixels
-        if isinstance(self.model, AutoregressiveModel) and limit is not None and pixels > limit:
+        pixels = header.width * header.height
+        if self.model.decodes_sequentially and limit is not None and pixels > limit:
             raise CorruptStreamError(
                 f"{self.model_id} decodes autoregressively (one latent position at a time): "
                 f"a {header.width}x{header.height} image is more than the {limit} pixels "
                 "allowed here; decode it locally with `pku-aigi decompress`"
             )
-        padded_w, padded_h = self._coded_size(header)
-        z_channels = int(self.model.entropy_bottleneck._quantized_cdf.shape[0])
-        if factorized:
-            symbols = [z_channels]
-        else:
-            y_area = (padded_h // self.Y_STRIDE) * (padded_w // self.Y_STRIDE)
-            symbols = [self._y_channels() * y_area, z_channels]
-        shape = self._latent_shape(padded_w, padded_h)
-        container.check_latent_shape(header, shape)
-        if len(header.strings) != len(symbols) or any(len(g) != 1 for g in header.strings):
-            raise CorruptStreamError(
-                f"not a valid .aigic file: {len(header.strings)} string groups of sizes "
-                f"{[len(g) for g in header.strings]}, {self.model_id} codes {len(symbols)} of 1"
-            )
-        if factorized:
-            symbols = [symbols[0] * shape[0] * shape[1]]
-        else:
-            symbols[1] *= shape[0] * shape[1]
-            gc = self.model.gaussian_conditional
-            bits = rans_guard.min_bits_per_symbol(gc._quantized_cdf, gc._cdf_length)
-            rans_guard.check_string_can_hold(header.strings[0][0], symbols[0], bits, "y string")
-        return [
-            [rans_guard.pad_length(string, count) for string in group]
-            for group, count in zip(header.strings, symbols)
-        ]
+        from ..models.entropy_coding import Coded
 
-    def _latent_shape(self, coded_width: int, coded_height: int) -> tuple[int, int]:
-        """The stored latent's (H, W) for a coded size: z of the hyperprior models at 1/64,
-        y of the factorized prior at 1/16."""
-        from compressai.models import FactorizedPrior
-
-        stride = self.Y_STRIDE if isinstance(self.model, FactorizedPrior) else self.Z_STRIDE
-        return coded_height // stride, coded_width // stride
+        width, height = self._coded_size(header)
+        coded = Coded(header.strings, header.latent_shape, 0, 0)
+        self.model.check_coded(coded, height, width)
+        return coded.padding
 
     def _coded_size(self, header: container.AigicFile) -> tuple[int, int]:
-        """The (width, height) the encoder coded, checked against this model: the header's
-        (version 2), else the padding to a multiple of the model's factor (up to 1024) that
-        gives the header's latent shape (version 1 files do not record it)."""
-        own = int(self.model.downsampling_factor)
+        """The (width, height) the encoder coded: the header's (version 2), else the
+        padding to a multiple of the model's factor (up to 1024) whose latent shape is
+        the header's (version 1 files do not record it)."""
         if header.coded_size is not None:
-            width, height = header.coded_size
-            if width % own or height % own:
-                raise CorruptStreamError(
-                    f"not a valid .aigic file: coded size {width}x{height} is not a multiple "
-                    f"of {own}, the downsampling factor of {self.model_id}"
-                )
-            return width, height
+            return header.coded_size
+        own = int(self.model.downsampling_factor)
         for multiple in range(own, container.MAX_PADDING + 1, own):
             width = -(-header.width // multiple) * multiple
             height = -(-header.height // multiple) * multiple
-            if self._latent_shape(width, height) == tuple(header.latent_shape):
+            if self.model.latent_shape(height, width) == tuple(header.latent_shape):
                 return width, height
         m = self.pad_multiple
-        return -(-header.width // m) * m, -(-header.height // m) * m  # refused by the caller
-
-    def _y_channels(self) -> int:
-        config = dict(getattr(self.model, "config", {}) or {})
-        channels = getattr(self.model, "M", None) or config.get("M") or config.get("N")
-        if not isinstance(channels, int) or channels < 1:
-            raise CodecError(f"cannot tell the latent channels of {self.model_id}")
-        return channels
+        return -(-header.width // m) * m, -(-header.height // m) * m  # the model refuses it
 
     def _text(self, prompt: str | None):
         if not self.text_conditioned:

@@ -18,7 +18,7 @@ import argparse
 import logging
 from pathlib import Path
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 DEFAULT_PORT = 7860
 
@@ -40,7 +40,7 @@ def build_app(catalog=None, examples_dir: str | Path | None = None):
 
     if catalog is None:
         catalog = Catalog.discover()
-    log.info(
+    logger.info(
         "demo codecs: %s (unavailable: %s)",
         ", ".join(catalog.available_keys),
         ", ".join(option.key for option in catalog.unavailable) or "none",

@@ -26,11 +26,11 @@ from ..codecs.rate_control import encode_to_bpp
 from ..errors import CodecError, CorruptStreamError, PkuAigiError
 from .catalog import MAX_RD_POINTS, Catalog, CodecOption
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 CLIP_MODEL_ENV = "PKU_AIGI_CLIP_MODEL"
 # Threads of one request's codecs (compress_many); None: one per core. 1 runs them one
-# after the other, as before issue 14 (the latency benchmark compares both).
+# after the other (the latency benchmark compares both).
 MAX_WORKERS: int | None = None
 
 
@@ -154,7 +154,7 @@ def compress_many(
             index = futures[future]
             try:
                 outcomes[index] = future.result()
-            except Exception as error:  # reported per codec by the caller
+            except Exception as error:  # noqa: BLE001 - its outcome: a bug in one never hides the others
                 outcomes[index] = error
             if on_done is not None:
                 on_done(options[index], len(outcomes))
@@ -219,7 +219,7 @@ def clip_scorer():
             try:
                 _CLIP[model_id] = metrics.ClipScorer(model_id)
             except metrics.MetricUnavailableError as error:
-                log.warning("%s", error)
+                logger.warning("%s", error)
                 _CLIP[model_id] = str(error)
         return _CLIP[model_id]
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import DatasetError
 from ..image_input import read_folder
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 DATA_DIR_ENV = "PKU_AIGI_DATA_DIR"
 EXAMPLES_DIR_ENV = "PKU_AIGI_EXAMPLES_DIR"
@@ -39,7 +39,7 @@ def find_examples(default_dir: Path | None = None) -> tuple[list[list[str]], str
         try:
             examples = folder_examples(Path(folder))
         except DatasetError as error:  # examples are optional: say why there are none
-            log.warning("no examples from %s: %s", folder, error)
+            logger.warning("no examples from %s: %s", folder, error)
             examples = []
         if examples:
             return examples, f"images in {folder}"
@@ -59,7 +59,7 @@ def validation_examples(data_dir: str) -> list[list[str]]:
         try:
             dataset = pku_aigi.load_dataset(subset, "validation", data_dir=data_dir)
         except Exception as error:  # noqa: BLE001 - examples are optional: log and go on
-            log.warning("no %s validation examples: %s", subset, error)
+            logger.warning("no %s validation examples: %s", subset, error)
             continue
         for index in range(min(PER_SUBSET, len(dataset))):
             row = dataset[index]

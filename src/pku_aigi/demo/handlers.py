@@ -35,7 +35,7 @@ from .engine import RDPoint
 from .plot import rd_figure
 from .upload import InputImage, InputImageError, load_input_image, max_pixels
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 MODE_LEVEL = "Quality level"
 MODE_BPP = "Target bpp"
@@ -210,7 +210,7 @@ class Handlers:
                 gr.Warning(f"{option.key}: {outcome}", title="Codec failed")
                 notes.append(f"{option.key} failed: {outcome}")
             elif isinstance(outcome, Exception):  # a bug in one codec must not hide the others
-                log.error("%s failed", option.key, exc_info=outcome)
+                logger.error("%s failed", option.key, exc_info=outcome)
                 message = f"{type(outcome).__name__}: {outcome}"
                 gr.Warning(f"{option.key}: {message}", title="Codec failed")
                 notes.append(f"{option.key} failed: {message}")
@@ -254,7 +254,7 @@ class Handlers:
         dropdown = gr.update(choices=[r.key for r in results], value=first)
         rows = [_metric_row(result) for result in results]
         watch.lap("outputs")
-        log.debug(
+        logger.debug(
             "compress phases: %s", watch, extra={"phases": watch.laps, "within": watch.within}
         )
         return slider, dropdown, rows, _notes_markdown(image, notes), files, state

@@ -1,7 +1,7 @@
 """What one request and the whole Space may cost: uploads, queue, decoding.
 
 A public Space serves everyone from one CPU: a single upload, request or queued burst
-must not be able to block it (issue 12). Environment variables override the defaults:
+must not be able to block it. Environment variables override the defaults:
 
 - ``PKU_AIGI_DEMO_MAX_UPLOAD`` (default ``"25mb"``): Gradio's ``max_file_size``, checked
   before an upload is stored;

@@ -2,7 +2,10 @@
 
 An upload is checked and converted here, once, by the package's one rule
 (:func:`pku_aigi.image_input.to_rgb`, the same every codec applies), and each
-conversion is reported as a note the UI shows (never a silent change):
+conversion is reported as a note the UI shows (never a silent change). The file is
+opened by the package's one opener, :func:`pku_aigi.image_input.open_image_file` (pixel
+count checked from the header before decoding, bytes bounded, every malformed file one
+error), and what it refuses is worded here by the upload's name:
 
 - not an image, unreadable, too small or too large: :class:`InputImageError` saying why;
 - animated (GIF, APNG, WebP): the first frame is used, with a note (the codecs code one
@@ -17,15 +20,13 @@ conversion is reported as a note the UI shows (never a silent change):
 from __future__ import annotations
 
 import os
-import struct
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from ..errors import CodecError, PkuAigiError
-from ..image_input import SIXTEEN_BIT_GREY, to_rgb
+from ..image_input import SIXTEEN_BIT_GREY, ImageFileError, open_image_file, to_rgb
 
 #: Default pixel limit of the demo (2048 x 2048): CPU Spaces encode VVC at ~1 MP/s.
 DEFAULT_MAX_PIXELS = 2048 * 2048
@@ -72,44 +73,25 @@ def load_input_image(path: str | os.PathLike, limit: int | None = None) -> Input
     """
     path = Path(path)
     limit = max_pixels() if limit is None else limit
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise InputImageError(
-            f"{path.name} is not an image this demo can read: upload a PNG, JPEG, WebP, "
-            "AVIF, TIFF, BMP or GIF file (to decompress a codec's file use the Decode tab)"
-        ) from None
-    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
-        # ValueError: e.g. a text chunk above Pillow's MAX_TEXT_CHUNK, read on open
-        raise InputImageError(f"{path.name} cannot be opened: {error}") from None
+    sixteen_bit = False
 
+    def inspect(image: Image.Image) -> None:  # before decoding, which empties image.tile
+        nonlocal sixteen_bit
+        sixteen_bit = _has_16bit_samples(image)
+
+    try:
+        image = open_image_file(path, limit, before_decode=inspect)
+    except ImageFileError as error:
+        raise _input_error(path.name, error, limit) from None
     width, height = image.size
-    if width * height > limit:
-        raise InputImageError(
-            f"{path.name} is {width}x{height} = {width * height / 1e6:.1f} megapixels; this demo "
-            f"accepts up to {limit / 1e6:.1f} megapixels (e.g. {_square(limit)}): resize or crop it "
-            f"first (when running locally, {MAX_PIXELS_ENV} raises the limit)"
-        )
     if min(width, height) < MIN_SIDE:
-        raise InputImageError(
-            f"{path.name} is {width}x{height}: both sides must be at least {MIN_SIDE} pixels"
-        )
+        raise _size_error(path.name, width, height, limit)
 
     notes: list[str] = []
     if getattr(image, "n_frames", 1) > 1:
         notes.append(
             f"animated image with {image.n_frames} frames: only the first frame is compressed"
         )
-        image.seek(0)
-    sixteen_bit = _has_16bit_samples(image)
-    try:
-        image.load()
-    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as error:
-        raise InputImageError(
-            f"{path.name} is truncated or corrupt ({error}): upload the complete file"
-        ) from None
 
     transposed = ImageOps.exif_transpose(image)
     if transposed.size != image.size or transposed.tobytes() != image.tobytes():
@@ -140,6 +122,40 @@ def to_rgb8(image: Image.Image, *, sixteen_bit: bool = False) -> tuple[Image.Ima
         return to_rgb(image, max_pixels=image.width * image.height), notes
     except CodecError as error:
         raise InputImageError(f"this image cannot be compressed: {error}") from None
+
+
+def _input_error(name: str, error: ImageFileError, limit: int) -> InputImageError:
+    """The demo's wording of what :func:`~pku_aigi.image_input.open_image_file` refused
+    (by the upload's name: the server's path is not the user's business)."""
+    if error.kind == "format":
+        return InputImageError(
+            f"{name} is not an image this demo can read: upload a PNG, JPEG, WebP, "
+            "AVIF, TIFF, BMP or GIF file (to decompress a codec's file use the Decode tab)"
+        )
+    if error.kind == "size" and error.size is not None:
+        return _size_error(name, *error.size, limit)
+    if error.kind == "bomb":
+        return InputImageError(
+            f"{name} is too large to decode safely ({error.detail}); this demo accepts up to "
+            f"{limit / 1e6:.1f} megapixels (e.g. {_square(limit)}): resize or crop it first"
+        )
+    if error.kind == "pixels":
+        return InputImageError(
+            f"{name} is truncated or corrupt ({error.detail}): upload the complete file"
+        )
+    return InputImageError(f"{name} cannot be opened: {error.detail}")
+
+
+def _size_error(name: str, width: int, height: int, limit: int) -> InputImageError:
+    if width * height > limit:
+        return InputImageError(
+            f"{name} is {width}x{height} = {width * height / 1e6:.1f} megapixels; this demo "
+            f"accepts up to {limit / 1e6:.1f} megapixels (e.g. {_square(limit)}): resize or crop "
+            f"it first (when running locally, {MAX_PIXELS_ENV} raises the limit)"
+        )
+    return InputImageError(
+        f"{name} is {width}x{height}: both sides must be at least {MIN_SIDE} pixels"
+    )
 
 
 def _has_16bit_samples(image: Image.Image) -> bool:

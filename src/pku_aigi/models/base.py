@@ -15,7 +15,12 @@ Subclasses (one per architecture, registered in :mod:`pku_aigi.models.registry`)
 - implement ``forward(x, text=None)``, ``compress(x, text=None)`` and
   ``decompress(strings, shape, text=None)``;
 - implement their deterministic entropy coding (:mod:`.entropy_coding`) in
-  ``_code_latents`` and ``_decode_latents``.
+  ``_code_latents`` and ``_decode_latents``;
+- describe what an .aigic file stores of them (the coding contract, which the codec
+  asks and never works out itself): ``hyperprior`` with ``y_stride`` and ``z_stride``
+  (the latent layout), ``latent_channels``, ``decodes_sequentially``; or override
+  :meth:`latent_shape`, :meth:`symbol_counts` and :meth:`check_coded` for another
+  layout.
 
 Build them with ``Cls.from_config(**config)`` (or :func:`pku_aigi.models.create`), which
 fills quality, metric and lambda from the architecture's tables and records
@@ -35,8 +40,8 @@ import torch
 from compressai.models import CompressionModel
 from huggingface_hub import ModelCard, PyTorchModelHubMixin
 
-from ..errors import ModelError
-from . import folder
+from ..errors import CorruptStreamError, ModelError
+from . import folder, rans_guard
 from .card import check_card_info, render_model_card
 from .entropy_coding import Coded, WeightsCache, crc, deterministic_torch
 from .pixels import from_pixels, is_pixels, to_pixels
@@ -60,6 +65,14 @@ class LearnedCodecModel(
     text_conditioned: bool = False
     # Height and width of the input must be multiples of this (CompressAI's name).
     downsampling_factor: int
+    # The latent layout of the coded strings: y (at 1/y_stride of the coded size) and,
+    # with a hyperprior, z (at 1/z_stride); the stored shape is z's, else y's.
+    hyperprior: bool = True
+    y_stride: int = 16
+    z_stride: int = 64
+    # True for a context model that decodes one latent position at a time (its decoding
+    # time grows with the image far faster than the others').
+    decodes_sequentially: bool = False
 
     # CompressAI's implementations work for any module tree: reuse them.
     aux_loss = CompressionModel.aux_loss
@@ -189,6 +202,71 @@ class LearnedCodecModel(
         """True when every entropy model has its tables (``update()`` has run)."""
         state = self.state_dict()
         return all(state[key].numel() > 0 for key in folder.entropy_table_keys(self))
+
+    # ---------------------------------------------------------------- coding contract
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the latent y (``M``; ``N`` for models whose y has N channels)."""
+        channels = getattr(self, "M", None) or self.config.get("M") or self.config.get("N")
+        if not isinstance(channels, int) or channels < 1:
+            raise ModelError(f"{self.architecture} does not say how many channels y has")
+        return channels
+
+    def latent_shape(self, height: int, width: int) -> tuple[int, ...]:
+        """The latent shape an .aigic file stores for a coded (padded) ``height`` x
+        ``width``: z's (H, W) with a hyperprior, else y's."""
+        stride = self.z_stride if self.hyperprior else self.y_stride
+        return height // stride, width // stride
+
+    def symbol_counts(self, height: int, width: int) -> list[int]:
+        """Symbols coded in each string group for a coded ``height`` x ``width``: y's,
+        then z's with a hyperprior (its entropy bottleneck's channels)."""
+        y = self.latent_channels * (height // self.y_stride) * (width // self.y_stride)
+        if not self.hyperprior:
+            return [y]
+        z_height, z_width = height // self.z_stride, width // self.z_stride
+        return [y, int(self.entropy_bottleneck.channels) * z_height * z_width]
+
+    def check_coded(self, coded: Coded, height: int, width: int) -> None:
+        """Check what a file holds against what this model codes for a coded (padded)
+        ``height`` x ``width``, before any decoding work, and set ``coded.padding``.
+
+        The size must be a multiple of :attr:`downsampling_factor`, the latent shape
+        :meth:`latent_shape`, one string per group of :meth:`symbol_counts`; y's string
+        must be long enough for its symbols when a Gaussian conditional codes them
+        (:mod:`.rans_guard`). Every string gets the zero padding that keeps the rANS
+        decoder inside it.
+
+        Raises:
+            CorruptStreamError: naming what does not fit.
+        """
+        factor = int(self.downsampling_factor)
+        if height % factor or width % factor:
+            raise CorruptStreamError(
+                f"not a valid .aigic file: coded size {width}x{height} is not a multiple of "
+                f"{factor}, the downsampling factor of {self.architecture}"
+            )
+        expected = self.latent_shape(height, width)
+        if tuple(coded.shape) != tuple(expected):
+            raise CorruptStreamError(
+                f"not a valid .aigic file: latent shape {tuple(coded.shape)} does not match "
+                f"the coded {width}x{height} image ({self.architecture} needs {expected})"
+            )
+        counts = self.symbol_counts(height, width)
+        groups = [len(group) for group in coded.strings]
+        if groups != [1] * len(counts):
+            raise CorruptStreamError(
+                f"not a valid .aigic file: {len(groups)} string groups of sizes {groups}, "
+                f"{self.architecture} codes {len(counts)} of 1"
+            )
+        if self.hyperprior and hasattr(self, "gaussian_conditional"):
+            gc = self.gaussian_conditional
+            bits = rans_guard.min_bits_per_symbol(gc._quantized_cdf, gc._cdf_length)
+            rans_guard.check_string_can_hold(coded.strings[0][0], counts[0], bits, "y string")
+        coded.padding = [
+            [rans_guard.pad_length(string, count) for string in group]
+            for group, count in zip(coded.strings, counts)
+        ]
 
     # ---------------------------------------------------------------- entropy coding
     def code_latents(self, x: torch.Tensor, text=None, seed: int = 0) -> Coded:

@@ -85,6 +85,7 @@ class Bmshj2018Factorized(CompressAIModel, FactorizedPrior):
 
     architecture = "bmshj2018-factorized"
     string_groups = 1
+    hyperprior = False  # y alone, at 1/16, its shape stored
 
     def __init__(self, N: int, M: int):
         super().__init__(N=N, M=M)
@@ -128,6 +129,8 @@ class Mbt2018Mean(CompressAIModel, MeanScaleHyperprior):
 
 class AutoregressiveModel(CompressAIModel):
     """Codes with the masked context model of Minnen et al. 2018 (mbt2018, cheng2020)."""
+
+    decodes_sequentially = True
 
     def _code_latents(self, x, text, seed):
         return coding.code_autoregressive(self, x, seed)

@@ -64,7 +64,7 @@ class Coded:
     # has decoded more information than that is past the end of a forged string.
     y_string_bits: int | None = None
     # Zero bytes a rANS decoder needs after each string so that it cannot read past it
-    # (pku_aigi.codecs.rans_guard; the codec sets them), None for none. Decoders take
+    # (rans_guard; the model's check_coded sets them), None for none. Decoders take
     # the strings through padded(): the padding can be 20x the string.
     padding: list[list[int]] | None = None
     # Float sums checked with a tolerance (FloatChecks): the means and latent residual

@@ -13,8 +13,7 @@ import argparse
 import json
 from pathlib import Path
 
-from PIL import Image
-
+from ..image_input import open_image_file
 from . import sample_dir
 
 # DiffusionDB 2m part-001310 images: photos and paintings, square and wide, no real people.
@@ -30,8 +29,7 @@ def make_sample(source: Path, target: Path, chosen=CHOSEN) -> list[dict]:
     written = []
     for stem in chosen:
         row = rows[stem]
-        with Image.open(source / row["file_name"]) as image:
-            rgb = image.convert("RGB")
+        rgb = open_image_file(source / row["file_name"]).convert("RGB")
         name = f"{stem}.webp"
         rgb.save(target / name, "WEBP", lossless=True, quality=100, method=6, exact=True)
         written.append({**row, "file_name": name, "original": Path(row["file_name"]).name})

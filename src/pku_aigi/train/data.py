@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DatasetError
-from ..image_input import FolderImage, read_folder, to_rgb
+from ..image_input import FolderImage, image_file_size, open_image_file, read_folder, to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +30,9 @@ PAPER_REPEATS = {"sd21b": 1, "sd21": 1, "sdxl": 1, "mj52": 4, "mod": 7}
 class FolderSource:
     """The images under a folder (:func:`pku_aigi.image_input.read_folder`), with prompts.
 
-    Images without a prompt in the folder's ``metadata.jsonl`` get the empty prompt.
+    Images without a prompt in the folder's ``metadata.jsonl`` get the empty prompt. Files
+    are opened by :func:`pku_aigi.image_input.open_image_file` (a crafted file is one
+    :class:`~pku_aigi.errors.CodecError` naming it).
     ``images`` (default: all of them) selects some, e.g. a validation hold-out.
     """
 
@@ -47,13 +49,10 @@ class FolderSource:
         return len(self.images)
 
     def size(self, index: int) -> tuple[int, int]:
-        with Image.open(self.images[index].path) as image:
-            return image.size
+        return image_file_size(self.images[index].path)  # the header only
 
     def image(self, index: int) -> Image.Image:
-        with Image.open(self.images[index].path) as image:
-            image.load()  # the pixels outlive the file
-            return to_rgb(image)
+        return to_rgb(open_image_file(self.images[index].path))
 
     def prompt(self, index: int) -> str:
         return self.images[index].prompt or ""
