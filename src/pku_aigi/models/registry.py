@@ -2,7 +2,9 @@
 
 Each architecture module registers an :class:`ArchitectureSpec`: the model class, the
 quality -> hyper-parameter table and lambda ladder (CompressAI's for its models), and
-the paper it implements. ``create`` builds an untrained model whose ``config`` records
+the paper it implements. Other installed distributions add architectures through the
+entry-point group ``pku_aigi.architectures``, whose value is an ``ArchitectureSpec`` or a
+factory returning one (the same registry as the codec plugins'). ``create`` builds an untrained model whose ``config`` records
 everything needed to rebuild it (what ``config.json`` stores on the Hub).
 """
 
@@ -13,6 +15,8 @@ from typing import Any
 
 from ..errors import ModelError
 from ..registry import Registry
+
+ENTRY_POINT_GROUP = "pku_aigi.architectures"
 
 # Modules that register architectures when imported.
 _ARCHITECTURE_MODULES = (
@@ -41,8 +45,21 @@ class ArchitectureSpec:
         return dict(self.qualities[quality])
 
 
+def _add_plugin(entry_point_name: str, obj: object) -> None:
+    spec = obj() if callable(obj) and not isinstance(obj, ArchitectureSpec) else obj
+    if not isinstance(spec, ArchitectureSpec):
+        raise TypeError(
+            f"expected an ArchitectureSpec or a factory returning one, got {type(spec).__name__}"
+        )
+    _ARCHITECTURES.register(spec)
+
+
 _ARCHITECTURES: Registry[ArchitectureSpec] = Registry(
-    "architecture", modules=_ARCHITECTURE_MODULES, error=ModelError
+    "architecture",
+    modules=_ARCHITECTURE_MODULES,
+    entry_point_group=ENTRY_POINT_GROUP,
+    load_plugin=_add_plugin,
+    error=ModelError,
 )
 
 
