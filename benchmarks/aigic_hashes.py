@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from tiny_models import TINY_EVERY_ARCH, tiny_model  # noqa: E402
 
 from pku_aigi.codecs.learned import LearnedCodec  # noqa: E402
-from pku_aigi.models.text_encoder import save_tiny_text_encoder  # noqa: E402
+from pku_aigi.models.architectures.text_encoder import save_tiny_text_encoder  # noqa: E402
 from pku_aigi.sample import sample_images  # noqa: E402
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from pku_aigi.models.compressai_archs import COMPRESSAI_ARCHITECTURES  # noqa: E402
+from pku_aigi.models.architectures.compressai_archs import COMPRESSAI_ARCHITECTURES  # noqa: E402
 
 SAMPLE = ROOT.parent / "shared" / "data" / "pku-examples" / "sdxl" / "1.png"
 ARCHITECTURES = COMPRESSAI_ARCHITECTURES

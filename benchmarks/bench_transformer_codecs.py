@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from pku_aigi import codecs
 from pku_aigi.models import create
-from pku_aigi.models import text_encoder as text_encoders
+from pku_aigi.models.architectures import text_encoder as text_encoders
 from pku_aigi.models.base import LearnedCodecModel
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_transformer_codecs as speed  # noqa: E402
 
 from pku_aigi.models import create  # noqa: E402
-from pku_aigi.models.text_encoder import save_tiny_text_encoder  # noqa: E402
+from pku_aigi.models.architectures.text_encoder import save_tiny_text_encoder  # noqa: E402
 
 TINY_TCM = dict(
     N=16, M=40, z_channels=16, head_dims=[8] * 6, hyper_head_dim=8, atten_dim=32,

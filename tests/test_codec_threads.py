@@ -10,7 +10,7 @@ from PIL import Image
 from pku_aigi import codecs
 from pku_aigi.bench import BenchImage, run_sweep
 from pku_aigi.bench.sweep import CodecRun, _task_cost
-from pku_aigi.codecs import registry
+from pku_aigi.codecs import by_name
 from pku_aigi.codecs.ffmpeg_codecs import HevcCodec, VvcCodec
 from pku_aigi.codecs.pillow_codecs import JpegCodec
 from pku_aigi.codecs.threads import codec_threads, set_codec_threads
@@ -66,8 +66,8 @@ class ThreadProbe(JpegCodec):
 
 
 def test_sweep_workers_run_every_library_at_one_thread(crop, tmp_path, monkeypatch):
-    monkeypatch.setitem(registry._CODECS._objects, ThreadProbe.name, ThreadProbe)
-    monkeypatch.setitem(registry._CODECS._aliases, ThreadProbe.name, ThreadProbe.name)
+    monkeypatch.setitem(by_name._CODECS._objects, ThreadProbe.name, ThreadProbe)
+    monkeypatch.setitem(by_name._CODECS._aliases, ThreadProbe.name, ThreadProbe.name)
     rgb = np.asarray(crop)
     images = [BenchImage(f"{i}.png", "s", np.ascontiguousarray(rgb[:, i:])) for i in range(4)]
     result = run_sweep(images, [CodecRun("thread-probe", (50, 80))], tmp_path, workers=2,

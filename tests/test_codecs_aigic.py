@@ -15,8 +15,8 @@ from pku_aigi import models
 from pku_aigi.codecs import container, from_model
 from pku_aigi.codecs.learned import LearnedCodec
 from pku_aigi.errors import CodecError, CorruptStreamError
-from pku_aigi.models import entropy_coding
-from pku_aigi.models.channel_slices import ChannelSliceCodec
+from pku_aigi.models.architectures.channel_slices import ChannelSliceCodec
+from pku_aigi.models.coding import entropy_coding
 
 TINY = TINY_COMPRESSAI
 

@@ -15,8 +15,8 @@ from pku_aigi.cli import main
 from pku_aigi.codecs import container
 from pku_aigi.codecs.learned import LearnedCodec, _binding
 from pku_aigi.errors import CorruptStreamError
-from pku_aigi.models.entropy_coding import Coded, DesyncError
-from pku_aigi.models.text_encoder import save_tiny_text_encoder
+from pku_aigi.models.architectures.text_encoder import save_tiny_text_encoder
+from pku_aigi.models.coding.entropy_coding import Coded, DesyncError
 from pku_aigi.sample import sample_images
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

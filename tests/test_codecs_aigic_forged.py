@@ -17,8 +17,8 @@ from pku_aigi import models
 from pku_aigi.codecs import container, from_model
 from pku_aigi.codecs.learned import _binding
 from pku_aigi.errors import CorruptStreamError
-from pku_aigi.models import rans_guard
-from pku_aigi.models.entropy_coding import Coded, tables_crc
+from pku_aigi.models.coding import rans_guard
+from pku_aigi.models.coding.entropy_coding import Coded, tables_crc
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

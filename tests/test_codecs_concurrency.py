@@ -18,7 +18,7 @@ from pku_aigi.demo import engine
 from pku_aigi.demo.catalog import CodecOption
 from pku_aigi.errors import CorruptStreamError
 from pku_aigi.image_input import to_rgb
-from pku_aigi.models.text_encoder import save_tiny_text_encoder
+from pku_aigi.models.architectures.text_encoder import save_tiny_text_encoder
 
 ROUNDS = 2
 

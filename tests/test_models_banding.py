@@ -22,10 +22,15 @@ from torch import nn
 from pku_aigi import codecs, models
 from pku_aigi.codecs import container
 from pku_aigi.errors import CorruptStreamError
-from pku_aigi.models import compressai_coding, entropy_coding, rans_guard
-from pku_aigi.models.banding import UnsupportedLayerError, output_height, row_map, run_in_bands
-from pku_aigi.models.compressai_archs import COMPRESSAI_ARCHITECTURES
-from pku_aigi.models.pixels import to_pixels
+from pku_aigi.models.architectures.compressai_archs import COMPRESSAI_ARCHITECTURES
+from pku_aigi.models.coding import compressai_coding, entropy_coding, rans_guard
+from pku_aigi.models.coding.banding import (
+    UnsupportedLayerError,
+    output_height,
+    row_map,
+    run_in_bands,
+)
+from pku_aigi.models.coding.pixels import to_pixels
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

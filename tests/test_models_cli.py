@@ -119,7 +119,7 @@ def test_zoo_manifest_lists_every_compressai_model():
 def test_repo_root_manifest_is_the_package_data():
     root = ROOT / "models" / "zoo.json"
     assert root.is_symlink()
-    assert root.resolve() == (ROOT / "src" / "pku_aigi" / "models" / "zoo.json").resolve()
+    assert root.resolve() == (ROOT / "src" / "pku_aigi" / "models" / "zoo" / "zoo.json").resolve()
     assert json.loads(root.read_text()) == zoo.load_zoo()
 
 

@@ -13,7 +13,7 @@ from PIL import Image
 
 import pku_aigi.models as models
 from pku_aigi.errors import ModelError
-from pku_aigi.models.convert import convert_compressai, read_compressai_checkpoint
+from pku_aigi.models.zoo.convert import convert_compressai, read_compressai_checkpoint
 
 
 class NotATensor:  # a pickled object that weights_only loading must refuse
@@ -218,7 +218,7 @@ def test_a_published_checkpoint_keeps_its_own_quality(
 ):
     """CompressAI's published files are recognised by name and sha256: a quality-1 file
     is not converted as quality 3, though quality 3 has the same shapes."""
-    from pku_aigi.models import zoo
+    from pku_aigi.models.zoo import manifest
 
     data = factorized_checkpoints[(128, 192)].read_bytes()
     name = f"bmshj2018-factorized-prior-1-{hashlib.sha256(data).hexdigest()[:8]}.pth.tar"
@@ -231,7 +231,7 @@ def test_a_published_checkpoint_keeps_its_own_quality(
         "trained_on": "Vimeo-90k",
         "source": f"https://compressai.s3.amazonaws.com/models/v1/{name}",
     }
-    monkeypatch.setattr(zoo, "packaged_compressai_entries", lambda: [entry])
+    monkeypatch.setattr(manifest, "packaged_compressai_entries", lambda: [entry])
     for quality, metric in ((3, "mse"), (1, "ms-ssim")):
         with pytest.raises(
             ModelError,

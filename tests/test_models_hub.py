@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 import pku_aigi
 import pku_aigi.models as models
 from pku_aigi.errors import ModelError
-from pku_aigi.models.card import write_model_card
+from pku_aigi.models.hub.card import write_model_card
 
 X = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(1))
 
@@ -166,6 +166,36 @@ def test_loading_another_architecture_through_a_subclass_fails(saved):
 def test_missing_folder_is_a_clear_error(tmp_path):
     with pytest.raises(ModelError, match="does not exist"):
         models.AutoCodec.from_pretrained(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("loader", ["auto", "class", "codec"])
+def test_a_local_load_reads_config_json_once(saved, monkeypatch, loader):
+    """One load, one read: the folder module reads and checks config.json, nobody else."""
+    import builtins
+    import io
+
+    from pku_aigi.codecs.learned import LearnedCodec
+
+    model, folder = saved
+    reads = []
+
+    def counting(real):
+        def open_(file, *args, **kwargs):
+            if str(file).endswith("config.json"):
+                reads.append(str(file))
+            return real(file, *args, **kwargs)
+
+        return open_
+
+    monkeypatch.setattr(builtins, "open", counting(builtins.open))
+    monkeypatch.setattr(io, "open", counting(io.open))
+    load = {
+        "auto": models.AutoCodec.from_pretrained,
+        "class": type(model).from_pretrained,
+        "codec": lambda path: LearnedCodec.from_pretrained(path, device="cpu").model,
+    }[loader]
+    assert load(folder).config == model.config
+    assert len(reads) == 1, reads
 
 
 def _hub_cache(cache, repo_id, source, commit, refs=("main",)):

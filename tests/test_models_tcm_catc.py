@@ -20,10 +20,10 @@ from tiny_models import TINY_CATC, TINY_EVERY_ARCH, TINY_TCM
 from pku_aigi import codecs
 from pku_aigi.errors import CorruptStreamError, ModelError, PkuAigiError
 from pku_aigi.models import AutoCodec, create
-from pku_aigi.models.card import render_model_card
-from pku_aigi.models.catc import CATC
-from pku_aigi.models.tcm import TCM
-from pku_aigi.models.text_encoder import load_text_encoder, save_tiny_text_encoder
+from pku_aigi.models.architectures.catc import CATC
+from pku_aigi.models.architectures.tcm import TCM
+from pku_aigi.models.architectures.text_encoder import load_text_encoder, save_tiny_text_encoder
+from pku_aigi.models.hub.card import render_model_card
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -356,7 +356,7 @@ def test_the_readme_catc_snippet_runs_as_written(tmp_path, monkeypatch):
     from pathlib import Path
 
     import pku_aigi
-    from pku_aigi.models import catc as catc_module
+    from pku_aigi.models.architectures import catc as catc_module
 
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)

@@ -15,8 +15,8 @@ from safetensors.torch import load_file, save_file
 import pku_aigi.models as models
 from pku_aigi.codecs import from_model
 from pku_aigi.errors import ModelError
-from pku_aigi.models.folder import CARD_METADATA_KEY
-from pku_aigi.models.validation import check_entropy_tables
+from pku_aigi.models.hub.folder import CARD_METADATA_KEY
+from pku_aigi.models.hub.validation import check_entropy_tables
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -86,7 +86,7 @@ def test_deeply_nested_card_metadata_is_a_model_error(copy):
 
 
 def test_counts_are_bounded_by_the_architecture():
-    from pku_aigi.models.validation import check_config
+    from pku_aigi.models.hub.validation import check_config
 
     config = {"architecture": "tcm-small", "quality": 1, "depths": [2, 2, 2, 2, 2, 4000]}
     with pytest.raises(ModelError, match=r"'depths' = 4000 is out of range 1\.\.8"):

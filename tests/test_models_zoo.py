@@ -301,7 +301,7 @@ def test_compressai_card_states_source_licence_and_training_data():
     assert packaged["source"] in text and "f" * 64 in text
     assert "BSD 3-Clause Clear" in text and "CompressAI/blob/master/LICENSE" in text
     assert "natural images (Vimeo-90k" in text and "not on AI-generated images" in text
-    assert zoo._default_license(packaged) == "bsd-3-clause-clear"
+    assert zoo.default_license(packaged) == "bsd-3-clause-clear"
 
 
 def test_cli_pull_and_list_zoo(served, zoo_env, capsys):

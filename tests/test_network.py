@@ -30,7 +30,8 @@ SCRIPT = textwrap.dedent(
     hf_http.time.sleep = lambda seconds: sleeps.append(seconds)
     import pku_aigi
     from pku_aigi.errors import PkuAigiError
-    from pku_aigi.models import create, text_encoder
+    from pku_aigi.models import create
+    from pku_aigi.models.architectures import text_encoder
     from pku_aigi.data import export
 
     out = {}

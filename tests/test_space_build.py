@@ -63,7 +63,7 @@ def test_wheel_ships_the_sample_and_stays_small(space):
     sample = f"pku_aigi/sample/{SAMPLE_NAME}/"
     assert {sample + "metadata.jsonl", sample + "LICENSE", sample + "README.md"} <= names
     assert len([n for n in names if n.startswith(sample) and n.endswith(".webp")]) == 8
-    assert "pku_aigi/models/zoo.json" in names and "pku_aigi/space_build.py" in names
+    assert "pku_aigi/models/zoo/zoo.json" in names and "pku_aigi/space_build.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
 

@@ -173,7 +173,7 @@ def test_sigint_checkpoints_and_exits_130(pku_examples, tmp_path):
 
 
 def test_text_conditioned_models_get_the_prompts(diffusiondb, tmp_path, monkeypatch):
-    from pku_aigi.models.text_encoder import save_tiny_text_encoder
+    from pku_aigi.models.architectures.text_encoder import save_tiny_text_encoder
     from pku_aigi.train import loop
 
     clip = save_tiny_text_encoder(tmp_path / "tiny-clip", dim=16)

@@ -142,7 +142,7 @@ def mutate(rng: random.Random, kind: str, data: bytes, files: dict, arch: str) -
     """One mutant of the .aigic file ``data`` (made by ``arch``)."""
     from pku_aigi.codecs import container
     from pku_aigi.codecs.learned import _binding
-    from pku_aigi.models.entropy_coding import tables_crc
+    from pku_aigi.models.coding.entropy_coding import tables_crc
 
     header = container.parse(data)
 

@@ -225,7 +225,7 @@ def tamper(case: dict, folder: Path) -> None:
             data[at : at + 64] = rng.randbytes(64)
         path.write_bytes(bytes(data))
     elif kind == "card":
-        from pku_aigi.models.folder import CARD_METADATA_KEY
+        from pku_aigi.models.hub.folder import CARD_METADATA_KEY
 
         value = rng.choice(
             ["[" * 100_000 + "]" * 100_000, "{not json", "9" * 5000, '"text"', "[]", "{}" * 10]

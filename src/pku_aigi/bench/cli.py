@@ -165,7 +165,7 @@ def _check_codec_names(args) -> None:
     for name in (args.codecs or "").split(","):
         if name.strip() and name.strip() not in zoo_architectures:
             codecs.codec_class(name.strip())
-    if codecs.registry.is_known(args.anchor):  # "--anchor VVC" means vvc
+    if codecs.by_name.is_known(args.anchor):  # "--anchor VVC" means vvc
         args.anchor = codecs.canonical_name(args.anchor)
     _codec_options(args)  # after the anchor's name is canonical
     _bd_range(args.bd_range)
@@ -193,7 +193,7 @@ def _codec_options(args) -> dict[str, dict]:
     from .presets import parse_codec_options
 
     options = {
-        codecs.canonical_name(name) if codecs.registry.is_known(name) else name: values
+        codecs.canonical_name(name) if codecs.by_name.is_known(name) else name: values
         for name, values in parse_codec_options(args.codec_option).items()
     }
     if args.anchor_preset is not None:

@@ -120,7 +120,7 @@ def images_from_dataset(
     Without ``data_dir`` the files come from the Hub; a failed download becomes one
     error naming the offline alternatives (``--images`` / ``--data-dir``).
     """
-    from .. import load_dataset
+    from ..data import load_dataset
 
     images = []
     for config in configs:

@@ -65,7 +65,7 @@ class Selection:
 
 def parse_qualities(items: list[str] | None) -> dict[str, tuple[float, ...]]:
     """``["jpeg=20,50,80", ...]`` -> ``{"jpeg": (20.0, 50.0, 80.0)}``."""
-    from ..codecs.registry import canonical_name, is_known
+    from ..codecs.by_name import canonical_name, is_known
 
     grids = {}
     for item in items or []:

@@ -8,8 +8,7 @@ origin.
 
 from ..errors import CodecError
 from .base import Codec, Signature, signature
-from .ladder import QualityLadder
-from .registry import (
+from .by_name import (
     availability,
     available,
     canonical_name,
@@ -19,6 +18,7 @@ from .registry import (
     names,
     register,
 )
+from .ladder import QualityLadder
 
 
 def from_model(model, **options):

@@ -29,7 +29,7 @@ def register(subparsers) -> None:
 
 def describe() -> list[dict]:
     """One dict per registered codec: name, availability, quality scale, version."""
-    from .registry import availability, codec_class, get
+    from .by_name import availability, codec_class, get
 
     rows = []
     for name, reason in availability().items():

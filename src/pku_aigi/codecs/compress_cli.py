@@ -86,7 +86,7 @@ def compress_command(args: argparse.Namespace) -> int:
         codec = LearnedCodec.from_pretrained(args.model, args.revision, device=args.device)
         quality = args.quality
     else:
-        from .registry import get
+        from .by_name import get
 
         codec = get(args.codec)
         if args.quality is None:
@@ -108,7 +108,7 @@ def decompress_command(args: argparse.Namespace) -> int:
     output_format = _output_format(args.output)
     data = _read_bytes(args.input)
     if args.codec:
-        from .registry import get
+        from .by_name import get
 
         codec = get(args.codec)
     elif args.model:

@@ -1,147 +1,29 @@
 """Families of learned codecs: one architecture and metric, one model per quality.
 
-A :class:`LearnedCodecFamily` is one :class:`~pku_aigi.codecs.base.Codec` whose ladder
-is the qualities of its models; each model loads on first use (once, thread-safe), so
-a catalog of the whole zoo costs nothing until a quality is used.
-:func:`discover_families` groups the zoo manifest (``models/zoo.json``) and any model
-folders under ``PKU_AIGI_MODELS_DIR`` into families, the way the Space and the
-benchmark offer them.
+A :class:`LearnedCodecFamily` (defined beside :class:`LearnedCodec` in :mod:`.learned`,
+whose ``LearnedCodec.family`` builds one, and re-exported here) is one
+:class:`~pku_aigi.codecs.base.Codec` whose ladder is the qualities of its models; each
+model loads on first use (once, thread-safe), so a catalog of the whole zoo costs
+nothing until a quality is used. :func:`discover_families` groups the zoo manifest
+(``models/zoo.json``) and any model folders under ``PKU_AIGI_MODELS_DIR`` into
+families, the way the Space and the benchmark offer them.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
 import os
-import threading
 from collections import defaultdict
 from pathlib import Path
 
-from PIL import Image
-
-from ..errors import CodecError, CorruptStreamError, ModelError, PkuAigiError
-from . import container
-from .base import Codec
-from .ladder import QualityLadder
-from .learned import LearnedCodec
+from ..errors import ModelError, PkuAigiError
+from ..models.hub import folder as model_folder
+from .learned import LearnedCodec, LearnedCodecFamily
 
 logger = logging.getLogger(__name__)
 
 MODELS_DIR_ENV = "PKU_AIGI_MODELS_DIR"
 DEFAULT_METRIC = "mse"
-
-
-class LearnedCodecFamily(Codec):
-    """Several models of one architecture, one per quality, as one :class:`Codec`.
-
-    Args:
-        name: the codec's name (e.g. ``"mbt2018-mean (mse)"``).
-        members: ``{quality: model}`` where a model is a :class:`LearnedCodec`, a
-            ``LearnedCodecModel``, or a Hub repo id / folder loaded on first use.
-        architecture: the models' architecture (default: ``name``); it tells whether
-            the family is text-conditioned before any model is loaded.
-        **options: passed to :class:`LearnedCodec` (``device``, ``pad_multiple`` ...).
-    """
-
-    file_extension = container.FILE_EXTENSION
-
-    def __init__(self, name: str, members: dict, *, architecture: str | None = None, **options):
-        if not members:
-            raise CodecError(f"learned codec family {name!r} needs at least one model")
-        self.name = name
-        self.architecture = architecture or name
-        self.options = options
-        self._members = {int(quality): member for quality, member in sorted(members.items())}
-        self._codecs: dict[int, LearnedCodec] = {}
-        self._lock = threading.Lock()
-        qualities = tuple(self._members)
-        self.ladder = QualityLadder.of(qualities)
-        self.quality_help = f"one model per quality: {', '.join(map(str, qualities))}"
-        self.description = f"learned codec family {name} ({len(qualities)} models)"
-
-    @functools.cached_property
-    def text_conditioned(self) -> bool:
-        """Whether the prompt changes the bitstream; asked when first needed, so that
-        listing families (the Space at start-up) imports no model code."""
-        return _text_conditioned(self.architecture, self._members.values())
-
-    @property
-    def sources(self) -> dict[int, str]:
-        """``{quality: repo id or folder}`` of the members (as recorded in .aigic headers)."""
-        return {
-            quality: member.model_id if isinstance(member, LearnedCodec) else str(member)
-            for quality, member in self._members.items()
-            if isinstance(member, LearnedCodec | str | os.PathLike)
-        }
-
-    def codec(self, quality) -> LearnedCodec:
-        """The member coding at ``quality``, loaded now if it was not yet."""
-        try:
-            quality = int(quality)
-            member = self._members[quality]
-        except (KeyError, TypeError, ValueError):
-            raise CodecError(
-                f"{self.name} has no model for quality {quality}: {self.quality_help}"
-            ) from None
-        with self._lock:
-            if quality not in self._codecs:
-                self._codecs[quality] = self._load(member)
-            return self._codecs[quality]
-
-    def _load(self, member) -> LearnedCodec:
-        if isinstance(member, LearnedCodec):
-            return member
-        if isinstance(member, str | os.PathLike):
-            logger.info("loading learned codec %s", member)
-            try:
-                return LearnedCodec.from_pretrained(member, **self.options)
-            except PkuAigiError as error:
-                raise ModelError(f"{self.name}: model {member} cannot be loaded: {error}") from None
-        return LearnedCodec.from_model(member, **self.options)
-
-    def load(self) -> LearnedCodecFamily:
-        """Load every member now (a benchmark uses them all; errors surface at once)."""
-        for quality in self._members:
-            self.codec(quality)
-        return self
-
-    @property
-    def version(self) -> str:
-        return "|".join(self.codec(quality).version for quality in self._members)
-
-    def matches(self, data: bytes) -> bool:
-        """True for .aigic bytes of this architecture at one of the family's qualities."""
-        header = container.peek(data)
-        if header is None:
-            return False
-        if header.model_id in self.sources.values():
-            return True
-        return header.architecture == self.architecture and header.quality in self._members
-
-    def encode(self, image: Image.Image, quality, *, prompt: str | None = None) -> bytes:
-        return self.codec(quality).encode(image, None, prompt=prompt)
-
-    def decode(self, data: bytes) -> Image.Image:
-        header = container.parse(data)
-        if header.quality not in self._members:
-            raise CorruptStreamError(
-                f"this .aigic file is at quality {header.quality}; {self.name} has "
-                f"{self.quality_help}"
-            )
-        return self.codec(header.quality).decode(data)
-
-
-def _text_conditioned(architecture: str, members) -> bool:
-    for member in members:
-        if not isinstance(member, str | os.PathLike):  # a model or a LearnedCodec
-            return bool(getattr(member, "text_conditioned", False))
-    from .. import models
-
-    try:
-        return bool(models.get_spec(architecture).model_class.text_conditioned)
-    except ModelError:  # an architecture this package does not know: it cannot load anyway
-        return False
 
 
 def family_label(architecture: str, metric: str | None) -> str:
@@ -169,7 +51,8 @@ def zoo_entries() -> list[dict]:
 
 def local_model_dirs(models_dir: Path) -> dict[str, Path]:
     """``{repo_id: folder}`` of model folders (with config.json) up to two levels deep."""
-    configs = sorted(models_dir.glob("*/config.json")) + sorted(models_dir.glob("*/*/config.json"))
+    name = model_folder.CONFIG_NAME
+    configs = sorted(models_dir.glob(f"*/{name}")) + sorted(models_dir.glob(f"*/*/{name}"))
     return {config.parent.relative_to(models_dir).as_posix(): config.parent for config in configs}
 
 
@@ -248,10 +131,10 @@ def _summarise(failures: list[str]) -> str:
     return "; ".join(failures)
 
 
-def _config_fields(folder: Path) -> dict:
+def _config_fields(model_dir: Path) -> dict:
     try:
-        config = json.loads((folder / "config.json").read_text())
-    except (OSError, ValueError):
+        config = model_folder.read_config(model_dir / model_folder.CONFIG_NAME)
+    except ModelError:  # unreadable: loading the folder says why
         return {}
     return {key: config[key] for key in ("architecture", "quality", "metric") if key in config}
 

@@ -31,9 +31,9 @@ from PIL import Image
 
 from ..errors import CodecError
 from . import annexb
+from .by_name import register
 from .conventional import ConventionalCodec
 from .ladder import QualityLadder
-from .registry import register
 from .threads import codec_threads
 
 logger = logging.getLogger(__name__)

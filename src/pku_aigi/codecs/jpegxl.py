@@ -11,9 +11,9 @@ import numpy as np
 from PIL import Image
 
 from .base import signature
+from .by_name import register
 from .conventional import ConventionalCodec
 from .ladder import QualityLadder
-from .registry import register
 
 EFFORT = 7
 

@@ -3,7 +3,7 @@
 :class:`LearnedCodec` wraps one :class:`~pku_aigi.models.base.LearnedCodecModel` (one
 architecture at one quality) and writes .aigic files (:mod:`.container`), coding the
 latents with the model's deterministic entropy coding and desync check
-(:mod:`pku_aigi.models.entropy_coding`).
+(:mod:`pku_aigi.models.coding.entropy_coding`).
 
 Images of any size are padded (replicate) to a multiple of the model's
 ``downsampling_factor`` (or a larger ``pad_multiple`` given here: the PKU-AIGI-500K
@@ -19,12 +19,19 @@ L, 1, LA, La       L (ITU-R 601 luma)
 I;16*, I           I;16 (v * 257)
 any other          RGB
 =================  ===========================
+
+:class:`LearnedCodecFamily` is one codec over several models of one architecture, one per
+quality, loaded on first use (``LearnedCodec.family``); :mod:`.families` groups the zoo
+into families.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
+import os
+import threading
 import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,7 +39,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from ..errors import CodecError, CorruptStreamError, ModelError
+from ..errors import CodecError, CorruptStreamError, ModelError, PkuAigiError
 from ..image_input import to_rgb
 from . import container
 from .base import MAX_PIXELS_DEFAULT, Codec
@@ -76,7 +83,7 @@ CONVERT_ROWS = 256
 def _padded_input(rgb: Image.Image, multiple: int, device) -> torch.Tensor:
     """(1, 3, H', W') 8-bit pixels, H' and W' padded up to ``multiple`` by repeating the
     last row and column (``F.pad(mode="replicate")``). The model converts them to float
-    a band at a time (:mod:`pku_aigi.models.pixels`): a 24 MP image is 288 MB in float32."""
+    a band at a time (:mod:`pku_aigi.models.coding.pixels`): a 24 MP image is 288 MB in float32."""
     import torch
 
     width, height = rgb.size
@@ -191,7 +198,7 @@ class LearnedCodec(Codec):
     def from_pretrained(cls, repo_or_dir, revision: str | None = None, **options) -> LearnedCodec:
         """Load a saved model (local folder or Hub repo id) and wrap it."""
         from ..models.base import LearnedCodecModel
-        from ..models.folder import portable_reference
+        from ..models.hub.folder import portable_reference
 
         model = LearnedCodecModel.from_pretrained(str(repo_or_dir), revision=revision)
         model_id = str(repo_or_dir)
@@ -202,10 +209,8 @@ class LearnedCodec(Codec):
         return cls(model, revision=revision, **options)
 
     @staticmethod
-    def family(name: str, members: dict, **options):
+    def family(name: str, members: dict, **options) -> LearnedCodecFamily:
         """One codec over several models, ``{quality: repo_or_dir_or_model}`` (RD sweeps)."""
-        from .families import LearnedCodecFamily
-
         return LearnedCodecFamily(name, members, **options)
 
     def matches(self, data: bytes) -> bool:
@@ -279,7 +284,7 @@ class LearnedCodec(Codec):
         (version 2) carry this model's fingerprint, and its coded size and latent shape
         must be the ones the model implies.
         """
-        from ..models.entropy_coding import Coded, DesyncError
+        from ..models.coding.entropy_coding import Coded, DesyncError
 
         header = container.parse(data, max_pixels=self.max_pixels)
         self._check_header(header)
@@ -317,7 +322,7 @@ class LearnedCodec(Codec):
                 f"a {header.width}x{header.height} image is more than the {limit} pixels "
                 "allowed here; decode it locally with `pku-aigi decompress`"
             )
-        from ..models.entropy_coding import Coded
+        from ..models.coding.entropy_coding import Coded
 
         width, height = self._coded_size(header)
         coded = Coded(header.strings, header.latent_shape, 0, 0)
@@ -376,3 +381,115 @@ class LearnedCodec(Codec):
             f"{_device_label(self.device)} with {self.model_id}). The file was made by "
             "other weights, or corrupted; no image is returned rather than a wrong one"
         )
+
+
+class LearnedCodecFamily(Codec):
+    """Several models of one architecture, one per quality, as one :class:`Codec`.
+
+    Args:
+        name: the codec's name (e.g. ``"mbt2018-mean (mse)"``).
+        members: ``{quality: model}`` where a model is a :class:`LearnedCodec`, a
+            ``LearnedCodecModel``, or a Hub repo id / folder loaded on first use.
+        architecture: the models' architecture (default: ``name``); it tells whether
+            the family is text-conditioned before any model is loaded.
+        **options: passed to :class:`LearnedCodec` (``device``, ``pad_multiple`` ...).
+    """
+
+    file_extension = container.FILE_EXTENSION
+
+    def __init__(self, name: str, members: dict, *, architecture: str | None = None, **options):
+        if not members:
+            raise CodecError(f"learned codec family {name!r} needs at least one model")
+        self.name = name
+        self.architecture = architecture or name
+        self.options = options
+        self._members = {int(quality): member for quality, member in sorted(members.items())}
+        self._codecs: dict[int, LearnedCodec] = {}
+        self._lock = threading.Lock()
+        qualities = tuple(self._members)
+        self.ladder = QualityLadder.of(qualities)
+        self.quality_help = f"one model per quality: {', '.join(map(str, qualities))}"
+        self.description = f"learned codec family {name} ({len(qualities)} models)"
+
+    @functools.cached_property
+    def text_conditioned(self) -> bool:
+        """Whether the prompt changes the bitstream; asked when first needed, so that
+        listing families (the Space at start-up) imports no model code."""
+        return _text_conditioned(self.architecture, self._members.values())
+
+    @property
+    def sources(self) -> dict[int, str]:
+        """``{quality: repo id or folder}`` of the members (as recorded in .aigic headers)."""
+        return {
+            quality: member.model_id if isinstance(member, LearnedCodec) else str(member)
+            for quality, member in self._members.items()
+            if isinstance(member, LearnedCodec | str | os.PathLike)
+        }
+
+    def codec(self, quality) -> LearnedCodec:
+        """The member coding at ``quality``, loaded now if it was not yet."""
+        try:
+            quality = int(quality)
+            member = self._members[quality]
+        except (KeyError, TypeError, ValueError):
+            raise CodecError(
+                f"{self.name} has no model for quality {quality}: {self.quality_help}"
+            ) from None
+        with self._lock:
+            if quality not in self._codecs:
+                self._codecs[quality] = self._load(member)
+            return self._codecs[quality]
+
+    def _load(self, member) -> LearnedCodec:
+        if isinstance(member, LearnedCodec):
+            return member
+        if isinstance(member, str | os.PathLike):
+            logger.info("loading learned codec %s", member)
+            try:
+                return LearnedCodec.from_pretrained(member, **self.options)
+            except PkuAigiError as error:
+                raise ModelError(f"{self.name}: model {member} cannot be loaded: {error}") from None
+        return LearnedCodec.from_model(member, **self.options)
+
+    def load(self) -> LearnedCodecFamily:
+        """Load every member now (a benchmark uses them all; errors surface at once)."""
+        for quality in self._members:
+            self.codec(quality)
+        return self
+
+    @property
+    def version(self) -> str:
+        return "|".join(self.codec(quality).version for quality in self._members)
+
+    def matches(self, data: bytes) -> bool:
+        """True for .aigic bytes of this architecture at one of the family's qualities."""
+        header = container.peek(data)
+        if header is None:
+            return False
+        if header.model_id in self.sources.values():
+            return True
+        return header.architecture == self.architecture and header.quality in self._members
+
+    def encode(self, image: Image.Image, quality, *, prompt: str | None = None) -> bytes:
+        return self.codec(quality).encode(image, None, prompt=prompt)
+
+    def decode(self, data: bytes) -> Image.Image:
+        header = container.parse(data)
+        if header.quality not in self._members:
+            raise CorruptStreamError(
+                f"this .aigic file is at quality {header.quality}; {self.name} has "
+                f"{self.quality_help}"
+            )
+        return self.codec(header.quality).decode(data)
+
+
+def _text_conditioned(architecture: str, members) -> bool:
+    for member in members:
+        if not isinstance(member, str | os.PathLike):  # a model or a LearnedCodec
+            return bool(getattr(member, "text_conditioned", False))
+    from .. import models
+
+    try:
+        return bool(models.get_spec(architecture).model_class.text_conditioned)
+    except ModelError:  # an architecture this package does not know: it cannot load anyway
+        return False

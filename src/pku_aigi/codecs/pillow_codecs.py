@@ -18,9 +18,9 @@ from PIL import Image, UnidentifiedImageError, features
 
 from ..errors import CodecError
 from .base import signature
+from .by_name import register
 from .conventional import ConventionalCodec
 from .ladder import QualityLadder
-from .registry import register
 from .threads import codec_threads
 
 

@@ -3,18 +3,18 @@
 :class:`LearnedCodecModel` follows CompressAI's model convention (``forward``,
 ``compress``, ``decompress``, ``aux_loss``, ``update``) and implements huggingface_hub's
 ``PyTorchModelHubMixin`` template methods (``_save_pretrained``, ``_from_pretrained``,
-``generate_model_card``), so ``save_pretrained``, ``from_pretrained`` and
-``push_to_hub`` are the mixin's. The folder format is :mod:`.folder`'s, the card
-:mod:`.card`'s.
+``generate_model_card``), so ``save_pretrained`` is the mixin's; ``from_pretrained``
+and ``push_to_hub`` override the mixin's only where its design falls short (each says
+why). The folder format is :mod:`.hub.folder`'s, the card :mod:`.hub.card`'s.
 
-Subclasses (one per architecture, registered in :mod:`pku_aigi.models.registry`):
+Subclasses (one per architecture, registered in :mod:`pku_aigi.models.architectures.specs`):
 
 - set ``architecture`` (the registered name), ``downsampling_factor`` and, if needed,
   ``text_conditioned``;
 - take their hyper-parameters (e.g. ``N``, ``M``) as ``__init__`` keyword arguments;
 - implement ``forward(x, text=None)``, ``compress(x, text=None)`` and
   ``decompress(strings, shape, text=None)``;
-- implement their deterministic entropy coding (:mod:`.entropy_coding`) in
+- implement their deterministic entropy coding (:mod:`.coding.entropy_coding`) in
   ``_code_latents`` and ``_decode_latents``;
 - describe what an .aigic file stores of them (the coding contract, which the codec
   asks and never works out itself): ``hyperprior`` with ``y_stride`` and ``z_stride``
@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -39,13 +38,15 @@ from typing import Any
 import torch
 from compressai.models import CompressionModel
 from huggingface_hub import ModelCard, PyTorchModelHubMixin
+from huggingface_hub.utils import validate_hf_hub_args
 
 from ..errors import CorruptStreamError, ModelError
-from . import folder, rans_guard
-from .card import check_card_info, render_model_card
-from .entropy_coding import Coded, WeightsCache, crc, deterministic_torch
-from .pixels import from_pixels, is_pixels, to_pixels
-from .registry import get_spec
+from .architectures.specs import get_spec
+from .coding import rans_guard
+from .coding.entropy_coding import Coded, WeightsCache, crc, deterministic_torch
+from .coding.pixels import from_pixels, is_pixels, to_pixels
+from .hub import folder
+from .hub.card import check_card_info, render_model_card
 
 # Config keys every model records besides its architecture's hyper-parameters.
 _COMMON_KEYS = ("architecture", "quality", "metric", "lmbda")
@@ -148,7 +149,7 @@ class LearnedCodecModel(
     @property
     def card_info(self) -> dict[str, Any]:
         """What the model card says beyond the config: ``training``, ``rd_points`` and
-        ``source`` (see :func:`pku_aigi.models.card.write_model_card`). Saved with the
+        ``source`` (see :func:`pku_aigi.models.hub.card.write_model_card`). Saved with the
         weights, so a loaded model writes the same card again."""
         return self.__dict__.setdefault("_card_info", {})
 
@@ -234,7 +235,7 @@ class LearnedCodecModel(
         The size must be a multiple of :attr:`downsampling_factor`, the latent shape
         :meth:`latent_shape`, one string per group of :meth:`symbol_counts`; y's string
         must be long enough for its symbols when a Gaussian conditional codes them
-        (:mod:`.rans_guard`). Every string gets the zero padding that keeps the rANS
+        (:mod:`.coding.rans_guard`). Every string gets the zero padding that keeps the rANS
         decoder inside it.
 
         Raises:
@@ -273,7 +274,7 @@ class LearnedCodecModel(
         """Entropy-code one image ``x`` (1, 3, H, W) deterministically.
 
         ``x`` is a float image in [0, 1] or 8-bit pixels (uint8, read as ``x / 255``,
-        :mod:`.pixels`); H and W are multiples of :attr:`downsampling_factor`. ``seed``
+        :mod:`.coding.pixels`); H and W are multiples of :attr:`downsampling_factor`. ``seed``
         starts the CRC32s of the desync check: the codec derives it from the file
         header so that the check also binds the strings to it.
         """
@@ -285,7 +286,7 @@ class LearnedCodecModel(
         self, coded: Coded, text=None, seed: int = 0, *, pixels: bool = False
     ) -> torch.Tensor:
         """Decode to x_hat (1, 3, H, W) in [0, 1], or with ``pixels`` to 8-bit pixels
-        (:func:`.pixels.to_pixels`); DesyncError if the desync checks disagree."""
+        (:func:`.coding.pixels.to_pixels`); DesyncError if the desync checks disagree."""
         self.update(force=False)
         with deterministic_torch():
             x_hat = self._decode_latents(coded, text, seed, pixels=pixels)
@@ -306,7 +307,7 @@ class LearnedCodecModel(
 
     # ---------------------------------------------------------------- Hub (mixin hooks)
     def _save_pretrained(self, save_directory: Path) -> None:
-        """Write the weights and ``config.json`` (:func:`.folder.save_folder`).
+        """Write the weights and ``config.json`` (:func:`.hub.folder.save_folder`).
 
         The mixin then writes the card (:meth:`generate_model_card`) if the folder has
         none: drop a stale one, as the mixin drops a stale ``config.json``.
@@ -315,11 +316,16 @@ class LearnedCodecModel(
         (save_directory / folder.CARD_NAME).unlink(missing_ok=True)
 
     def generate_model_card(self, *args, **kwargs) -> ModelCard:
-        """The model card (:func:`pku_aigi.models.card.render_model_card`)."""
+        """The model card (:func:`pku_aigi.models.hub.card.render_model_card`)."""
         return render_model_card(self, **self.card_info)
 
     def push_to_hub(self, repo_id: str, **kwargs: Any):
         """Upload to Hub repo ``repo_id`` (huggingface_hub's ``push_to_hub``).
+
+        Overridden only to turn the ways an upload fails on the network (unreachable
+        Hub, refused upload) into one :class:`NetworkError` line with what to do
+        instead: the mixin has no template method around the upload. What is uploaded
+        is the mixin's, through :meth:`_save_pretrained` and :meth:`generate_model_card`.
 
         Raises:
             NetworkError: the Hub cannot be reached, or refuses the upload (one line).
@@ -334,7 +340,18 @@ class LearnedCodecModel(
             return super().push_to_hub(repo_id, **kwargs)
 
     @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs):
+    @validate_hf_hub_args
+    def from_pretrained(
+        cls,
+        pretrained_model_name_or_path: str | Path,
+        *,
+        force_download: bool = False,
+        token: str | bool | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        revision: str | None = None,
+        **model_kwargs: Any,
+    ):
         """Load a saved model from a local folder or a Hub repo id, strictly.
 
         huggingface_hub's ``from_pretrained`` (keywords ``revision``, ``cache_dir``,
@@ -342,23 +359,35 @@ class LearnedCodecModel(
         failures to reach or read the model as one :class:`ModelError`. Called on the
         base class (or :class:`AutoCodec`) the class is picked from ``config.json``;
         called on a subclass the folder must hold that architecture. The entropy coder
-        is ready. A model zoo id (:mod:`pku_aigi.models.zoo`) resolves through the zoo:
-        local folder, cache, Hub repo, or its published checkpoint, converted once.
-        """
-        source = str(pretrained_model_name_or_path)
-        if kwargs.get("revision") is None and not os.path.isdir(source):
-            from . import zoo
+        is ready. A name that is not a local folder goes to the registered source
+        resolvers first (:func:`.hub.folder.resolve_source`): a model zoo id
+        (:mod:`pku_aigi.models.zoo`) resolves through the zoo: local folder, cache, Hub
+        repo, or its published checkpoint, converted once.
 
-            if zoo.find_entry(source) is not None:  # local, cache, Hub, or its source
-                resolved = zoo.resolve(
-                    source, token=kwargs.get("token"), force_download=kwargs.get("force_download")
-                )
-                pretrained_model_name_or_path = source = str(resolved)
-        # The mixin reads config.json before it calls _from_pretrained: check it first.
-        download = {k: v for k, v in kwargs.items() if k in folder.DOWNLOAD_OPTIONS}
-        folder.load_config(source, **download)
-        with folder.hub_errors(source, folder.CONFIG_NAME, kwargs.get("revision")):
-            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        Why the mixin's public method is overridden, not only its template method
+        :meth:`_from_pretrained`: the mixin's reads ``config.json`` itself before it
+        calls :meth:`_from_pretrained` (with plain ``json.load``: an untrusted file
+        nested too deeply or holding no object fails outside :class:`ModelError`) and
+        asks the Hub before anything else (a zoo id may be a local folder or a
+        converted checkpoint, and a repo that cannot be reached is not one clear
+        error). Here the name is resolved first and the folder module reads and checks
+        ``config.json``, once.
+        """
+        source = folder.resolve_source(
+            str(pretrained_model_name_or_path),
+            revision=revision,
+            token=token,
+            force_download=force_download,
+        )
+        return cls._from_pretrained(
+            model_id=source,
+            revision=revision,
+            cache_dir=cache_dir,
+            force_download=force_download,
+            local_files_only=local_files_only,
+            token=token,
+            **model_kwargs,
+        )
 
     @classmethod
     def _from_pretrained(
@@ -371,8 +400,9 @@ class LearnedCodecModel(
         local_files_only: bool,
         token: str | bool | None,
         map_location: str | torch.device = "cpu",
-        **config_values: Any,  # the mixin passes config.json's values: read it ourselves
+        **model_kwargs: Any,  # the mixin's config.json values: the folder module reads it
     ) -> LearnedCodecModel:
+        """The mixin's template method: :func:`.hub.folder.load_folder` of ``model_id``."""
         return folder.load_folder(
             model_id,
             expected_class=cls if cls.architecture else None,

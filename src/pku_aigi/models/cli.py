@@ -84,7 +84,7 @@ def list_command(args) -> int:
         return zoo_list_command(args)
     if args.arch or args.no_hub_check:
         raise ModelError("--arch and --no-hub-check go with --zoo")
-    from .registry import available, get_spec
+    from .architectures.specs import available, get_spec
 
     rows = []
     for name in available():
@@ -178,7 +178,7 @@ def pull_command(args) -> int:
 
 
 def convert_command(args) -> int:
-    from .convert import convert_compressai
+    from .zoo.convert import convert_compressai
 
     out = convert_compressai(
         args.architecture,

@@ -20,11 +20,12 @@ from __future__ import annotations
 import inspect
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from ...errors import ModelError
 
-from ..errors import ModelError
+if TYPE_CHECKING:  # imported where tables are checked: the folder format loads without it
+    import torch
 
 MAX_INT = 4096  # no hyper-parameter of any architecture comes near it
 MAX_LIST = 16
@@ -54,7 +55,7 @@ def check_config(config: Any, path: Path | str, weights_path: Path | str | None 
         path: where it came from (for the message).
         weights_path: ``model.safetensors``; when given, widths are bounded by it.
     """
-    from .registry import get_spec
+    from ..architectures.specs import get_spec
 
     where = f"{path}"
     if not isinstance(config, dict):
@@ -190,6 +191,7 @@ def check_entropy_tables(model: torch.nn.Module, source: str = "") -> None:
     2**16 (no zero frequency: the encoder divides by it), one row per channel
     (EntropyBottleneck) or per scale (GaussianConditional), finite medians and scales.
     """
+    import torch
     from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 
     where = f" in {source}" if source else ""
@@ -222,6 +224,8 @@ def _bottleneck_problem(module) -> str | None:
     """The factorized prior's offsets and lengths, recomputed from its quantiles as
     ``EntropyBottleneck.update`` does: they must match (medians far out make the symbols
     overflow the coder)."""
+    import torch
+
     quantiles = module.quantiles.detach()
     if not bool(torch.isfinite(quantiles).all()) or float(quantiles.abs().max()) >= 2**20:
         return "medians (quantiles) are not finite or beyond +-2**20"
@@ -241,6 +245,8 @@ def _bottleneck_problem(module) -> str | None:
 
 
 def _table_problem(module) -> str | None:
+    import torch
+
     cdf, lengths, offsets = module._quantized_cdf, module._cdf_length, module._offset
     if cdf.dim() != 2 or cdf.dtype != torch.int32:
         return f"_quantized_cdf must be a 2-D int32 table, not {tuple(cdf.shape)} {cdf.dtype}"

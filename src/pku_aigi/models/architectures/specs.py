@@ -13,16 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import ModelError
-from ..registry import Registry
+from ...errors import ModelError
+from ...registry import Registry
 
 ENTRY_POINT_GROUP = "pku_aigi.architectures"
 
 # Modules that register architectures when imported.
 _ARCHITECTURE_MODULES = (
-    "pku_aigi.models.compressai_archs",
-    "pku_aigi.models.tcm",
-    "pku_aigi.models.catc",
+    "pku_aigi.models.architectures.compressai_archs",
+    "pku_aigi.models.architectures.tcm",
+    "pku_aigi.models.architectures.catc",
 )
 
 

@@ -6,7 +6,7 @@ for AI-Generated Images." IEEE JETCAS, 2024. doi:10.1109/JETCAS.2024.3385629
 A hyperprior codec with a channel-wise autoregressive entropy model, conditioned on the
 image's prompt through cross-attention (../shared/docs/paper.md has the description this
 follows). The prompt enters as the pooled 512-d embedding of a frozen CLIP ViT-B/32 text
-encoder (:mod:`pku_aigi.models.text_encoder`), which is not part of the weights.
+encoder (:mod:`pku_aigi.models.architectures.text_encoder`), which is not part of the weights.
 
 Building block: the CAT block (3x3 conv, a pre-norm transformer layer whose queries are
 the pixels and whose 32 keys/values per head are expanded from the gated text vector,
@@ -35,7 +35,7 @@ from compressai.layers import (
 )
 from torch import Tensor, nn
 
-from ..errors import ModelError
+from ...errors import ModelError
 from .channel_slices import ChannelSliceCodec, register_slice_codec, slice_head
 from .compressai_archs import MSE_LAMBDAS
 from .text_encoder import DEFAULT_TEXT_ENCODER, DEFAULT_TEXT_ENCODER_REVISION, load_text_encoder

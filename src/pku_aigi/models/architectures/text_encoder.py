@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelError
+from ...errors import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def load_text_encoder(
             return _cache[key]
         from transformers import AutoTokenizer, CLIPTextModelWithProjection
 
-        from .. import network
+        from ... import network
 
         network.install()
         kwargs = {"revision": revision, "cache_dir": cache_dir}

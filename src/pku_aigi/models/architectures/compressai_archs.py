@@ -27,10 +27,10 @@ from compressai.models import (
 )
 from compressai.zoo.image import cfgs as COMPRESSAI_CFGS
 
-from . import compressai_coding as coding
-from .base import LearnedCodecModel
-from .entropy_coding import check_layout
-from .registry import ArchitectureSpec, register_architecture
+from ..base import LearnedCodecModel
+from ..coding import compressai_coding as coding
+from ..coding.entropy_coding import check_layout
+from .specs import ArchitectureSpec, register_architecture
 
 # Lambdas of CompressAI's zoo (quality 1..8): MSE loss lambda * 255^2 * MSE + bpp, and
 # MS-SSIM loss lambda * (1 - MS-SSIM) + bpp.

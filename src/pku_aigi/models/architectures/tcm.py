@@ -30,7 +30,7 @@ from compressai.layers import (
 )
 from torch import Tensor, nn
 
-from ..errors import ModelError
+from ...errors import ModelError
 from .channel_slices import ChannelSliceCodec, register_slice_codec, slice_head
 
 PAPER = (

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import CorruptStreamError
+from ...errors import CorruptStreamError
 
 
 def is_pixels(x: torch.Tensor) -> bool:

@@ -13,24 +13,30 @@ Loading is strict: unknown architectures, missing files, pickles only, and missi
 unexpected or wrong-shape weights raise :class:`ModelError`. A repo id resolves through
 huggingface_hub's cache (offline too). Everything that is read passes
 :func:`check_config` and :func:`check_state_dict` before a model is built from it: add
-new checks of loaded data there.
+new checks of loaded data there. ``config.json`` is read here only (:func:`read_config`,
+once per load), and the file names above are this module's.
+
+A name that is not a local folder is first offered to the registered source resolvers
+(:func:`register_source_resolver`): the model zoo registers one for its ids, so that the
+loaders never import the zoo.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from compressai.entropy_models import EntropyBottleneck, GaussianConditional
-from compressai.models.utils import update_registered_buffers
-
-from ..errors import ModelError
+from ...errors import ModelError
 from . import validation
+
+if TYPE_CHECKING:  # torch and CompressAI are imported where weights are handled: the zoo
+    import torch  # and the Space's start-up read this format's names without model code
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +51,11 @@ DOWNLOAD_OPTIONS = ("revision", "cache_dir", "force_download", "token", "local_f
 # safetensors metadata key holding the model card's inputs (training, rd_points, source).
 CARD_METADATA_KEY = "pku_aigi.card"
 
-# Entropy-coder tables whose shapes depend on the trained weights (set by ``update()``).
-ENTROPY_TABLES = {
-    EntropyBottleneck: ("_quantized_cdf", "_offset", "_cdf_length"),
-    GaussianConditional: ("_quantized_cdf", "_offset", "_cdf_length", "scale_table"),
+# Entropy-coder tables whose shapes depend on the trained weights (set by ``update()``),
+# by the name of CompressAI's entropy model that holds them (see :func:`entropy_tables`).
+ENTROPY_TABLE_BUFFERS = {
+    "EntropyBottleneck": ("_quantized_cdf", "_offset", "_cdf_length"),
+    "GaussianConditional": ("_quantized_cdf", "_offset", "_cdf_length", "scale_table"),
 }
 
 # How many key names an error message lists before "and N more".
@@ -71,6 +78,42 @@ def save_folder(model, directory: Path) -> None:
     (directory / CONFIG_NAME).write_text(
         json.dumps(model.config, indent=2, sort_keys=True) + "\n", encoding="utf-8"
     )
+
+
+# --------------------------------------------------------------------------- sources
+# A resolver maps a name given to from_pretrained onto the model folder it stands for,
+# or returns None for names it does not know: ``resolver(source, token=...,
+# force_download=...) -> folder | None``. The model zoo registers one (when
+# ``pku_aigi.models`` is imported), so that this module and the loaders above it never
+# import the zoo.
+SourceResolver = Callable[..., "str | os.PathLike | None"]
+_source_resolvers: list[SourceResolver] = []
+
+
+def register_source_resolver(resolver: SourceResolver) -> SourceResolver:
+    """Ask ``resolver`` about every name that is neither a local folder nor pinned to a
+    ``revision`` before it is taken for a Hub repo id (once per resolver)."""
+    if resolver not in _source_resolvers:
+        _source_resolvers.append(resolver)
+    return resolver
+
+
+def resolve_source(
+    source: str,
+    *,
+    revision: str | None = None,
+    token: str | bool | None = None,
+    force_download: bool = False,
+) -> str:
+    """The folder the first registered resolver finds for ``source``, else ``source``
+    itself (a local folder or a Hub repo id); a resolver's ModelError propagates."""
+    if revision is not None or os.path.isdir(source):
+        return source
+    for resolver in _source_resolvers:
+        found = resolver(source, token=token, force_download=force_download)
+        if found is not None:
+            return str(found)
+    return source
 
 
 # --------------------------------------------------------------------------- loading
@@ -135,7 +178,7 @@ def hub_errors(source: str, filename: str = CONFIG_NAME, revision: str | None = 
         RevisionNotFoundError,
     )
 
-    from .. import network
+    from ... import network
 
     revision = revision or "main"
     if not os.path.isdir(source) and _looks_like_path(source):
@@ -221,7 +264,7 @@ def check_config(config: dict[str, Any]) -> dict[str, Any]:
 
 def model_class_for(config: dict[str, Any], expected_class: type | None = None) -> type:
     """The registered class of ``config["architecture"]`` (checked against expected)."""
-    from .registry import get_spec
+    from ..architectures.specs import get_spec
 
     model_class = get_spec(config["architecture"]).model_class
     if expected_class is not None and not issubclass(model_class, expected_class):
@@ -260,11 +303,19 @@ def read_card_info(path: Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- state dicts
+@functools.cache
+def entropy_tables() -> dict[type, tuple[str, ...]]:
+    """``{CompressAI entropy model class: its data-dependent table buffers}``."""
+    from compressai import entropy_models
+
+    return {getattr(entropy_models, name): tables for name, tables in ENTROPY_TABLE_BUFFERS.items()}
+
+
 def entropy_table_keys(model: torch.nn.Module) -> set[str]:
     """State-dict keys of the data-dependent entropy-coder tables of ``model``."""
     keys = set()
     for name, module in model.named_modules():
-        for kind, buffers in ENTROPY_TABLES.items():
+        for kind, buffers in entropy_tables().items():
             if isinstance(module, kind):
                 keys.update(f"{name}.{buffer}" if name else buffer for buffer in buffers)
     return keys
@@ -276,8 +327,10 @@ def resize_entropy_tables(model: torch.nn.Module, state_dict: dict) -> None:
     The tables written by ``update()`` have data-dependent shapes (CompressAI's
     ``update_registered_buffers`` with the ``resize`` policy).
     """
+    from compressai.models.utils import update_registered_buffers
+
     for name, module in model.named_modules():
-        for kind, buffers in ENTROPY_TABLES.items():
+        for kind, buffers in entropy_tables().items():
             if isinstance(module, kind):
                 present = [b for b in buffers if f"{name}.{b}" in state_dict]
                 if present:

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 
-from ..errors import CorruptStreamError
+from ...errors import CorruptStreamError
 
 PRECISION = 16  # CompressAI's CDF precision: every CDF row ends at 2**16
 STATE_BYTES = 8  # the rans64 state, read once when decoding starts

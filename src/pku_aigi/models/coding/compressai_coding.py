@@ -9,7 +9,7 @@
   three small products per position (CompressAI recomputes a 5x5 convolution and loops
   over the 64 scales per position).
 
-The models of :mod:`.compressai_archs` call these from their ``code_latents`` and
+The models of :mod:`..architectures.compressai_archs` call these from their ``code_latents`` and
 ``decode_latents`` methods.
 
 Memory: the analysis and synthesis transforms run in bands of image rows
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from compressai.ans import BufferedRansEncoder, RansDecoder
 
-from ..errors import CodecError, CorruptStreamError
+from ...errors import CodecError, CorruptStreamError
 from .banding import bands, output_height, release_free_memory, run_in_bands
 from .entropy_coding import (
     MEANS_GRID,

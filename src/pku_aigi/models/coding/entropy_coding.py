@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..errors import CodecError, CorruptStreamError
+from ...errors import CodecError, CorruptStreamError
 
 MEANS_GRID = 1024.0  # means are rounded to multiples of 1 / MEANS_GRID
 MEANS_LIMIT = 2.0**20  # |mean| beyond this only comes from garbage: clip, keep int32

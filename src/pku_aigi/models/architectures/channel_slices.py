@@ -30,10 +30,9 @@ from compressai.ans import BufferedRansEncoder, RansDecoder
 from compressai.layers import conv3x3
 from torch import Tensor, nn
 
-from ..errors import CorruptStreamError, ModelError
-from .base import LearnedCodecModel
-from .compressai_archs import MS_SSIM_LAMBDAS
-from .entropy_coding import (
+from ...errors import CorruptStreamError, ModelError
+from ..base import LearnedCodecModel
+from ..coding.entropy_coding import (
     Coded,
     FloatChecks,
     GaussianTables,
@@ -41,8 +40,9 @@ from .entropy_coding import (
     crc,
     symbols_in_range,
 )
-from .pixels import from_pixels
-from .registry import ArchitectureSpec, register_architecture
+from ..coding.pixels import from_pixels
+from .compressai_archs import MS_SSIM_LAMBDAS
+from .specs import ArchitectureSpec, register_architecture
 
 QUALITIES = range(1, 7)  # six rate points, as TCM's paper
 LRP_SCALE = 0.5  # the refinement is LRP_SCALE * tanh(LRP) (Minnen & Singh 2020)

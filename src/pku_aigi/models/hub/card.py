@@ -14,8 +14,8 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from ..errors import ModelError
-from ..subsets import HUB_REPO_ID
+from ...errors import ModelError
+from ...subsets import HUB_REPO_ID
 from .folder import CARD_NAME
 
 DATASET_ID = HUB_REPO_ID
@@ -83,7 +83,7 @@ def render_model_card(
     license: str | None = None,
 ) -> ModelCard:
     """The model card of ``model`` as a ``huggingface_hub.ModelCard``."""
-    from .registry import get_spec
+    from ..architectures.specs import get_spec
 
     config = model.config
     architecture = config.get("architecture") or model.architecture

@@ -26,11 +26,12 @@ from typing import Any
 
 import torch
 
-from ..errors import ModelError
-from ..outputs import check_output_folder
-from .base import LearnedCodecModel
-from .folder import entropy_table_keys, load_state
-from .registry import create, get_spec
+from ...errors import ModelError
+from ...outputs import check_output_folder
+from ..architectures.specs import create, get_spec
+from ..base import LearnedCodecModel
+from ..hub.folder import entropy_table_keys, load_state
+from . import manifest
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +189,7 @@ def check_quality(
     quality or metric than its own.
 
     Checkpoints whose weight names do not fit the architecture are left to
-    :func:`.folder.load_state`, which lists the missing and unexpected weights.
+    :func:`..hub.folder.load_state`, which lists the missing and unexpected weights.
 
     Raises:
         ModelError: naming the checkpoint, the quality asked and the fitting ones.
@@ -336,12 +337,10 @@ def _card_info(model, architecture, checkpoint, quality, metric, source, trainin
     elif source is None:
         entry = _published_compressai_entry(Path(checkpoint))
         if entry is not None:
-            from . import zoo
-
-            digest = zoo.file_sha256(Path(checkpoint))
-            source = zoo.source_text(entry, digest)
-            card["license"] = zoo.COMPRESSAI_LICENSE
-            training = training or {"data": zoo.training_data(entry)}
+            digest = manifest.file_sha256(Path(checkpoint))
+            source = manifest.source_text(entry, digest)
+            card["license"] = manifest.COMPRESSAI_LICENSE
+            training = training or {"data": manifest.training_data(entry)}
         else:
             source = ZOO_SOURCE.format(**names)
     card["source"] = source
@@ -352,10 +351,8 @@ def _card_info(model, architecture, checkpoint, quality, metric, source, trainin
 
 def _published_compressai_entry(path: Path) -> dict | None:
     """The packaged zoo entry whose CompressAI file this is (name and sha256 prefix)."""
-    from . import zoo
-
-    for entry in zoo.packaged_compressai_entries():
+    for entry in manifest.packaged_compressai_entries():
         if entry["source"].rsplit("/", 1)[-1] == path.name:
-            if zoo.file_sha256(path).startswith(zoo.expected_hash(entry)):
+            if manifest.file_sha256(path).startswith(manifest.expected_hash(entry)):
                 return entry
     return None
