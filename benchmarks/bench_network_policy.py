@@ -10,7 +10,7 @@ Measured side by side, each case in a fresh process (the policy is per process):
    vs without it and the Hub unreachable.
 3. A fully cached ``pku-aigi bench`` (those four models and JPEG on 2 images) with
    ``HF_HUB_OFFLINE=1`` vs without it.
-4. Building the demo app (``pku_aigi.demo.build_app()``, every zoo family listed) with
+4. Building the demo app (``pku_aigi.space.build_app()``, every zoo family listed) with
    ``HF_HUB_OFFLINE=1`` vs without it.
 
 Run: ``python benchmarks/bench_network_policy.py`` (about 2 minutes). Nothing but
@@ -141,7 +141,7 @@ def main() -> None:
     print(f"  -> ratio {b / a:.2f}")
 
     print("4. the demo app (every zoo family listed), built")
-    demo = "import time; t = time.perf_counter(); import pku_aigi.demo as d; d.build_app(); print(time.perf_counter() - t)"
+    demo = "import time; t = time.perf_counter(); import pku_aigi.space as d; d.build_app(); print(time.perf_counter() - t)"
     a = run(demo, offline, "build_app, HF_HUB_OFFLINE=1")
     b = run(demo, unreachable, "build_app, online, Hub unreachable")
     print(f"  -> ratio {b / a:.2f}")

@@ -1,6 +1,6 @@
 """Latency of the Space: click on Compress -> results shown, measured in a real browser.
 
-Starts the app (``pku_aigi.demo.build_app``) on 127.0.0.1, drives headless Debian
+Starts the app (``pku_aigi.space.build_app``) on 127.0.0.1, drives headless Debian
 Chromium with Playwright, uploads a 1024x1024 PKU-AIGI-500K image (MJ5.2) and compresses
 it with JPEG, AVIF, VVC and one learned model (mbt2018-mean, quality 3). Times, measured
 in the page from the click event:
@@ -169,8 +169,8 @@ def direct_api_seconds(catalog, image_path: Path, concurrent: bool = False) -> f
     """The same compressions through the package API, no UI: one codec after the other
     (``engine.compress`` in a loop), or concurrently (``engine.compress_many``, as the
     Space does)."""
-    from pku_aigi.demo import engine
-    from pku_aigi.demo.upload import load_input_image
+    from pku_aigi.space import engine
+    from pku_aigi.space.upload import load_input_image
 
     start = time.perf_counter()
     image = load_input_image(image_path).image
@@ -202,11 +202,11 @@ def main(argv: list[str] | None = None) -> int:
     from gradio.profiling import collector
     from playwright.sync_api import expect, sync_playwright
 
-    from pku_aigi.demo import build_app
-    from pku_aigi.demo.catalog import Catalog
+    from pku_aigi.space import build_app
+    from pku_aigi.space.catalog import Catalog
 
     phase_log = PhaseLog()
-    handler_logger = logging.getLogger("pku_aigi.demo.handlers")
+    handler_logger = logging.getLogger("pku_aigi.space.handlers")
     handler_logger.addHandler(phase_log)
     handler_logger.setLevel(logging.DEBUG)
 
@@ -227,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         ssr_mode=False,
     )
 
-    from pku_aigi.demo import engine
+    from pku_aigi.space import engine
 
     # False on a checkout whose Space ran a request's codecs one after the other
     concurrent = hasattr(engine, "compress_many")

@@ -1,4 +1,4 @@
-"""Anchor strength (issue 15): protocol presets, the measured cost table, BD intervals."""
+"""Anchor strength: protocol presets, the measured cost table, BD intervals."""
 
 from __future__ import annotations
 

@@ -66,7 +66,7 @@ def test_compare_gives_all_four_deltas():
     assert deltas["bd_ms_ssim_db"].value > 0.5
 
 
-# --- BD over a rate interval (the learned codecs' range, issue 15) ---------------------
+# --- BD over a rate interval (the learned codecs' range) ---------------------
 
 BENT = [(0.09, 30.0), (0.17, 33.0), (0.3, 36.0), (0.5, 39.0)]  # not a constant factor
 

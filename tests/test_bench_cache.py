@@ -1,4 +1,4 @@
-"""The bench cache and --out (issue 12): a torn line never swallows the next row, two runs
+"""The bench cache and --out: a torn line never swallows the next row, two runs
 never share an --out, and a run with other codecs keeps the earlier codecs' rows."""
 
 from __future__ import annotations

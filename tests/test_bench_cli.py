@@ -134,7 +134,7 @@ def test_anchor_preset_cost_and_bd_intervals_are_in_the_report(folder, tmp_path)
 
 
 def test_plain_folder_is_one_group_named_after_the_folder(pku_examples, tmp_path):
-    """Issue 13 item 7: images directly in a folder are reported once, not again as "all"."""
+    """Images directly in a folder are reported once, not again as "all"."""
     folder = tmp_path / "my_pngs"
     for n in (1, 2):
         crop(pku_examples / "mod" / f"{n}.png", folder / f"{n}.png")

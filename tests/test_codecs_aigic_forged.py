@@ -1,4 +1,4 @@
-""".aigic files forged with a valid CRC32 (issue 12): no crash, no wrong image, no
+""".aigic files forged with a valid CRC32: no crash, no wrong image, no
 unbounded work. Cases that used to crash the interpreter run in a child process."""
 
 from __future__ import annotations

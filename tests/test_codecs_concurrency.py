@@ -14,11 +14,11 @@ from tiny_models import tiny_model
 from pku_aigi import codecs
 from pku_aigi.codecs import Codec, QualityLadder, signature
 from pku_aigi.codecs.learned import LearnedCodec
-from pku_aigi.demo import engine
-from pku_aigi.demo.catalog import CodecOption
 from pku_aigi.errors import CorruptStreamError
 from pku_aigi.image_input import to_rgb
 from pku_aigi.models.architectures.text_encoder import save_tiny_text_encoder
+from pku_aigi.space import engine
+from pku_aigi.space.catalog import CodecOption
 
 ROUNDS = 2
 

@@ -160,7 +160,7 @@ def coarse(**options):
 CHECKS = """
 import json, sys
 from pku_aigi import codecs
-from pku_aigi.demo.catalog import Catalog
+from pku_aigi.space.catalog import Catalog
 from pku_aigi.cli import main
 
 catalog = Catalog.discover(models_dir=sys.argv[1])

@@ -1,4 +1,4 @@
-"""Crafted archives (issue 12): each ends in a DatasetError naming the file, in bounded
+"""Crafted archives: each ends in a DatasetError naming the file, in bounded
 time and memory, never in a MemoryError, an IndexError or silently missing images."""
 
 from __future__ import annotations

@@ -12,9 +12,9 @@ from PIL import Image
 
 from pku_aigi import codecs, metrics, models
 from pku_aigi.bench import images_from_folder
-from pku_aigi.demo.examples import folder_examples
 from pku_aigi.errors import CodecError, DatasetError
 from pku_aigi.image_input import read_folder, to_rgb
+from pku_aigi.space.examples import folder_examples
 from pku_aigi.train.data import FolderSource
 
 

@@ -1,4 +1,4 @@
-"""Crafted input images (issue 12): `pku-aigi compress` and the demo give one error line,
+"""Crafted input images: `pku-aigi compress` and the demo give one error line,
 never a traceback, a DecompressionBombError or a 2 GiB allocation."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 from pku_aigi.cli import main
-from pku_aigi.demo.upload import InputImageError, load_input_image
 from pku_aigi.errors import CodecError
 from pku_aigi.image_input import ImageFileError, image_file_size, open_image_file
+from pku_aigi.space.upload import InputImageError, load_input_image
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -160,8 +160,8 @@ def test_space_upload_of_a_crafted_tiff_gives_the_space_message(crafted, tmp_pat
     """The Space's handlers word the refusal by the upload's name, never a TypeError."""
     import gradio as gr
 
-    from pku_aigi.demo.catalog import Catalog, registered_options
-    from pku_aigi.demo.handlers import MODE_LEVEL, Handlers
+    from pku_aigi.space.catalog import Catalog, registered_options
+    from pku_aigi.space.handlers import MODE_LEVEL, Handlers
 
     upload = tmp_path / "upload" / "scan.tif"
     upload.parent.mkdir()

@@ -98,7 +98,7 @@ def test_converted_checkpoint_codes_bit_exactly_like_compressai(arch, layout, im
         **hparams,
     }
     card = (out / "README.md").read_text()
-    if layout == "training":  # issue 13.4: say what is known, claim nothing else
+    if layout == "training":  # say what is known, claim nothing else
         assert "CompressAI training checkpoint" in card and "epoch 7" in card
         assert "Vimeo-90k" not in card and "pre-trained" not in card
     else:

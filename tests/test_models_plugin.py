@@ -24,7 +24,7 @@ import json, sys
 from pathlib import Path
 import torch
 from pku_aigi import models
-from pku_aigi.demo.catalog import Catalog
+from pku_aigi.space.catalog import Catalog
 
 folder = Path(sys.argv[1]) / "local" / "tsf-q2"
 model = models.create("three-step-factorized", quality=2)

@@ -334,7 +334,7 @@ def test_bench_prompt_mode_codes_other_prompts_and_labels_the_curves(catc, sampl
 
 @pytest.mark.parametrize("arch", sorted(TINY_EVERY_ARCH))
 def test_a_created_model_codes_at_once(arch, clip_dir):
-    """Issue 13: ``create`` then ``compress`` (no ``update()``), for every architecture."""
+    """``create`` then ``compress`` (no ``update()``), for every architecture."""
     from pku_aigi.models import available
 
     assert set(TINY_EVERY_ARCH) == set(available())

@@ -1,4 +1,4 @@
-"""Tampered model folders (issue 12): config values and entropy tables are checked on
+"""Tampered model folders: config values and entropy tables are checked on
 load, before anything is allocated or handed to the rANS coder."""
 
 from __future__ import annotations

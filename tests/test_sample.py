@@ -1,4 +1,4 @@
-"""The built-in CC0 sample (issue 13 item 6): its files, `bench --sample`, the Space's examples."""
+"""The built-in CC0 sample: its files, `bench --sample`, the Space's examples."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from pku_aigi.cli import main
-from pku_aigi.demo.examples import DATA_DIR_ENV, EXAMPLES_DIR_ENV, find_examples
 from pku_aigi.sample import sample_dir, sample_images
+from pku_aigi.space.examples import DATA_DIR_ENV, EXAMPLES_DIR_ENV, find_examples
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

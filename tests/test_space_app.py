@@ -15,9 +15,9 @@ from PIL import Image
 import pku_aigi
 from pku_aigi import metrics
 from pku_aigi.codecs import QualityLadder
-from pku_aigi.demo import register
-from pku_aigi.demo.catalog import Catalog
-from pku_aigi.demo.handlers import MODE_BPP, MODE_LEVEL, Handlers
+from pku_aigi.space import register
+from pku_aigi.space.catalog import Catalog
+from pku_aigi.space.handlers import MODE_BPP, MODE_LEVEL, Handlers
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_REPO = "local/tiny-factorized-q1"
@@ -192,7 +192,7 @@ def test_cli_and_space_build_the_same_app(catalog, monkeypatch, models_dir, shar
     register(parser.add_subparsers())
     args = parser.parse_args(["demo", "--host", "0.0.0.0", "--port", "7999", "--share"])
     assert (args.host, args.port, args.share) == ("0.0.0.0", 7999, True)
-    assert args.func.__module__ == "pku_aigi.demo"
+    assert args.func.__module__ == "pku_aigi.space"
 
     monkeypatch.setenv("PKU_AIGI_MODELS_DIR", str(models_dir))
     monkeypatch.setenv("PKU_AIGI_EXAMPLES_DIR", str(shared_data / "diffusiondb-sample"))
@@ -226,7 +226,7 @@ def test_space_metadata_matches_the_package():
 def test_codecs_of_one_request_run_concurrently(catalog, image_path):
     """The codecs of one request overlap in time (as recorded by the engine), results
     come back in the user's order, and a codec that fails is reported on its own."""
-    from pku_aigi.demo import engine
+    from pku_aigi.space import engine
 
     image = Image.open(image_path).convert("RGB")
     unavailable = catalog.unavailable[0]
@@ -252,7 +252,7 @@ def test_start_up_lists_learned_families_without_importing_model_code():
     import sys
 
     code = (
-        "import sys; from pku_aigi.demo import build_app, catalog; build_app(); "
+        "import sys; from pku_aigi.space import build_app, catalog; build_app(); "
         "learned = catalog.learned_options(); "
         "print(len(learned), sorted(m for m in ('compressai', 'torch', "
         "'pku_aigi.models.architectures.compressai_archs') if m in sys.modules))"
@@ -296,7 +296,7 @@ def test_an_upload_is_decoded_once_and_reread_when_it_changes(
     again, and the pixel limit still applies."""
     import shutil
 
-    from pku_aigi.demo import handlers as handlers_module
+    from pku_aigi.space import handlers as handlers_module
 
     handlers = Handlers(catalog)
     path = tmp_path / "upload.png"
@@ -335,7 +335,7 @@ def test_outputs_run_their_file_writing_in_the_codec_threads(catalog, image_path
     finished; an exception it raises is that codec's outcome, not the request's."""
     import threading
 
-    from pku_aigi.demo import engine
+    from pku_aigi.space import engine
 
     image = Image.open(image_path).convert("RGB")
     threads = {}

@@ -57,8 +57,8 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory, shared_data):
     import pku_aigi
-    from pku_aigi.demo import build_app
-    from pku_aigi.demo.catalog import Catalog
+    from pku_aigi.space import build_app
+    from pku_aigi.space.catalog import Catalog
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     models_dir = tmp_path_factory.mktemp("hub")

@@ -1,4 +1,4 @@
-"""`pku-aigi space build` (issue 13 item 5): a Space folder whose requirements install offline.
+"""`pku-aigi space build`: a Space folder whose requirements install offline.
 
 The folder's requirements are installed into a fresh venv with no index; the heavy
 dependencies (torch, gradio, ...) come from this interpreter's site-packages through a
@@ -19,7 +19,7 @@ import pytest
 
 from pku_aigi.cli import main
 from pku_aigi.sample import SAMPLE_NAME
-from pku_aigi.space_build import build_space
+from pku_aigi.space.build import build_space
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_WHEEL_BYTES = 6_000_000
@@ -63,7 +63,7 @@ def test_wheel_ships_the_sample_and_stays_small(space):
     sample = f"pku_aigi/sample/{SAMPLE_NAME}/"
     assert {sample + "metadata.jsonl", sample + "LICENSE", sample + "README.md"} <= names
     assert len([n for n in names if n.startswith(sample) and n.endswith(".webp")]) == 8
-    assert "pku_aigi/models/zoo/zoo.json" in names and "pku_aigi/space_build.py" in names
+    assert "pku_aigi/models/zoo/zoo.json" in names and "pku_aigi/space/build.py" in names
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pku_aigi.demo.upload import InputImageError, load_input_image, max_pixels
 from pku_aigi.errors import PkuAigiError
 from pku_aigi.image_input import to_rgb
+from pku_aigi.space.upload import InputImageError, load_input_image, max_pixels
 
 
 @pytest.fixture(scope="module")

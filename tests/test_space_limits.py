@@ -1,4 +1,4 @@
-"""The Space's limits (issue 12): decoding only with listed models, upload and queue
+"""The Space's limits: decoding only with listed models, upload and queue
 sizes, per-request pixel limits, and Gradio's own refusals reaching the client."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from PIL import Image
 from pku_aigi import models
 from pku_aigi.codecs import from_model
 from pku_aigi.codecs.learned import LearnedCodec
-from pku_aigi.demo import build_app, limits
-from pku_aigi.demo.catalog import Catalog, CodecOption, learned_options, registered_options
-from pku_aigi.demo.handlers import Handlers
+from pku_aigi.space import build_app, limits
+from pku_aigi.space.catalog import Catalog, CodecOption, learned_options, registered_options
+from pku_aigi.space.handlers import Handlers
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -1,4 +1,4 @@
-"""`train --resume` with a damaged checkpoint file (issue 12): one TrainingError naming
+"""`train --resume` with a damaged checkpoint file : one TrainingError naming
 the file and the way out, never a raw RuntimeError or EOFError from torch.load."""
 
 from __future__ import annotations

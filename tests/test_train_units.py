@@ -173,7 +173,7 @@ def test_hub_repo_names_per_lambda(tmp_path):
 
 
 def test_text_encoder_option_is_documented_and_reaches_the_models(tmp_path, capsys):
-    """Issue 13: ``--text-encoder DIR_OR_ID`` instead of ``--arch-override text_encoder=``."""
+    """``--text-encoder DIR_OR_ID`` instead of ``--arch-override text_encoder=``."""
     from pku_aigi.cli import build_parser, main
     from pku_aigi.train.cli import config_from_args
 

@@ -44,7 +44,7 @@ MODELS = {
     "tcm-small": TINY_TCM,
 }
 CROPS = ((500, 500, 590, 560), (100, 40, 229, 111))  # 90x60 and 129x71 (odd sizes)
-# The Space's limits (pku_aigi.demo.limits, PKU_AIGI_DEMO_MAX_PIXELS): the hostile setting.
+# The Space's limits (pku_aigi.space.limits, PKU_AIGI_DEMO_MAX_PIXELS): the hostile setting.
 MAX_PIXELS = 2048 * 2048
 SEQUENTIAL_PIXELS = 1024 * 1024
 KINDS = (

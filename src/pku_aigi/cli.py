@@ -24,8 +24,8 @@ COMMAND_MODULES = (
     "pku_aigi.models.cli",  # models
     "pku_aigi.bench.cli",  # bench
     "pku_aigi.train.cli",  # train
-    "pku_aigi.demo",  # demo
-    "pku_aigi.space_build",  # space build
+    "pku_aigi.space",  # demo
+    "pku_aigi.space.build",  # space build
 )
 
 EXIT_USER_ERROR = 2

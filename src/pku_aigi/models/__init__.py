@@ -52,7 +52,14 @@ def __getattr__(name):
         from .zoo.manifest import load_zoo
 
         return load_zoo
+    if name in _SUBPACKAGES:  # pku_aigi.models.zoo etc. without importing them first
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(name)
+
+
+_SUBPACKAGES = ("architectures", "base", "cli", "coding", "hub", "zoo")
 
 
 __all__ = [

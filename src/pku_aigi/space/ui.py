@@ -28,7 +28,7 @@ def raw_image(**kwargs) -> gr.Image:
 
     ``gr.Image`` opens uploads with Pillow before any handler runs, so a non-image file
     would fail with a generic error; this one passes the path through and
-    :func:`~pku_aigi.demo.upload.load_input_image` explains what is wrong. (The method is
+    :func:`~pku_aigi.space.upload.load_input_image` explains what is wrong. (The method is
     replaced on the instance: subclassing a gradio component makes gradio write a .pyi
     file next to this module.)
     """

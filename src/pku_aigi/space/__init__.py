@@ -27,7 +27,7 @@ def build_app(catalog=None, examples_dir: str | Path | None = None):
     """The Space's ``gr.Blocks`` app, queued so that heavy work runs one job at a time.
 
     Args:
-        catalog: the codec options (:class:`~pku_aigi.demo.catalog.Catalog`); discovered
+        catalog: the codec options (:class:`~pku_aigi.space.catalog.Catalog`); discovered
             from the registry, the zoo and ``PKU_AIGI_MODELS_DIR`` when None.
         examples_dir: the examples folder used when no dataset folder is configured.
     """

@@ -20,12 +20,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import PkuAigiError
-from .outputs import make_output_folder, write_file_atomically
+from ..errors import PkuAigiError
+from ..outputs import make_output_folder, write_file_atomically
 
 logger = logging.getLogger(__name__)
 
-SOURCE_ROOT = Path(__file__).resolve().parents[2]  # src/pku_aigi/space_build.py -> root
+SOURCE_ROOT = Path(__file__).resolve().parents[3]  # src/pku_aigi/space/build.py -> root
 SPACE_FILES = ("app.py", "README.md")
 WHEEL_GLOB = "pku_aigi-*.whl"
 # What a wheel is built from: pyproject.toml names README.md as the long description.

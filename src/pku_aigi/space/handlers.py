@@ -1,6 +1,6 @@
 """The Space's event handlers: UI values in, UI values out, errors as gr.Error/gr.Warning.
 
-Each handler is a plain method that tests call directly; :mod:`pku_aigi.demo.ui` wires them
+Each handler is a plain method that tests call directly; :mod:`pku_aigi.space.ui` wires them
 to the components. Files shown or offered for download are written into a fresh folder
 under ``<tmp>/pku-aigi-demo/`` per request, which the app serves as it is (a gradio
 static path: no copy, no hashing); folders older than an hour are removed.
