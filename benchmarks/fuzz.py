@@ -17,7 +17,10 @@ case: no answer within ``--timeout`` seconds is a *hang* (the child is killed an
 fresh one takes the rest), a child killed by a signal is a *crash* (the case it was
 running is the culprit), and an address-space cap (RLIMIT_AS, set in the child after its
 imports to what it uses then plus ``--memory-mb``) turns runaway allocations into
-``MemoryError``, counted as *over-memory*.
+``MemoryError``, counted as *over-memory*. Each child's temporary folder
+(``tempfile.gettempdir()`` and ``TMPDIR``: where a surface keeps its caches) is measured
+after each case and emptied: a case that leaves more than ``--disk-mb`` there (or a child
+that wrote that much before it hung or crashed) is *over-disk*, whatever else it did.
 
 Usage::
 
@@ -28,6 +31,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -35,6 +39,7 @@ import queue
 import random
 import resource
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -47,9 +52,32 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SURFACES_DIR = HERE / "fuzz_surfaces"
-COLUMNS = ("clean", "unclean", "crash", "hang", "over-memory", "wrong", "dropped")
+COLUMNS = ("clean", "unclean", "crash", "hang", "over-memory", "over-disk", "wrong", "dropped")
 VERDICTS = ("clean", "wrong", "dropped")  # what check() may return
 STARTUP_TIMEOUT_S = 300  # importing torch on a busy 2-core machine
+DISK_MB = 256  # what a case may leave in its child's temporary folder
+
+
+def disk_usage(folder: Path) -> int:
+    """Bytes on disk under ``folder`` (allocated blocks: a sparse file counts what it holds)."""
+    total = 0
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def empty(folder: Path) -> None:
+    """Delete everything in ``folder`` (not the folder)."""
+    for entry in list(os.scandir(folder)) if folder.is_dir() else []:
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                os.unlink(entry.path)
 
 
 def available_surfaces() -> list[str]:
@@ -93,9 +121,12 @@ def run_one(module, case: dict) -> tuple[str, str]:
     return verdict, ""
 
 
-def worker_main(surface_names: list[str], memory_mb: int) -> None:
-    """Answer cases read as JSON lines on stdin; one JSON line per case on stdout."""
+def worker_main(surface_names: list[str], memory_mb: int, scratch: Path) -> None:
+    """Answer cases read as JSON lines on stdin; one JSON line per case on stdout, with the
+    bytes the case left in ``scratch`` (the temporary folder, emptied after each case)."""
     answers = os.fdopen(os.dup(1), "w", buffering=1)
+    scratch.mkdir(parents=True, exist_ok=True)
+    os.environ["TMPDIR"] = tempfile.tempdir = str(scratch)
     os.dup2(2, 1)  # stray prints (also from C libraries) must not corrupt the answers
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash ends at once, no core dump
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -113,7 +144,9 @@ def worker_main(surface_names: list[str], memory_mb: int) -> None:
     for line in sys.stdin:
         request = json.loads(line)
         column, detail = run_one(modules[request["surface"]], request["case"])
-        answers.write(json.dumps({"column": column, "detail": detail}) + "\n")
+        disk = disk_usage(scratch)
+        empty(scratch)
+        answers.write(json.dumps({"column": column, "detail": detail, "disk": disk}) + "\n")
 
 
 # ---------------------------------------------------------------- parent side
@@ -122,9 +155,10 @@ def worker_main(surface_names: list[str], memory_mb: int) -> None:
 class Child:
     """One worker process; restarted by the caller after a crash or a hang."""
 
-    def __init__(self, surfaces: list[str], memory_mb: int, log):
+    def __init__(self, surfaces: list[str], memory_mb: int, log, scratch: Path):
+        self.scratch = scratch
         command = [sys.executable, str(Path(__file__).resolve()), "--worker", "--memory-mb"]
-        command += [str(memory_mb), "--surfaces", *surfaces]
+        command += [str(memory_mb), "--scratch", str(scratch), "--surfaces", *surfaces]
         self.process = subprocess.Popen(
             command,
             stdin=subprocess.PIPE,
@@ -152,8 +186,8 @@ class Child:
             return None
         return json.loads(line)
 
-    def run(self, surface: str, case: dict, timeout: float) -> tuple[str, str, bool]:
-        """(column, detail, child still usable)."""
+    def run(self, surface: str, case: dict, timeout: float) -> tuple[str, str, bool, int]:
+        """(column, detail, child still usable, bytes the case left on disk)."""
         try:
             self.process.stdin.write(json.dumps({"surface": surface, "case": case}) + "\n")
             self.process.stdin.flush()
@@ -161,16 +195,22 @@ class Child:
             pass
         answer = self._answer(timeout)
         if answer is not None:
-            return answer["column"], answer["detail"], True
+            return answer["column"], answer["detail"], True, answer["disk"]
+        column, detail = self._death(timeout)
+        disk = disk_usage(self.scratch)
+        empty(self.scratch)
+        return column, detail, False, disk
+
+    def _death(self, timeout: float) -> tuple[str, str]:
         if self.process.poll() is None:  # still running: a hang
             self.stop()
-            return "hang", f"no answer within {timeout:g} s", False
+            return "hang", f"no answer within {timeout:g} s"
         code = self.process.wait()
         if code == -signal.SIGKILL:  # not ours: the kernel's OOM killer
-            return "over-memory", "killed by SIGKILL", False
+            return "over-memory", "killed by SIGKILL"
         if code < 0:
-            return "crash", f"signal {signal.Signals(-code).name}", False
-        return "crash", f"worker exited with status {code}", False
+            return "crash", f"signal {signal.Signals(-code).name}"
+        return "crash", f"worker exited with status {code}"
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -184,6 +224,7 @@ def run_cases(
     jobs: int = 2,
     timeout: float = 10.0,
     memory_mb: int = 1024,
+    disk_mb: float = DISK_MB,
     log_path: Path | None = None,
     progress: bool = False,
 ) -> tuple[dict[str, Counter], list[tuple[str, str, dict, str]]]:
@@ -202,8 +243,9 @@ def run_cases(
     errors: list[BaseException] = []
     done = [0]
     log = open(log_path or os.devnull, "a")  # noqa: SIM115 - shared by the children
+    scratch_root = Path(tempfile.mkdtemp(prefix="pku-aigi-fuzz-scratch-"))
 
-    def drive() -> None:
+    def drive(index: int) -> None:
         child = None
         try:
             while True:
@@ -212,8 +254,12 @@ def run_cases(
                 except queue.Empty:
                     return
                 if child is None:
-                    child = Child(surfaces, memory_mb, log)
-                column, detail, alive = child.run(surface, case, timeout)
+                    child = Child(surfaces, memory_mb, log, scratch_root / str(index))
+                column, detail, alive, disk = child.run(surface, case, timeout)
+                if disk > disk_mb * 2**20:
+                    left = f"left {disk / 2**20:.1f} MB on disk (bound {disk_mb:g} MB)"
+                    detail = f"{left}; {column}{': ' + detail if detail else ''}"
+                    column = "over-disk"
                 if not alive:
                     child.stop()
                     child = None
@@ -231,12 +277,13 @@ def run_cases(
                 child.process.stdin.close()
                 child.stop()
 
-    threads = [threading.Thread(target=drive) for _ in range(max(1, jobs))]
+    threads = [threading.Thread(target=drive, args=(i,)) for i in range(max(1, jobs))]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     log.close()
+    shutil.rmtree(scratch_root, ignore_errors=True)
     if errors:
         raise errors[0]
     return counts, findings
@@ -266,6 +313,7 @@ def fuzz(
     jobs: int = 2,
     timeout: float = 10.0,
     memory_mb: int = 1024,
+    disk_mb: float = DISK_MB,
     workdir: Path | None = None,
     log_path: Path | None = None,
     progress: bool = False,
@@ -280,6 +328,7 @@ def fuzz(
             jobs=jobs,
             timeout=timeout,
             memory_mb=memory_mb,
+            disk_mb=disk_mb,
             log_path=log_path,
             progress=progress,
         )
@@ -310,13 +359,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per case")
     parser.add_argument("--memory-mb", type=int, default=1024, help="extra address space")
+    parser.add_argument(
+        "--disk-mb", type=float, default=DISK_MB, help="what a case may leave on disk"
+    )
     parser.add_argument("--show", type=int, default=3, help="findings shown per column")
     parser.add_argument("--log", type=Path, help="children's stderr (default: discarded)")
     parser.add_argument("--json", type=Path, help="also write counts and findings here")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--scratch", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        worker_main(args.surfaces, args.memory_mb)
+        worker_main(args.surfaces, args.memory_mb, args.scratch)
         return 0
     started = time.perf_counter()
     counts, findings = fuzz(
@@ -326,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
         jobs=args.jobs,
         timeout=args.timeout,
         memory_mb=args.memory_mb,
+        disk_mb=args.disk_mb,
         log_path=args.log,
         progress=True,
     )

@@ -43,6 +43,11 @@ class CorruptStreamError(CodecError):
     """Compressed data is truncated, corrupted, or was made by another codec or model."""
 
 
+class ImageTooLargeError(CorruptStreamError):
+    """Compressed data declares an image above the decoder's pixel limit (``max_pixels``);
+    raised from the header, before decoding, wherever the format allows."""
+
+
 class ModelError(PkuAigiError):
     """A learned model cannot be created, loaded or saved as asked."""
 
@@ -281,7 +286,11 @@ _CENTRAL_SIG = b"PK\x01\x02"
 _ZIP64_EXTRA = 0x0001
 _U16 = 0xFFFF
 _U32 = 0xFFFF_FFFF
-_LOCAL_HEADER_SIZE = 30
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # local file header
+_LOCAL_SIG = b"PK\x03\x04"
+# Compression methods of the Hub's archives (Info-ZIP's): others are refused, not read
+# (zipfile inflates bzip2 and LZMA without bound, whatever size is asked for).
+_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
 _READ_CHUNK = 1 << 20
 _MAX_TAIL = _EOCD.size + _U16  # EOCD plus the longest possible comment
 
@@ -626,19 +635,62 @@ class ZipArchive:
                 f"{self.name}: the central directory holds {len(infos)} entries but the end "
                 f"record says {expected_entries}; it is corrupt, download it again"
             )
+        self._check_names(infos)
+        self._next: dict[int, tuple[int, str]] = {}  # header offset -> what follows
         self._check_positions(infos)
 
+    def _check_names(self, infos: list[zipfile.ZipInfo]) -> None:
+        """Every member has a name of its own, with "/" separators (never silently
+        skipped or shadowed by a namesake)."""
+        seen: set[str] = set()
+        for info in infos:
+            name = info.filename
+            if not name:
+                problem = "a member has an empty name"
+            elif "\\" in name:
+                problem = f"member {name!r} uses backslashes, not '/', as folder separators"
+            elif name in seen:
+                problem = f"member {name!r} is in it twice"
+            else:
+                seen.add(name)
+                continue
+            raise DatasetError(
+                f"{self.name}: {problem}; the dataset's archives have none such: the archive "
+                "is corrupt or not of this dataset, download it again"
+            )
+
     def _check_positions(self, infos: list[zipfile.ZipInfo]) -> None:
-        """Every member's data lies before the central directory, overlapping no other."""
-        end = self.zip.start_dir
+        """Every member's data lies before the central directory, overlapping no other
+        (the local header's own name and extra field are checked when it is opened)."""
+        end, following = self.zip.start_dir, "the central directory"
         for info in sorted(infos, key=lambda i: i.header_offset, reverse=True):
-            if info.header_offset + _LOCAL_HEADER_SIZE + info.compress_size > end:
+            if info.header_offset + _LOCAL_HEADER.size + info.compress_size > end:
                 raise DatasetError(
                     f"{self.name}: the central directory places {info.filename!r} at byte "
                     f"{info.header_offset} with {info.compress_size} bytes, overlapping "
-                    "another member or the directory; the archive is corrupt, download it again"
+                    f"{following}; the archive is corrupt, download it again"
                 )
-            end = info.header_offset
+            self._next[info.header_offset] = (end, following)
+            end, following = info.header_offset, repr(info.filename)
+
+    def _check_local_header(self, info: zipfile.ZipInfo) -> None:
+        """The member's data, after its local header's name and extra field, ends before
+        the next member (or the central directory) begins."""
+        self._file.seek(info.header_offset)
+        header = self._file.read(_LOCAL_HEADER.size)
+        if len(header) < _LOCAL_HEADER.size or not header.startswith(_LOCAL_SIG):
+            return  # zipfile names the bad header
+        name_len, extra_len = _LOCAL_HEADER.unpack(header)[-2:]
+        data_end = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+        data_end += info.compress_size
+        end, following = self._next[info.header_offset]
+        if data_end > end:
+            raise DatasetError(
+                f"{self.name}: the data of {info.filename!r} (after a local header with a "
+                f"{name_len}-byte name and a {extra_len}-byte extra field) ends at byte "
+                f"{data_end}, inside {following} at byte {end}: the members overlap; the "
+                "archive is corrupt, download it again"
+            )
 
     @classmethod
     def from_last_disk(cls, last_disk: str | os.PathLike) -> ZipArchive:
@@ -680,7 +732,14 @@ class ZipArchive:
         self._guarded(info, lambda handle: b"")
 
     def _guarded(self, info: zipfile.ZipInfo, work):
+        if info.compress_type not in _METHODS:
+            raise DatasetError(
+                f"{info.filename} in {self.name} is compressed with method "
+                f"{info.compress_type}, not {' or '.join(_METHODS.values())} as in the "
+                "dataset's archives: it is not of this dataset; download the archive again"
+            )
         try:
+            self._check_local_header(info)
             with self.zip.open(info) as handle:
                 return work(handle)
         except NotImplementedError as error:  # e.g. Deflate64 (method 9) from Windows tools
@@ -732,6 +791,7 @@ import re
 
 
 _PROMPT_ID = re.compile(r"(\d+)(?:_[^.]*)?\.png", re.IGNORECASE)
+MAX_PROMPT_DIGITS = 9  # prompt numbers fit the int32 prompt_id feature
 
 
 def parse_prompts(data: bytes, source: str) -> list[str]:
@@ -758,7 +818,13 @@ def prompt_id(file_name: str) -> int:
             f"image {file_name}: its name does not start with a prompt number "
             "(expected <N>_<k>.png or <N>.png)"
         )
-    return int(match.group(1))
+    digits = match.group(1)
+    if len(digits) > MAX_PROMPT_DIGITS:
+        raise DatasetError(
+            f"image {file_name}: its prompt number has {len(digits)} digits, more than the "
+            f"{MAX_PROMPT_DIGITS} any prompt line can need: the file is not of this dataset"
+        )
+    return int(digits)
 
 
 def lookup_prompt(prompts: list[str] | None, pid: int, file_name: str, source: str) -> str | None:
@@ -791,7 +857,9 @@ so it only imports ``datasets`` and the standard library besides the other copie
 import logging
 import os
 import posixpath
+import struct
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import datasets
@@ -804,6 +872,13 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 PNG_HEAD_SIZE = 33  # signature + IHDR chunk
 MAX_IMAGE_PIXELS = 178_956_970  # Pillow refuses more as a DecompressionBombError
 MAX_IMAGE_BYTES = 256 << 20  # the dataset's largest PNGs are a few MB
+MAX_PROMPT_BYTES = 64 << 20  # the largest prompt file is a few MB
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type (PNG spec, 11.2.2)
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}
+# Adam7 passes: (first column, first row, column step, row step) (PNG spec, 8.2)
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2))
+_ADAM7 += ((0, 1, 1, 2),)
+_INFLATE_CHUNK = 1 << 20
 
 FEATURES = datasets.Features(
     {
@@ -853,11 +928,87 @@ def check_png_file_size(size: int, width: int, height: int, name: str) -> None:
         )
 
 
+def check_png_data(data: bytes, name: str) -> None:
+    """Refuse a PNG that would not decode, without decoding its pixels.
+
+    Checks every chunk's length and CRC up to IEND, the IHDR fields, and the image data:
+    the IDAT chunks' zlib stream is inflated (in chunks, and dropped) and must hold every
+    row IHDR declares (Adam7 passes if interlaced), each starting with a filter type 0-4
+    (PNG specification, sections 5, 10 and 11). About 60% of the time a full decode takes.
+    """
+    width, height = png_size(data, name)
+    depth, colour, compression, filtering, interlace = data[24:29]
+    if depth not in _PNG_DEPTHS.get(colour, ()) or compression or filtering or interlace > 1:
+        raise DatasetError(f"{name} is a corrupt PNG file (invalid IHDR)")
+    bits = depth * _PNG_CHANNELS[colour]
+    passes = _ADAM7 if interlace else ((0, 0, 1, 1),)
+    rows = []  # (row bytes with the filter byte, rows) of each pass, last pass first
+    for x0, y0, dx, dy in reversed(passes):
+        columns, count = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
+        if columns > 0 and count > 0:
+            rows.append((1 + (columns * bits + 7) // 8, count))
+    inflater, skip, pos, last, idat_done = zlib.decompressobj(), 0, 8, b"", False
+    view = memoryview(data)
+    try:
+        while True:
+            length, kind = struct.unpack_from(">I4s", data, pos)
+            body = pos + 8
+            if length > len(data) - body - 4:
+                raise DatasetError(f"{name} is a corrupt PNG file (truncated {kind!r} chunk)")
+            if zlib.crc32(view[pos + 4 : body + length]) != _u32(data, body + length):
+                raise DatasetError(f"{name} is a corrupt PNG file (bad CRC in {kind!r})")
+            if kind == b"IDAT":
+                if idat_done:
+                    raise DatasetError(f"{name} is a corrupt PNG file (IDAT chunks apart)")
+                pending = inflater.decompress(view[body : body + length], _INFLATE_CHUNK)
+                while rows or skip > 0:  # data after the last row is ignored, as decoders do
+                    skip = _check_rows(pending, skip, rows, name)
+                    if not inflater.unconsumed_tail and len(pending) < _INFLATE_CHUNK:
+                        break
+                    pending = inflater.decompress(inflater.unconsumed_tail, _INFLATE_CHUNK)
+            elif kind == b"IEND":
+                break
+            else:
+                idat_done = idat_done or last == b"IDAT"
+            last, pos = kind, body + length + 4
+    except struct.error:
+        raise DatasetError(f"{name} is a corrupt PNG file (no IEND chunk)") from None
+    except zlib.error as error:
+        raise DatasetError(f"{name} is a corrupt PNG file (image data: {error})") from None
+    if rows or skip > 0:
+        raise DatasetError(f"{name} is a corrupt PNG file (image data cut short)")
+
+
+def _u32(data: bytes, at: int) -> int:
+    return int.from_bytes(data[at : at + 4], "big")
+
+
+def _check_rows(chunk: bytes, skip: int, rows: list, name: str) -> int:
+    """Check the filter bytes of the rows in ``chunk`` of inflated image data, the first
+    ``skip`` bytes ending an earlier row; consume ``rows``. Returns the bytes of the
+    current row still to come (negative: the data went past the last row)."""
+    at = skip
+    while at < len(chunk) and rows:
+        stride, count = rows[-1]
+        n = min(count, (len(chunk) - at - 1) // stride + 1)
+        if max(chunk[at : at + (n - 1) * stride + 1 : stride]) > 4:
+            raise DatasetError(f"{name} is a corrupt PNG file (invalid row filter type)")
+        at += n * stride
+        if n == count:
+            rows.pop()
+        else:
+            rows[-1] = (stride, count - n)
+    return at - len(chunk)
+
+
 def read_member_png(archive: ZipArchive, member, name: str) -> bytes:
-    """A PNG member's bytes, refused from its header and declared size before inflating."""
+    """A PNG member's bytes, refused from its header and declared size before inflating,
+    and checked whole (:func:`check_png_data`)."""
     width, height = png_size(archive.head(member, PNG_HEAD_SIZE), name)
     check_png_file_size(member.file_size, width, height, name)
-    return archive.read(member, limit=MAX_IMAGE_BYTES)
+    data = archive.read(member, limit=MAX_IMAGE_BYTES)
+    check_png_data(data, name)
+    return data
 
 
 def read_png_file(path: str, name: str) -> bytes:
@@ -868,7 +1019,9 @@ def read_png_file(path: str, name: str) -> bytes:
         handle.seek(0, os.SEEK_END)
         check_png_file_size(handle.tell(), width, height, name)
         handle.seek(0)
-        return handle.read()
+        data = handle.read()
+    check_png_data(data, name)
+    return data
 
 
 def _sort_key(file_name: str) -> tuple:
@@ -991,9 +1144,15 @@ def split_sources(subset: Subset, split: str, files: DataFiles) -> dict:
     }
 
 
-def _read_file(path: str) -> bytes:
+def _read_prompt_file(path: str, name: str) -> bytes:
     with open_binary(path) as handle:  # a local path or a URL (streaming from the Hub)
-        return handle.read()
+        data = handle.read(MAX_PROMPT_BYTES + 1)
+    if len(data) > MAX_PROMPT_BYTES:
+        raise DatasetError(
+            f"prompt file {name} is larger than {MAX_PROMPT_BYTES:,} bytes (the dataset's "
+            "are a few MB): it is corrupt or not of this dataset"
+        )
+    return data
 
 
 def _missing_prompts_warning(subset: Subset, split: str, source: str) -> None:
@@ -1016,7 +1175,7 @@ def iter_split(
     prompts = None
     source = prompt_name
     if prompt_file is not None:
-        prompts = parse_prompts(_read_file(prompt_file), source)
+        prompts = parse_prompts(_read_prompt_file(prompt_file, source), source)
     elif check_only and split != "validation":  # validation: looked up inside vaild.zip
         where = "none on the Hub" if split == "train" else f"no {prompt_name}"
         _missing_prompts_warning(subset, split, where)
@@ -1052,8 +1211,8 @@ def iter_split(
                         _missing_prompts_warning(subset, split, f"no {wanted} in {archive.name}")
                 else:
                     source = f"{archive.name}:{prompt_member}"
-                    data = archive.read(archive.zip.getinfo(prompt_member))
-                    prompts = parse_prompts(data, source)
+                    info = archive.zip.getinfo(prompt_member)
+                    prompts = parse_prompts(archive.read(info, limit=MAX_PROMPT_BYTES), source)
                 members = [m for m in members if _in_folder(m.filename, subset.validation_folder)]
                 if not members:
                     folders = sorted({posixpath.dirname(n) for n in names if _is_png(n)})

@@ -171,3 +171,146 @@ def test_archive_read_checks_the_declared_size_first(stage, tmp_path):
         member = archive.members()[0]
         with pytest.raises(DatasetError, match=r"declares .* bytes, more than the 1,000"):
             archive.read(member, limit=1000)
+
+
+def zip_members(path, members, compress_type=zipfile.ZIP_DEFLATED):
+    """An archive written by Python's zipfile: ``members`` is ``[(name, bytes), ...]``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compress_type) as archive:
+        for name, data in members:
+            archive.writestr(zipfile.ZipInfo(name, (2024, 1, 1, 0, 0, 0)), data, compress_type)
+    return path
+
+
+def stage_pngs(stage):
+    return [(f"SD21/{p.name}", p.read_bytes()) for p in sorted((stage / "SD21").iterdir())]
+
+
+def load_validation(vaild):
+    split = iter_split(get_subset("sd21"), "validation", ((str(vaild),),), None, None, None)
+    return [example for _, example in split]
+
+
+@pytest.mark.parametrize("method", [zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA], ids=["bzip2", "lzma"])
+def test_bzip2_and_lzma_members_are_refused_before_inflating(stage, tmp_path, method):
+    """zipfile inflates bzip2 and LZMA without bound: a 1.7 KB vaild.zip took 3.2 GB while
+    the first 33 bytes of its PNG were read. The Hub's archives are stored or deflated."""
+    bomb = ihdr(64, 64) + bytes(64 << 20)
+    last = zip_members(tmp_path / "SD21.zip", [("SD21/000001_1.png", bomb)], method)
+    peak, error = peak_mib(lambda: load(last))
+    assert peak < 32, f"{peak:.0f} MiB held for a refused member"
+    assert f"SD21/000001_1.png in SD21.zip is compressed with method {method}" in error
+    last = zip_members(tmp_path / "real" / "SD21.zip", stage_pngs(stage), method)
+    with pytest.raises(DatasetError, match=r"SD21/000001_1\.png in SD21\.zip is compressed"):
+        load(last)
+
+
+def test_the_prompt_member_is_read_within_a_limit(stage, tmp_path):
+    """510 KB of vaild.zip held a prompt file that grew the loader by 672 MB."""
+    images = [(f"vaild/{name}", data) for name, data in stage_pngs(stage)]
+    prompts = ("vaild/SD21.txt", b"a prompt\n" * (8 << 20))  # 72 MiB
+    vaild = zip_members(tmp_path / "vaild.zip", [prompts, *images])
+    peak, error = peak_mib(lambda: load_validation(vaild))
+    assert peak < 32, f"{peak:.0f} MiB held for a refused prompt file"
+    assert "vaild/SD21.txt in vaild.zip declares 75,497,472 bytes, more than the" in error
+
+
+def _aliased(stage, tmp_path):
+    """Info-ZIP archive whose first member's local extra field grows over the second
+    (smaller) member, so that its data is the second's (central sizes and CRC to match)."""
+    from PIL import Image
+
+    (tmp_path / "SD21").mkdir()
+    with Image.open(stage / "SD21" / "000001_1.png") as image:  # real crops of a few KB
+        image.crop((0, 0, 96, 96)).save(tmp_path / "SD21" / "000001_1.png")
+        image.crop((0, 0, 48, 48)).save(tmp_path / "SD21" / "000002_1.png")
+    last = tmp_path / "SD21.zip"
+    files = ["SD21/000001_1.png", "SD21/000002_1.png"]
+    subprocess.run(["zip", "-q", "-X", "-0", str(last), *files], cwd=tmp_path, check=True)
+    data = last.read_bytes()
+    with zipfile.ZipFile(last) as archive:
+        first, second = archive.infolist()
+    name_len, extra_len = struct.unpack_from("<2H", data, second.header_offset + 26)
+    second_data = second.header_offset + 30 + name_len + extra_len
+    local = first.header_offset
+    patch(last, local + 28, "<H", second_data - (local + 30 + len(first.filename)))
+    central = data.find(b"PK\x01\x02")
+    for offset, value in ((16, second.CRC), (20, second.compress_size), (24, second.file_size)):
+        patch(last, central + offset, "<L", value)
+    return last
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("duplicate-prompt", r"vaild\.zip: member 'vaild/SD21\.txt' is in it twice"),
+        ("backslash", r"vaild\.zip: member 'vaild\\\\SD21\\\\000003_1\.png' uses backslashes"),
+        ("overlap", r"SD21\.zip: the data of 'SD21/000001_1\.png' .* inside 'SD21/000002_1\.png'"),
+    ],
+)
+def test_ambiguous_members_are_refused_not_misread(stage, tmp_path, case, message):
+    """A second prompt file supplied every prompt, a backslash name hid an image, and a
+    member whose local extra field reached over the next one read that one's image."""
+    images = [(f"vaild/{name}", data) for name, data in stage_pngs(stage)]
+    if case == "duplicate-prompt":
+        members = [("vaild/SD21.txt", b"one\ntwo\nthree\n"), *images]
+        members.append(("vaild/SD21.txt", b"x\ny\nz\n"))
+        with pytest.warns(UserWarning, match="Duplicate name"):
+            vaild = zip_members(tmp_path / "vaild.zip", members)
+        work = lambda: load_validation(vaild)  # noqa: E731
+    elif case == "backslash":
+        images[2] = (images[2][0].replace("/", "\\"), images[2][1])
+        vaild = zip_members(tmp_path / "vaild.zip", images)
+        work = lambda: load_validation(vaild)  # noqa: E731
+    else:
+        last = _aliased(stage, tmp_path)
+        work = lambda: load(last)  # noqa: E731
+    with pytest.raises(DatasetError, match=message):
+        work()
+
+
+def _truncated_idat(png: bytes) -> bytes:
+    """The PNG with its image data cut in half, in one IDAT chunk with a valid CRC."""
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    others, idat, pos = [], b"", 8
+    while pos < len(png):
+        (length,) = struct.unpack_from(">I", png, pos)
+        kind, body = png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]
+        if kind == b"IDAT":
+            idat += body
+        elif kind != b"IEND":
+            others.append(chunk(kind, body))
+        pos += 12 + length
+    cut = chunk(b"IDAT", idat[: len(idat) // 2])
+    return PNG_SIGNATURE + b"".join(others) + cut + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("empty-name", r"SD21\.zip: a member has an empty name"),
+        ("5000-digits", r"SD21/1{20}.*prompt number has 5000 digits"),
+        ("idat", r"SD21/000001_1\.png in SD21\.zip is a corrupt PNG file \(image data cut"),
+    ],
+)
+def test_bad_names_and_corrupt_image_data_are_refused_while_preparing(
+    stage, tmp_path, case, message
+):
+    """An empty name was an IndexError, a 5000-digit number a ValueError, and a PNG with
+    corrupt image data loaded, then failed in Pillow at ds[i]."""
+    members = stage_pngs(stage)
+    if case == "empty-name":
+        members.append(("", b"x"))
+    elif case == "5000-digits":
+        members.append(("SD21/" + "1" * 5000 + "_1.png", members[0][1]))
+    else:
+        members[0] = (members[0][0], _truncated_idat(members[0][1]))
+    last = zip_members(tmp_path / "SD21.zip", members)
+    with pytest.raises(DatasetError, match=message):
+        load(last)

@@ -4,10 +4,15 @@ never a traceback, a DecompressionBombError or a 2 GiB allocation."""
 from __future__ import annotations
 
 import io
+import os
+import resource
 import shutil
 import struct
+import subprocess
+import sys
 import tracemalloc
 import zlib
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -205,3 +210,44 @@ def test_size_is_read_from_the_header_alone(tmp_path):
     with pytest.raises(ImageFileError, match=r"300x200 = 60,000 pixels") as info:
         image_file_size(path, max_pixels=50_000)
     assert info.value.kind == "size" and info.value.size == (300, 200)
+
+
+def _cap_memory():
+    resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))  # /dev/zero used to fill it
+
+
+@pytest.mark.parametrize("command", ["compress", "decompress"])
+def test_inputs_that_are_not_regular_files_are_one_error_line(command, tmp_path):
+    """/dev/zero used to be read until MemoryError, a FIFO to block forever, and
+    /proc/self/mem to end with an OSError traceback (exit 1)."""
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    zero_link = tmp_path / "zero.png"
+    zero_link.symlink_to("/dev/zero")
+    sparse = tmp_path / "huge.png"
+    with sparse.open("wb") as file:
+        file.truncate(1 << 40)  # 1 TiB, no block on disk
+    inputs = {
+        Path("/dev/zero"): "is a character device",
+        zero_link: "is a character device",
+        Path("/proc/self/mem"): "cannot read /proc/self/mem",
+        tmp_path: "is a folder",
+        sparse: "more than the 536,870,912 accepted",
+        fifo: "is a named pipe",
+    }
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / ("x.jpg" if command == "compress" else "x.png")
+    extra = ["--codec", "jpeg", "--quality", "50"] if command == "compress" else []
+    for source, message in inputs.items():
+        result = subprocess.run(
+            [sys.executable, "-m", "pku_aigi", command, str(source), "-o", str(target), *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            preexec_fn=_cap_memory,
+        )
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2 and len(lines) == 1, (source, result.stderr[-1000:])
+        assert lines[0].startswith(f"pku-aigi {command}: error: ") and message in lines[0]
+    assert list(out.iterdir()) == []

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import struct
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -297,3 +301,47 @@ def test_existing_output_needs_force(tmp_path):
         "config.json",
         "model.safetensors",
     ]
+
+
+def _declaring(tmp_path, *, legacy: bool, numel: int = 2**24) -> Path:
+    """A small checkpoint {"w": tensor} whose tensor declares ``numel`` float32s: a zip
+    whose data/0 member is ``numel`` zeros deflated (64 KiB for 64 MiB), or a legacy
+    (pickled) file whose pickle claims them with no data behind."""
+    buffer = io.BytesIO()
+    torch.save({"w": torch.zeros(4)}, buffer, _use_new_zipfile_serialization=not legacy)
+    data = buffer.getvalue()
+    big = b"J" + struct.pack("<i", numel)
+    path = tmp_path / ("legacy.pth.tar" if legacy else "bomb.pth.tar")
+    if legacy:  # the storage's numel, then the tensor's size
+        path.write_bytes(data.replace(b"cpuq\x06K\x04", b"cpuq\x06" + big, 1))
+        return path
+    source = zipfile.ZipFile(io.BytesIO(data))
+    with zipfile.ZipFile(path, "w") as archive:
+        for info in source.infolist():
+            member = source.read(info.filename)
+            if info.filename.endswith("data/0"):
+                archive.writestr(info.filename, bytes(numel * 4), zipfile.ZIP_DEFLATED)
+                continue
+            if info.filename.endswith("data.pkl"):
+                member = member.replace(b"cpuq\x06K\x04", b"cpuq\x06" + big, 1)
+                member = member.replace(b"K\x04\x85", big + b"\x85", 1)
+            archive.writestr(info.filename, member)
+    return path
+
+
+@pytest.mark.parametrize("legacy", [False, True], ids=["zip-bomb", "legacy"])
+def test_a_checkpoint_declaring_more_than_it_holds_is_refused_before_loading(tmp_path, legacy):
+    """torch.load would allocate (and here fill) 64 MiB for a file of a few KiB."""
+    path = _declaring(tmp_path, legacy=legacy)
+    assert path.stat().st_size < 200_000
+    with pytest.raises(ModelError, match=r"declares \d+ bytes of data, more than the file's"):
+        read_compressai_checkpoint(path)
+
+
+def test_legacy_checkpoints_still_convert(tmp_path):
+    net, hparams = compressai_model("bmshj2018-factorized")
+    torch.save(net.state_dict(), tmp_path / "old.pth.tar", _use_new_zipfile_serialization=False)
+    out = convert_compressai(
+        "bmshj2018-factorized", tmp_path / "old.pth.tar", tmp_path / "o", quality=1, **hparams
+    )
+    assert (out / "model.safetensors").is_file()

@@ -122,7 +122,7 @@ def _edit_config(folder, **changes):
         ),
         (lambda f: _edit_config(f, architecture=None), "has no 'architecture'"),
         (lambda f: _edit_config(f, quality=12), "no quality 12"),
-        (lambda f: _edit_config(f, K=2), "no hyper-parameter K"),
+        (lambda f: _edit_config(f, K=2), "unknown key 'K': mbt2018-mean takes .* N, M"),
         (lambda f: (f / "config.json").write_text("{not json"), "cannot read .*config.json"),
         (lambda f: (f / "config.json").unlink(), "has no config.json: it is not a model saved"),
         (lambda f: (f / "model.safetensors").unlink(), "has no model.safetensors"),

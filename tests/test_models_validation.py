@@ -192,3 +192,76 @@ except CodecError as error:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
     assert "REFUSED the model produced" in run.stdout, run.stderr[-1500:]
+
+
+@pytest.mark.parametrize("pad", [(4096, 0), (4096, 1)], ids=["zero-bytes", "16-kB"])
+def test_weights_are_compared_with_the_config_before_the_model_is_built(copy, monkeypatch, pad):
+    """A tensor of shape (4096, 0) (no bytes) or (4096, 1) lifted the width bound: the
+    179 KB folder built N=M=4096 (10 GB). Shapes are compared on the meta device first."""
+    from pku_aigi.models.architectures.specs import get_spec
+
+    model_class = get_spec("mbt2018-mean").model_class
+    build = model_class.__init__
+
+    def only_on_meta(self, *args, **kwargs):
+        assert torch.get_default_device().type == "meta" or kwargs["N"] == 16, "built for real"
+        build(self, *args, **kwargs)
+
+    monkeypatch.setattr(model_class, "__init__", only_on_meta)
+    tensors = load_file(copy / "model.safetensors")
+    save_file({**tensors, "pad": torch.zeros(pad)}, copy / "model.safetensors")
+    set_config_text(copy, "N", "4096")
+    set_config_text(copy, "M", "4096")
+    needs = r"unexpected weights in .*: pad; weights of the wrong shape .*model needs \(4096"
+    with pytest.raises(ModelError, match=rf"'M' = 4096 is out of range 1\.\.48|{needs}"):
+        models.AutoCodec.from_pretrained(copy)
+
+
+def test_config_keys_that_are_not_hyper_parameters_are_refused(copy):
+    """``cls`` reached from_config as a keyword (TypeError); no key is passed on unchecked."""
+    for key in ("cls", "model_id", "revision", "token", "cache_dir", "force_download", "self"):
+        config = json.loads((copy / "config.json").read_text())
+        (copy / "config.json").write_text(json.dumps({**config, key: 1}))
+        with pytest.raises(ModelError, match=f"config.json: unknown key '{key}': mbt2018-mean"):
+            models.AutoCodec.from_pretrained(copy)
+        (copy / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize(
+    "card, key",
+    [
+        ({"training": 5}, "training"),
+        ({"rd_points": [1]}, "rd_points"),
+        ({"source": 5}, "source"),
+        ({"license": ["mit"]}, "license"),
+    ],
+)
+def test_card_metadata_of_the_wrong_type_is_refused_on_load(copy, card, key):
+    """Such metadata loaded, then save_pretrained failed with a TypeError."""
+    tensors = load_file(copy / "model.safetensors")
+    metadata = {"format": "pt", CARD_METADATA_KEY: json.dumps(card)}
+    save_file(tensors, copy / "model.safetensors", metadata=metadata)
+    with pytest.raises(ModelError, match=f"{CARD_METADATA_KEY}.*card_info '{key}' must be"):
+        models.AutoCodec.from_pretrained(copy)
+
+
+def test_a_bad_config_in_the_models_dir_is_listed_not_fatal(saved, tmp_path):
+    """One bad config.json under PKU_AIGI_MODELS_DIR crashed the Space's start-up."""
+    from pku_aigi.space.catalog import Catalog
+
+    shutil.copytree(saved, tmp_path / "org" / "good")
+    bad = {
+        "quality": '{"architecture": "mbt2018-mean", "quality": "abc"}',
+        "list": "[1, 2]",
+        "huge": '{"architecture": 1e400, "quality": 1e400}',
+        "nested": "[" * 100_000 + "]" * 100_000,
+        "metric": '{"architecture": "mbt2018-mean", "metric": {"a": 1}}',
+    }
+    for name, text in bad.items():
+        shutil.copytree(saved, tmp_path / "org" / name)
+        (tmp_path / "org" / name / "config.json").write_text(text)
+    catalog = Catalog.discover(tmp_path)
+    assert catalog.get("mbt2018-mean (mse)").codec.sources[2] == "org/good"
+    for name in bad:
+        option = catalog.get(f"org/{name} (mse)")
+        assert not option.available and "config.json" in option.reason, option.reason

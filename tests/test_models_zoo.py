@@ -12,6 +12,9 @@ import hashlib
 import io
 import json
 import socket
+import threading
+import time
+from urllib.parse import quote
 
 import huggingface_hub
 import pytest
@@ -350,3 +353,137 @@ def test_space_and_bench_families_come_from_the_zoo(served, zoo_env, monkeypatch
     assert served.requests == []  # all from the cache
     results = (tmp_path / "bench").rglob("*.json")
     assert any("bmshj2018-factorized" in path.read_text() for path in results)
+
+
+# ---------------------------------------------------------------------- hostile sources
+@pytest.mark.parametrize(
+    ("route", "extra", "message"),
+    [
+        ("endless", {}, r"went past 1048576 bytes \(the limit set by PKU_AIGI_MAX_DOWNLOAD_MB"),
+        ("huge", {}, r"is 10000000000 bytes, more than 1048576 bytes"),
+        ("files", {"size": 1000}, r"is \d+ bytes, more than 1000 bytes \(the size its zoo entry"),
+        ("file:///dev/zero", {"sha256": "0" * 64}, r"/dev/zero is not a regular file"),
+    ],
+)
+def test_every_download_is_bounded_and_leaves_nothing(
+    served, zoo_env, monkeypatch, route, extra, message
+):
+    """An endless body, a 10 GB announcement, more than the entry's size, /dev/zero."""
+    monkeypatch.setenv("PKU_AIGI_MAX_DOWNLOAD_MB", "1")
+    source = route if ":" in route else f"{served.url}/{route}/{served.good}"
+    zoo_env(entry("test-org/big", source, **extra))
+    with pytest.raises(ModelError, match=message):
+        AutoCodec.from_pretrained("test-org/big")
+    assert _leftovers(zoo.cache_root()) == []
+
+
+def test_a_slow_drip_is_cut_off_at_the_deadline(served, zoo_env, monkeypatch):
+    """One byte every 0.2 s never trips the read timeout: the deadline ends it."""
+    monkeypatch.setattr(network, "DEADLINE_BASE_S", 0.5)
+    zoo_env(entry("test-org/slow", f"{served.url}/drip/0.2/20/{served.good}"))
+    started = time.monotonic()
+    with pytest.raises(ModelError, match=r"did not finish within its deadline of 1.2 s"):
+        AutoCodec.from_pretrained("test-org/slow")
+    assert time.monotonic() - started < 3
+    # What arrived is kept, to be resumed (the drip is only the first bytes).
+    model = AutoCodec.from_pretrained("test-org/slow")
+    assert torch.equal(model.g_a[0].weight, served.state["g_a.0.weight"])
+
+
+@pytest.mark.parametrize(
+    ("route", "message", "requests"),
+    [
+        (
+            f"to/{quote('file:///dev/zero', safe='')}",
+            r"redirects to 'file:///dev/zero'; only http",
+            1,
+        ),
+        ("loop", r"more than 5 redirects \(a redirect loop\?\)", 6),
+        ("416", r"the server answered HTTP 416", 1),  # nothing to restart: an error
+        ("status/302", r"redirects to ''; only http\(s\) redirects are followed", 1),
+    ],
+)
+def test_redirects_and_416_end_in_one_clear_error(served, zoo_env, route, message, requests):
+    zoo_env(entry("test-org/odd", f"{served.url}/{route}/{served.good}"))
+    with pytest.raises(ModelError, match=message):
+        AutoCodec.from_pretrained("test-org/odd")
+    assert len(served.file_requests()) == requests
+
+
+def test_http_redirects_are_followed_and_416_restarts_once(served, zoo_env):
+    zoo_env(
+        entry("test-org/moved", f"{served.url}/redirect/5/{served.good}"),
+        entry("test-org/resumed", f"{served.url}/416-on-resume/{served.good}"),
+    )
+    AutoCodec.from_pretrained("test-org/moved")
+    part = zoo.download_folder("test-org/resumed") / (served.good + ".incomplete")
+    part.parent.mkdir(parents=True)
+    offset = len(served.files[served.good]) + 5  # a part that cannot be resumed
+    part.write_bytes(b"\0" * offset)
+    served.requests.clear()
+    model = AutoCodec.from_pretrained("test-org/resumed")
+    assert torch.equal(model.g_a[0].weight, served.state["g_a.0.weight"])
+    assert [r for _, _, r in served.file_requests()] == [f"bytes={offset}-", None]
+
+
+def test_two_ids_sharing_a_file_name_pull_at_once(served, zoo_env):
+    """Each download has its own file, under its model's lock."""
+    source = f"{served.url}/delay/0.5/{served.good}"
+    zoo_env(entry("test-org/twin-a", source), entry("test-org/twin-b", source))
+    results = {}
+
+    def pull(repo):
+        try:
+            results[repo] = zoo.resolve(repo)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            results[repo] = error
+
+    threads = [
+        threading.Thread(target=pull, args=(r,)) for r in ("test-org/twin-a", "test-org/twin-b")
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert results == {
+        "test-org/twin-a": zoo.converted_folder("test-org/twin-a"),
+        "test-org/twin-b": zoo.converted_folder("test-org/twin-b"),
+    }
+    assert _leftovers(zoo.cache_root() / "downloads") == []
+
+
+# ---------------------------------------------------------------------- entry checks
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"hparams": {"N": "abc"}}, r"zoo entry 'test-org/e': 'N' must be an integer, not 'abc'"),
+        ({"hparams": {"N": 8, "M": 5000}}, r"'M' = 5000 is out of range 1\.\.4096"),
+        ({"hparams": "abc"}, r"'hparams' must be a JSON object"),
+        ({"hparams": {"quality": 2}}, r"'hparams' must be free of quality"),
+        ({"repo_id": "not a repo id!"}, r"entry 0: 'repo_id' must be a valid Hub repo id"),
+        ({"sha256": "SHORT"}, r"'sha256' must be the full sha256 of the source file \(64 hex"),
+        ({"size": "70000"}, r"'size' must be the size of the source file in bytes"),
+        ({"quality": "1"}, r"'quality' must be an integer, not '1'"),
+        ({"source": "ftp://host/x-12345678.pth.tar"}, r"'source' must be an http\(s\) or file"),
+        ({"source": "http://host/"}, r"'source' must be a URL ending in a file name"),
+    ],
+)
+def test_zoo_entries_are_checked_like_config_json(served, zoo_env, change, message):
+    good = entry("test-org/e", f"{served.url}/files/{served.good}")
+    if change.get("sha256") == "SHORT":  # one hex digit of the right sha256: not a checksum
+        change = {"sha256": hashlib.sha256(served.files[served.good]).hexdigest()[:1]}
+    bad = {**good, **change}
+    zoo_env(bad)
+    with pytest.raises(ModelError, match=message):
+        AutoCodec.from_pretrained(bad["repo_id"])
+    assert served.file_requests() == []  # refused before any download
+
+
+def test_hparams_wider_than_the_checkpoint_are_refused_before_building(served, zoo_env):
+    """N=1024 (4096 would build a ~10 GB model) on a checkpoint whose widest tensor is 8."""
+    zoo_env(
+        entry("test-org/wide", f"{served.url}/files/{served.good}", hparams={"N": 1024, "M": 8})
+    )
+    with pytest.raises(ModelError, match=r"'N' = 1024 is more than 8, the largest tensor"):
+        AutoCodec.from_pretrained("test-org/wide")
+    assert _leftovers(zoo.cache_root()) == []

@@ -161,3 +161,35 @@ def test_train_out(tmp_path, capsys, png):
         code, err = run(capsys, *argv, "--out", out, "--max-steps", "1")
         one_error(code, err, message)
     assert listing(tmp_path) == {"file"}
+
+
+def test_temporary_files_are_exclusive_and_long_names_are_checked_first(
+    tmp_path, capsys, png, monkeypatch
+):
+    """The temporary name used to be ``.<name>.<pid>.tmp``, written through a planted
+    link, and too long for a valid 250-character output name (after the encoding)."""
+    from pku_aigi.codecs.pillow_codecs import JpegCodec
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("mine")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / f".x.jpg.{os.getpid()}.tmp").symlink_to(victim)
+    code, err = run(
+        capsys, "compress", png, "-o", out / "x.jpg", "--codec", "jpeg", "--quality", 50
+    )
+    assert code == 0, err
+    assert victim.read_bytes() == b"mine" and Image.open(out / "x.jpg").size == (96, 64)
+    long_name = out / ("a" * 246 + ".jpg")  # 250 characters: the file system takes it
+    code, err = run(capsys, "compress", png, "-o", long_name, "--codec", "jpeg", "--quality", 50)
+    assert code == 0, err
+    assert listing(out) == {"x.jpg", long_name.name, f".x.jpg.{os.getpid()}.tmp"}
+
+    def no_encoding(*args):
+        raise AssertionError("encoded before checking the output")
+
+    monkeypatch.setattr(JpegCodec, "_encode", no_encoding)
+    too_long = out / ("b" * 300 + ".jpg")
+    code, err = run(capsys, "compress", png, "-o", too_long, "--codec", "jpeg", "--quality", 50)
+    one_error(code, err, "its name is 304 bytes", "choose a shorter name")
+    assert len(listing(out)) == 3

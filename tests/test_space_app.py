@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import runpy
+import subprocess
+import sys
 from pathlib import Path
 
 import gradio as gr
@@ -350,3 +352,42 @@ def test_outputs_run_their_file_writing_in_the_codec_threads(catalog, image_path
     )
     assert jpeg.key == "jpeg" and isinstance(webp, OSError)
     assert all(name.startswith("compress") for name in threads.values()), threads
+
+
+SESSION_PROBE = """
+import json, os, stat, sys
+from gradio.utils import is_static_file
+from pku_aigi.space.catalog import Catalog
+from pku_aigi.space.handlers import _session_dir
+from pku_aigi.space.ui import build_blocks
+
+build_blocks(Catalog([]))
+folder = _session_dir()
+root = os.lstat(folder.parent)
+json.dump({"folder": str(folder), "mode": stat.S_IMODE(root.st_mode),
+           "link": stat.S_ISLNK(root.st_mode), "served": is_static_file(folder / "a.webp")},
+          sys.stdout)
+"""
+
+
+def test_session_folder_is_private_and_never_follows_a_planted_link(tmp_path):
+    """The folder used to be ``<tmp>/pku-aigi-demo``, followed if a link, and the
+    clean-up deleted the link target's folders older than an hour."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    victim = tmp_path / "victim"
+    (victim / "old-work").mkdir(parents=True)
+    os.utime(victim / "old-work", (1, 1))  # older than an hour
+    (temp / "pku-aigi-demo").symlink_to(victim)
+    env = {**os.environ, "TMPDIR": str(temp)}
+    result = subprocess.run(
+        [sys.executable, "-c", SESSION_PROBE], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    probe = json.loads(result.stdout)
+    folder = Path(probe["folder"])
+    assert (victim / "old-work").is_dir()
+    assert folder.parent.parent == temp and folder.parent.name.startswith("pku-aigi-demo-")
+    assert probe["mode"] == 0o700 and not probe["link"]
+    assert probe["served"]  # gradio serves the request folders as they are
+    assert not folder.parent.exists()  # removed when the process exited

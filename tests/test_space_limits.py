@@ -4,6 +4,7 @@ sizes, per-request pixel limits, and Gradio's own refusals reaching the client."
 from __future__ import annotations
 
 import json
+import urllib.error
 import urllib.request
 
 import gradio as gr
@@ -83,7 +84,8 @@ def test_learned_codecs_get_the_space_pixel_limits(tmp_path, monkeypatch):
 def test_queue_and_upload_limits(monkeypatch):
     demo = build_app(Catalog(registered_options()))
     assert demo._queue.max_size == limits.DEFAULT_QUEUE_SIZE
-    assert limits.launch_options() == {"max_file_size": "25mb", "show_error": True}
+    options = limits.launch_options()
+    assert options["max_file_size"] == "25mb" and options["show_error"] is True
     monkeypatch.setenv(limits.QUEUE_SIZE_ENV, "3")
     assert build_app(Catalog(registered_options()))._queue.max_size == 3
 
@@ -106,3 +108,65 @@ def test_a_refused_server_path_reaches_the_client_as_a_message():
     assert "event: error" in stream
     message = stream.split("event: error", 1)[1].split("data:", 1)[1].strip().splitlines()[0]
     assert message not in ("null", "") and "/etc/hostname" in message
+
+
+def test_malformed_requests_get_a_4xx_with_a_message():
+    """A ``files`` part without a file name (what clients send for an empty name) and an
+    unknown API name: Gradio answered both with HTTP 500 "Internal Server Error"."""
+    demo = build_app(Catalog(registered_options()))
+    demo.launch(prevent_thread_lock=True, **limits.launch_options())
+    boundary = "pku-aigi-boundary"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"\r\n\r\n'
+        f"not a file\r\n--{boundary}--\r\n"
+    ).encode()
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    request = urllib.request.Request(
+        demo.local_url.rstrip("/") + "/gradio_api/upload", body, headers
+    )
+    unknown = urllib.request.Request(
+        demo.local_url.rstrip("/") + "/gradio_api/call/no_such_api",
+        json.dumps({"data": []}).encode(),
+        {"Content-Type": "application/json"},
+    )
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        with pytest.raises(urllib.error.HTTPError) as not_found:
+            urllib.request.urlopen(unknown, timeout=30)
+    finally:
+        demo.close()
+    assert refused.value.code == 400
+    assert "file name" in json.loads(refused.value.read())["detail"]
+    assert not_found.value.code == 404
+    assert "no_such_api" in json.loads(not_found.value.read())["detail"]
+
+
+@pytest.mark.parametrize(
+    ("name", "quality"),
+    [("jpeg", 50), ("webp", 50), ("jpeg2000", 20), ("avif", 50), ("jpegxl", 2.0)]
+    + [("hevc", 40), ("vvc", 40)],
+)
+def test_decode_tab_applies_the_pixel_limit_to_every_format_before_decoding(
+    name, quality, tmp_path, monkeypatch
+):
+    """Conventional codecs used to decode up to 64 MP here: a 3 KB JPEG 2000 declaring
+    8000x8000 took 7-15 s of the single worker and 1.2 GB."""
+    import imagecodecs
+    from PIL import ImageFile
+
+    from pku_aigi import codecs
+
+    options = {"preset": "faster"} if name == "vvc" else {}
+    path = tmp_path / f"image{codecs.get(name).file_extension}"
+    path.write_bytes(codecs.get(name, **options).encode(Image.new("RGB", (400, 300)), quality))
+    monkeypatch.setenv("PKU_AIGI_DEMO_MAX_PIXELS", str(300 * 300))
+    handlers = Handlers(Catalog(registered_options()))
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded although the header declares too many pixels")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", no_decoding)
+    monkeypatch.setattr(imagecodecs, "jpegxl_decode", no_decoding)
+    with pytest.raises(gr.Error, match=r"declares a 400x300 image .*up to 0\.1 megapixels"):
+        handlers.decode(str(path))

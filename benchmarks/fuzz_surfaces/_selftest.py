@@ -9,13 +9,16 @@ from __future__ import annotations
 import os
 import random
 import signal
+import tempfile
 import time
 from pathlib import Path
 
 from pku_aigi.errors import DatasetError
 
 SURFACE = "_selftest"
-KINDS = ("valid", "refused", "unclean", "crash", "hang", "over-memory", "wrong", "dropped")
+KINDS = (
+    "valid", "refused", "unclean", "crash", "hang", "over-memory", "over-disk", "wrong", "dropped",
+)  # fmt: skip
 
 
 def make_cases(rng: random.Random, count: int, workdir: Path) -> list[dict]:
@@ -34,6 +37,11 @@ def check(case: dict) -> str:
         time.sleep(3600)
     if kind == "over-memory":
         return str(len(bytearray(64 * 2**30)))  # 64 GiB: far above the cap
+    if kind == "over-disk":  # 16 MiB left in the temporary folder, then a clean answer
+        handle, path = tempfile.mkstemp()
+        os.write(handle, os.urandom(16 << 20))
+        os.close(handle)
+        return "clean"
     if kind in ("wrong", "dropped"):
         return kind
     return "clean"

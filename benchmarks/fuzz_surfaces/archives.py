@@ -1,15 +1,21 @@
 """Fuzz surface ``archives``: the dataset loader on mutated zip, Zip64 and split archives.
 
 Base archives are real Info-ZIP archives (``zip``, ``zip -fz`` for Zip64, ``zip -s 64k``
-for split disks, stored and deflated) of small PNG crops of the real PKU-AIGI images in
-../shared/data, plus zip bombs written with :mod:`zipfile` (a deflated member of zeros,
-one behind a valid PNG header, a PNG declaring 30000x30000 pixels, and a member whose
-central directory understates its size). Each case edits fields the format defines
-(APPNOTE 4.3.12-4.3.16: end records, Zip64 locator and end record, central directory
-entries, local headers) with boundary values, or truncates, deletes, swaps or extends
-disks, or flips bytes. ``check`` prepares the split as the ``datasets`` builder does
-(``split_parts`` + ``iter_split``) and compares the images with the originals: the same
-images (any order) are clean, fewer are *dropped*, other bytes are *wrong*.
+for split disks, stored and deflated, and a ``vaild.zip`` with its prompt file) of small
+PNG crops of the real PKU-AIGI images in ../shared/data; archives written by
+:mod:`zipfile` with every compression method it has (stored, deflate, bzip2, LZMA); zip
+bombs (a deflated member of zeros, one behind a valid PNG header, bzip2 and LZMA members
+of a gigabyte of zeros behind one, a PNG declaring 30000x30000 pixels, and a member whose
+central directory understates its size); and archives with defective names or images: a
+duplicated prompt member, backslash-separated and empty names, 12- and 5000-digit image
+numbers, PNGs with corrupt image data (IDAT cut short, garbage with a valid CRC, a bad
+filter type, a bad CRC). Each case edits fields the format defines (APPNOTE 4.3.12-4.3.16:
+end records, Zip64 locator and end record, central directory entries, local headers,
+among them a local extra field or name grown over the next member) with boundary values,
+or truncates, deletes, swaps or extends disks, or flips bytes. ``check`` prepares the
+split as the ``datasets`` builder does (``split_parts`` + ``iter_split``) and compares
+the images and prompts with the originals: the same (any order) are clean, fewer are
+*dropped*, others are *wrong*; an archive that must be refused and is not is *wrong*.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import random
 import struct
 import subprocess
 import tempfile
+import zipfile
 import zlib
 from collections import Counter
 from pathlib import Path
@@ -43,6 +50,13 @@ INFO_ZIP_BASES = {
     "split-zip64": ["-X", "-fz", "-s", "64k"],
 }
 BOMB_BYTES = 1 << 30  # what the bombs inflate to
+ZIPFILE_METHODS = {
+    "stored": zipfile.ZIP_STORED,
+    "deflated": zipfile.ZIP_DEFLATED,
+    "bzip2": zipfile.ZIP_BZIP2,
+    "lzma": zipfile.ZIP_LZMA,
+}
+PROMPTS = [f"prompt {n}: a crop of a PKU-AIGI image" for n in range(1, 5)]
 
 # Field layouts: (name, offset, size) within each record.
 EOCD_FIELDS = [
@@ -168,7 +182,7 @@ def build_bases(workdir: Path) -> dict:
         return json.loads(manifest_path.read_text())
     stage = workdir / "stage"
     crops = _crops(stage / "SD21")
-    images = Counter(hashlib.sha256(p.read_bytes()).hexdigest() for p in crops)
+    images = Counter(_example_key(p.read_bytes()) for p in crops)
     bases = {}
     for base, options in INFO_ZIP_BASES.items():
         folder = workdir / base
@@ -178,6 +192,7 @@ def build_bases(workdir: Path) -> dict:
         )
         parts = sorted(folder.iterdir(), key=lambda p: (p.suffix == ".zip", p.name))
         bases[base] = {"parts": [str(p) for p in parts], "images": dict(images)}
+    bases.update(_more_bases(workdir, stage, crops))
 
     def one_member(base: str, name: str, stream: bytes, crc: int, declared: int):
         folder = workdir / base
@@ -196,7 +211,126 @@ def build_bases(workdir: Path) -> dict:
     packed, crc = zlib.compressobj(9, zlib.DEFLATED, -15), zlib.crc32(huge)
     stream = packed.compress(huge) + packed.flush()
     one_member("png-30000x30000", "SD21/000001_1.png", stream, crc, len(huge))
+    for method in ("bzip2", "lzma"):  # zipfile inflated these without bound
+        folder = workdir / f"bomb-{method}"
+        folder.mkdir()
+        with zipfile.ZipFile(folder / "SD21.zip", "w", ZIPFILE_METHODS[method]) as archive:
+            with archive.open("SD21/000001_1.png", "w", force_zip64=True) as member:
+                member.write(header)
+                block = bytes(1 << 24)
+                for _ in range(BOMB_BYTES // len(block)):
+                    member.write(block)
+        bases[f"bomb-{method}"] = {"parts": [str(folder / "SD21.zip")], "images": {}}
     manifest_path.write_text(json.dumps(bases))
+    return bases
+
+
+def _example_key(png: bytes, prompt: str | None = None) -> str:
+    """What ``check`` compares of one example: the image's SHA-256 and its prompt."""
+    return f"{hashlib.sha256(png).hexdigest()}|{prompt}"
+
+
+def _chunks(png: bytes) -> list[tuple[bytes, bytes]]:
+    out, pos = [], 8
+    while pos + 8 <= len(png):
+        (length,) = struct.unpack_from(">I", png, pos)
+        out.append((png[pos + 4 : pos + 8], png[pos + 8 : pos + 8 + length]))
+        pos += 12 + length
+    return out
+
+
+def _join_chunks(chunks: list[tuple[bytes, bytes]]) -> bytes:
+    body = b"".join(
+        struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        for kind, data in chunks
+    )
+    return PNG_SIGNATURE + body
+
+
+def _corrupt_idat(png: bytes, how: str) -> bytes:
+    """``png`` with its image data damaged (chunk CRCs valid unless ``how`` is "crc")."""
+    chunks = _chunks(png)
+    idat = b"".join(data for kind, data in chunks if kind == b"IDAT")
+    others = [(kind, data) for kind, data in chunks if kind not in (b"IDAT", b"IEND")]
+    if how == "cut":
+        idat = idat[: len(idat) // 2]
+    elif how == "garbage":
+        middle = len(idat) // 2
+        idat = idat[:middle] + bytes(range(200, 256)) * 4 + idat[middle + 224 :]
+    elif how == "filter":
+        raw = bytearray(zlib.decompress(idat))
+        raw[0] = 7  # filter types are 0-4
+        idat = zlib.compress(bytes(raw))
+    corrupt = _join_chunks([*others, (b"IDAT", idat), (b"IEND", b"")])
+    if how == "crc":
+        at = corrupt.find(b"IDAT") + 4
+        corrupt = corrupt[:at] + bytes([corrupt[at] ^ 0xFF]) + corrupt[at + 1 :]
+    return corrupt
+
+
+def _zipfile_archive(path: Path, members: list[tuple[str, bytes]], method: int) -> None:
+    import warnings
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "Duplicate name" is the point of one base
+        with zipfile.ZipFile(path, "w", method) as archive:
+            for name, data in members:
+                info = zipfile.ZipInfo(name, (2024, 1, 1, 0, 0, 0))
+                archive.writestr(info, data, method)
+
+
+def _more_bases(workdir: Path, stage: Path, crops: list[Path]) -> dict:
+    """Archives written by zipfile with each method, a vaild.zip with prompts, and the
+    archives with defective names or images. ``refuse``: only a DatasetError is clean."""
+    pngs = [(f"SD21/{p.name}", p.read_bytes()) for p in crops]
+    images = dict(Counter(_example_key(data) for _, data in pngs))
+    bases = {}
+
+    def add(base, members, examples, method="deflated", split="train", refuse=False):
+        name = "vaild.zip" if split == "validation" else "SD21.zip"
+        path = workdir / base / name
+        _zipfile_archive(path, members, ZIPFILE_METHODS[method])
+        bases[base] = {"parts": [str(path)], "images": examples, "split": split}
+        bases[base]["refuse"] = refuse
+
+    for method in ZIPFILE_METHODS:
+        add(f"zipfile-{method}", pngs, images, method, refuse=method in ("bzip2", "lzma"))
+
+    # validation: vaild/SD21.txt and vaild/SD21/<N>_<k>.png, by Info-ZIP and by zipfile
+    prompts = ("\n".join(PROMPTS) + "\n").encode()
+    valid = [(f"vaild/{name}", data) for name, data in pngs]
+    prompted = dict(
+        Counter(_example_key(data, PROMPTS[int(name[-12:-6]) - 1]) for name, data in pngs)
+    )
+    (stage / "vaild").mkdir()
+    (stage / "SD21").rename(stage / "vaild" / "SD21")
+    (stage / "vaild" / "SD21.txt").write_bytes(prompts)
+    folder = workdir / "vaild-infozip"
+    folder.mkdir()
+    zipped = folder / "vaild.zip"
+    subprocess.run(["zip", "-q", "-r", "-X", str(zipped), "vaild"], cwd=stage, check=True)
+    bases["vaild-infozip"] = {"parts": [str(zipped)], "images": prompted, "split": "validation"}
+    other = ("\n".join(p.upper() for p in PROMPTS) + "\n").encode()
+    add(
+        "duplicate-prompt",
+        [("vaild/SD21.txt", prompts), *valid, ("vaild/SD21.txt", other)],
+        prompted,
+        split="validation",
+        refuse=True,
+    )
+    hidden = [*valid[:-1], (valid[-1][0].replace("/", "\\"), valid[-1][1])]
+    add("backslash-image", [("vaild/SD21.txt", prompts), *hidden], prompted, "deflated",
+        "validation", refuse=True)  # fmt: skip
+    add("backslash-train", [*pngs[:-1], ("SD21\\000009_1.png", pngs[-1][1])], images,
+        refuse=True)  # fmt: skip
+    add("empty-name", [*pngs, ("", b"not an image")], images, refuse=True)
+    for digits in (12, 5000):
+        extra = ("SD21/" + "7" * digits + "_1.png", pngs[0][1])
+        add(f"{digits}-digit-number", [*pngs, extra], images, refuse=True)
+    for how in ("cut", "garbage", "filter", "crc"):
+        damaged = [(pngs[0][0], _corrupt_idat(pngs[0][1], how)), *pngs[1:]]
+        add(f"idat-{how}", damaged, images, refuse=True)
     return bases
 
 
@@ -267,14 +401,16 @@ def make_cases(rng: random.Random, count: int, workdir: Path) -> list[dict]:
     bases = build_bases(workdir)
     layouts = {}
     for base, info in bases.items():
-        if base.startswith(("bomb", "png-")):
+        if base.startswith(("bomb", "png-")) or info.get("refuse"):
             continue
         parts = [Path(p).read_bytes() for p in info["parts"]]
         whole = b"".join(parts)
         starts = [sum(len(p) for p in parts[:i]) for i in range(len(parts))]
         layouts[base] = (whole, starts, [len(p) for p in parts], _records(whole))
     cases = []
-    named = _named_cases(layouts)
+    defective = sorted(b for b, info in bases.items() if info.get("refuse"))
+    whole = [*defective, "bomb-bzip2", "bomb-lzma"]
+    named = _named_cases(layouts) + [{"kind": b, "base": b, "edits": []} for b in whole]
     for i in range(count):
         if i < len(named) and count >= 50:
             cases.append(named[i])
@@ -282,6 +418,14 @@ def make_cases(rng: random.Random, count: int, workdir: Path) -> list[dict]:
         roll = rng.random()
         if roll < 0.03:  # the untouched archives must load completely
             cases.append({"kind": "valid", "base": rng.choice(sorted(layouts)), "edits": []})
+            continue
+        if roll < 0.05:  # the defective archives must be refused, flipped or not
+            base = rng.choice(defective)
+            edits = []
+            if rng.random() < 0.5:
+                size = Path(bases[base]["parts"][0]).stat().st_size
+                edits = [_flip(rng, 0, size, size)]
+            cases.append({"kind": base, "base": base, "edits": edits})
             continue
         if roll < 0.07:
             base = rng.choice([b for b in bases if b.startswith(("bomb", "png-"))])
@@ -455,6 +599,7 @@ def _named_cases(layouts) -> list[dict]:
         cases.append(
             {"kind": "version-9.7", "base": base, "edits": [_set(layout, first + 6, 97, 2)]}
         )
+        cases += _overlap_cases(base, layout)
         cases.append(
             {
                 "kind": "name-not-utf8",
@@ -462,6 +607,34 @@ def _named_cases(layouts) -> list[dict]:
                 "edits": [_set(layout, first + 8, 0x0800, 2), _set(layout, first + 46, 0xFF, 1)],
             }
         )
+    return cases
+
+
+def _overlap_cases(base: str, layout) -> list[dict]:
+    """A member whose local extra field (or name) grows over the next member, so that its
+    data is the next member's; the central directory's CRC and sizes are made to match."""
+    whole, _, _, records = layout
+    cases = []
+    central, local = records["central"], records["local"]
+    for i in range(len(local) - 1):
+        entry, here, there = central[i], local[i], local[i + 1]
+        name_len, extra_len = struct.unpack_from("<2H", whole, there + 26)
+        crc, size, file_size = struct.unpack_from("<3L", whole, central[i + 1] + 16)
+        grow = there + 30 + name_len + extra_len - (here + 30)
+        own_name = struct.unpack_from("<H", whole, here + 26)[0]
+        if grow - own_name > 0xFFFF or here + 30 + size > there:
+            continue
+        matching = [
+            _set(layout, entry + 16, crc, 4),
+            _set(layout, entry + 20, size, 4),
+            _set(layout, entry + 24, file_size, 4),
+        ]
+        extra = _set(layout, here + 28, grow - own_name, 2)
+        name = _set(layout, here + 26, grow, 2)
+        name_edits = [name, _set(layout, here + 28, 0, 2)]
+        cases.append({"kind": "overlap-local-extra", "base": base, "edits": [*matching, extra]})
+        cases.append({"kind": "overlap-local-name", "base": base, "edits": matching + name_edits})
+        break
     return cases
 
 
@@ -518,18 +691,23 @@ def check(case: dict) -> str:
     from pku_aigi.errors import DatasetError
     from pku_aigi.subsets import get_subset
 
-    expected = Counter(_manifests_images(case))
+    base = _manifest(case)
+    expected = Counter(base["images"])
+    split = base.get("split", "train")
     with tempfile.TemporaryDirectory(prefix="fuzz-archive-") as tmp:
         last_disk = _materialise(case, Path(tmp))
         got = Counter()
         try:
-            parts = tuple(split_parts(last_disk))
-            for _, example in iter_split(get_subset("sd21"), "train", (parts,), None, None, None):
-                got[hashlib.sha256(example["image"]["bytes"]).hexdigest()] += 1
+            # the builder opens vaild.zip as one file, the train archives with their disks
+            parts = (str(last_disk),) if split == "validation" else tuple(split_parts(last_disk))
+            for _, example in iter_split(get_subset("sd21"), split, (parts,), None, None, None):
+                got[_example_key(example["image"]["bytes"], example["prompt"])] += 1
         except DatasetError:
-            if not case["edits"] and expected:  # an intact archive must not be refused
-                return "wrong"
+            if not case["edits"] and expected and not base.get("refuse"):
+                return "wrong"  # an intact archive must not be refused
             raise
+    if base.get("refuse") and not case["edits"]:
+        return "wrong"  # read, where it must be refused
     if got == expected:
         return "clean"
     if not (got - expected) and sum(got.values()) < sum(expected.values()):
@@ -537,8 +715,8 @@ def check(case: dict) -> str:
     return "wrong"
 
 
-def _manifests_images(case: dict) -> dict:
+def _manifest(case: dict) -> dict:
     workdir = case["workdir"]
     if workdir not in _manifests:
         _manifests[workdir] = json.loads((Path(workdir) / "bases.json").read_text())
-    return _manifests[workdir][case["base"]]["images"]
+    return _manifests[workdir][case["base"]]

@@ -6,16 +6,22 @@ coder's tables and the card metadata, ``README.md``). Each case names one tamper
 applied in the child to a fresh copy: ``config.json`` values of the wrong type or range
 (strings, floats, booleans, null, negative, NaN, Infinity, 5,000-digit numbers, lists,
 objects, 100k nested brackets, huge widths), a malformed ``config.json`` as a whole;
-entropy tables (``_cdf_length``, ``_offset``, ``_quantized_cdf``, ``quantiles``,
-``scale_table``) filled with boundary values, garbage, reversed, truncated, retyped or
-with one entry changed; weights with NaN, wrong shapes or dtypes, missing or extra;
-the safetensors file truncated, its header length or JSON damaged, its card metadata
-nested 100k deep or unreadable; files missing or a pickle in place of the weights.
+keys that are not hyper-parameters (``from_pretrained``'s keywords such as ``model_id``,
+``token``, ``cls``, ``map_location``) with values of any type; entropy tables
+(``_cdf_length``, ``_offset``, ``_quantized_cdf``, ``quantiles``, ``scale_table``)
+filled with boundary values, garbage, reversed, truncated, retyped or with one entry
+changed; weights with NaN, wrong shapes or dtypes, missing or extra; zero-size and
+odd-shape tensors (an extra (4096, 0) or (4096, 1) tensor beside widths raised to
+match, a weight with a zero dimension, flattened or scalar); the safetensors file
+truncated, its header length or JSON damaged, its card metadata nested 100k deep,
+unreadable, or of the wrong types (``training``, ``rd_points``, ``source``, ``license``);
+files missing or a pickle in place of the weights.
 
-``check`` loads the folder with ``AutoCodec.from_pretrained`` and, if it loads, encodes
-and decodes a real image crop with it: a ``PkuAigiError`` or an image of the right size
-and mode is clean, another image is *wrong*; crashes and hangs in the rANS coder are
-what the entropy-table checks prevent.
+``check`` loads the folder with ``AutoCodec.from_pretrained`` and, if it loads, saves it
+again (card included) and encodes and decodes a real image crop with it: a
+``PkuAigiError`` or an image of the right size and mode is clean, another image is
+*wrong*; crashes and hangs in the rANS coder are what the entropy-table checks prevent,
+a model built larger than its weights is *over-memory*.
 """
 
 from __future__ import annotations
@@ -44,6 +50,21 @@ BAD_VALUES = (
     '"' + "x" * 100_000 + '"', "[" * 100_000 + "]" * 100_000, '""',
 )  # fmt: skip
 CONFIG_KEYS = ("N", "M", "quality", "metric", "lmbda", "architecture", "K")
+# from_pretrained's and _from_pretrained's keywords, and other names that are no
+# hyper-parameter: they must never reach a function as keyword arguments
+FORWARDED_KEYS = (
+    "model_id", "revision", "token", "cache_dir", "force_download", "local_files_only",
+    "cls", "self", "map_location", "proxies", "resume_download", "config", "kwargs", "",
+)  # fmt: skip
+KEY_VALUES = ("1", '"x"', "null", "true", "[]", "{}", '"/tmp"', "1e400")
+CARD_VALUES = (
+    "[" * 100_000 + "]" * 100_000, "{not json", "9" * 5000, '"text"', "[]", "{}" * 10,
+    '{"training": 5}', '{"training": [1, 2]}', '{"training": "data"}', '{"rd_points": 3}',
+    '{"rd_points": [1]}', '{"rd_points": {"bpp": 1}}', '{"rd_points": [null]}',
+    '{"source": 5}', '{"source": ["a"]}', '{"license": [1]}', '{"license": {"id": 1}}',
+    '{"extra": 1}', '{"training": {"data": [1, {"a": null}]}, "rd_points": [{"bpp": "x"}]}',
+    '{"training": null, "rd_points": null, "source": null, "license": null}',
+)  # fmt: skip
 TABLE_KEYS = (
     "entropy_bottleneck._cdf_length",
     "entropy_bottleneck._offset",
@@ -63,6 +84,8 @@ KINDS = (
     "table-one",
     "table-shape",
     "weights",
+    "config-key",
+    "tensor-shape",
     "safetensors",
     "card",
     "files",
@@ -96,6 +119,9 @@ def make_cases(rng: random.Random, count: int, workdir: Path) -> list[dict]:
         if kind == "config-value":
             case["key"] = rng.choice(CONFIG_KEYS)
             case["raw"] = rng.choice(BAD_VALUES)
+        elif kind == "config-key":
+            case["key"] = rng.choice(FORWARDED_KEYS)
+            case["raw"] = rng.choice(KEY_VALUES)
         elif kind.startswith("table"):
             keys = [k for k in TABLE_KEYS if arch != "bmshj2018-factorized" or "gaussian" not in k]
             case["key"] = rng.choice(keys)
@@ -124,10 +150,12 @@ def tamper(case: dict, folder: Path) -> None:
     rng = random.Random(case["seed"])
     kind = case["kind"]
     config_path = folder / "config.json"
-    if kind == "config-value":
+    if kind in ("config-value", "config-key"):
         config = json.loads(config_path.read_text())
         config[case["key"]] = "@@"
         config_path.write_text(json.dumps(config).replace('"@@"', case["raw"]))
+    elif kind == "tensor-shape":
+        _odd_shapes(rng, folder)
     elif kind == "config-file":
         choice = rng.randrange(7)
         text = config_path.read_text()
@@ -227,9 +255,7 @@ def tamper(case: dict, folder: Path) -> None:
     elif kind == "card":
         from pku_aigi.models.hub.folder import CARD_METADATA_KEY
 
-        value = rng.choice(
-            ["[" * 100_000 + "]" * 100_000, "{not json", "9" * 5000, '"text"', "[]", "{}" * 10]
-        )
+        value = rng.choice(CARD_VALUES)
         from safetensors.torch import load_file, save_file
 
         path = folder / "model.safetensors"
@@ -244,6 +270,40 @@ def tamper(case: dict, folder: Path) -> None:
             (folder / "model.safetensors").rename(folder / "pytorch_model.bin")
         else:
             (folder / "model.safetensors").write_bytes(b"")
+
+
+def _odd_shapes(rng: random.Random, folder: Path) -> None:
+    """Zero-size and odd-shape tensors, with the widths in config.json raised to match."""
+    import torch
+
+    config_path = folder / "config.json"
+    config = json.loads(config_path.read_text())
+    choice = rng.randrange(6)
+    width = rng.choice([4096, 2048, 513, 256])
+
+    def edit(tensors):
+        key = rng.choice(sorted(k for k in tensors if k.endswith("weight")))
+        shape = list(tensors[key].shape)
+        if choice == 0:  # no bytes, yet a dimension of ``width``
+            tensors[rng.choice(["pad", key])] = torch.zeros(width, 0)
+        elif choice == 1:  # 4 bytes a row
+            tensors["pad"] = torch.zeros(width, 1)
+        elif choice == 2:  # a real weight with one dimension made 0 or ``width``
+            shape[rng.randrange(len(shape))] = rng.choice([0, width])
+            tensors[key] = torch.zeros(shape)
+        elif choice == 3:
+            tensors[key] = tensors[key].reshape(-1)
+        elif choice == 4:
+            tensors[key] = torch.tensor(1.0)
+        else:
+            tensors[key] = tensors[key].reshape(1, *shape, 1)
+
+    _edit_tensors(folder, edit)
+    if choice < 3 or rng.random() < 0.5:
+        for key in ("N", "M"):
+            if key in config:
+                config[key] = width
+        config_path.write_text(json.dumps(config))
 
 
 @lru_cache(maxsize=1)
@@ -277,6 +337,7 @@ def check(case: dict) -> str:
         tamper(case, folder)
         try:
             model = AutoCodec.from_pretrained(folder)
+            model.save_pretrained(Path(tmp) / "saved")  # the card of what was loaded
             codec = from_model(model, device="cpu")
             image = crop()
             decoded = codec.decode(codec.encode(image))

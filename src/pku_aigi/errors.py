@@ -31,6 +31,11 @@ class CorruptStreamError(CodecError):
     """Compressed data is truncated, corrupted, or was made by another codec or model."""
 
 
+class ImageTooLargeError(CorruptStreamError):
+    """Compressed data declares an image above the decoder's pixel limit (``max_pixels``);
+    raised from the header, before decoding, wherever the format allows."""
+
+
 class ModelError(PkuAigiError):
     """A learned model cannot be created, loaded or saved as asked."""
 

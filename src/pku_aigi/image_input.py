@@ -44,6 +44,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import stat
 import struct
 import warnings
 from collections.abc import Callable
@@ -119,7 +120,10 @@ def to_rgb(image: Image.Image, max_pixels: int = MAX_PIXELS_DEFAULT) -> Image.Im
 
 # --- image files ---------------------------------------------------------------------------
 
-MAX_FILE_BYTES = 512 << 20  # an 8-bit RGB image at the default pixel limit is ~190 MB raw
+# The most read from one input file (an image, or a compressed file for `decompress`): an
+# 8-bit RGB image at the default pixel limit is ~190 MB raw, and no codec here writes more
+# than the raw pixels plus headers.
+MAX_FILE_BYTES = 512 << 20
 
 # What Pillow's decoders raise on a malformed file besides OSError (each seen in fuzzing):
 # ValueError (a text chunk above MAX_TEXT_CHUNK, tiles outside the image), SyntaxError
@@ -144,7 +148,8 @@ class ImageFileError(CodecError):
     The message names the file. ``detail`` is the reason without the file's name and
     ``kind`` says where the file failed, so that a caller can word its own message:
 
-    ``"file"``    missing, a folder, more than :data:`MAX_FILE_BYTES`, or unreadable
+    ``"file"``    missing, not a regular file (a folder, a pipe, a device ...), more
+                  than :data:`MAX_FILE_BYTES`, or unreadable
     ``"format"``  no image format Pillow reads
     ``"bomb"``    declares more pixels than Pillow decodes safely (a decompression bomb)
     ``"header"``  a malformed header
@@ -161,19 +166,84 @@ class ImageFileError(CodecError):
         self.size = size
 
 
-def _checked_path(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    if not path.exists():
-        raise ImageFileError(f"{path} does not exist", kind="file", detail="it does not exist")
-    if path.is_dir():
-        raise ImageFileError(
-            f"{path} is a folder, not an image", kind="file", detail="it is a folder, not an image"
+_FILE_TYPES = {
+    stat.S_IFDIR: "a folder",
+    stat.S_IFIFO: "a named pipe",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def _refuse(path: Path, detail: str) -> ImageFileError:
+    return ImageFileError(f"{path} {detail.removeprefix('it ')}", kind="file", detail=detail)
+
+
+def _check_stat(path: Path, info: os.stat_result, what: str, max_bytes: int) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        kind = _FILE_TYPES.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise _refuse(path, f"it is {kind}, not {what}: give a regular file")
+    if info.st_size > max_bytes:
+        raise _refuse(
+            path, f"it is {info.st_size:,} bytes, more than the {max_bytes:,} accepted for {what}"
         )
-    size = path.stat().st_size
-    if size > MAX_FILE_BYTES:
-        detail = f"{size:,} bytes, more than the {MAX_FILE_BYTES:,} accepted for an image"
-        raise ImageFileError(f"{path} is {detail}", kind="file", detail=f"it is {detail}")
-    return path
+
+
+def open_regular_file(path: str | os.PathLike, *, what: str, max_bytes: int = MAX_FILE_BYTES):
+    """``path`` opened for reading (a binary file object) if it is a regular file of at
+    most ``max_bytes``.
+
+    Checked with ``os.stat`` before opening (a device is never opened) and with
+    ``fstat`` on the opened file (what is read is what was checked); opened with
+    ``O_NONBLOCK``, so a named pipe put there meanwhile never blocks.
+
+    Raises:
+        ImageFileError: (kind ``"file"``) missing, not a regular file (a folder, a pipe,
+            a device ...), larger than ``max_bytes``, or unreadable; ``what`` (e.g.
+            ``"an image"``) words the message.
+    """
+    path = Path(path)
+    try:
+        _check_stat(path, os.stat(path), what, max_bytes)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise _refuse(path, "it does not exist") from None
+    except OSError as error:
+        raise _unreadable(path, error) from None
+    try:
+        _check_stat(path, os.fstat(fd), what, max_bytes)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def read_regular_file(path: str | os.PathLike, *, what: str, max_bytes: int = MAX_FILE_BYTES):
+    """The bytes of ``path``, checked by :func:`open_regular_file` and read to at most
+    ``max_bytes`` (a file that grows meanwhile, or a /proc file that claims 0 bytes,
+    is still bounded).
+
+    Raises:
+        ImageFileError: as :func:`open_regular_file`.
+    """
+    path = Path(path)
+    chunks, total = [], 0
+    with open_regular_file(path, what=what, max_bytes=max_bytes) as file:
+        want = os.fstat(file.fileno()).st_size + 1  # one read, unless it grew or lied
+        try:
+            while total <= max_bytes:
+                chunk = file.read(min(want, max_bytes + 1 - total))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                total += len(chunk)
+                want = 1 << 20
+        except OSError as error:
+            raise _unreadable(path, error) from None
+    data = b"".join(chunks)
+    if len(data) > max_bytes:
+        raise _refuse(path, f"it is more than the {max_bytes:,} bytes accepted for {what}")
+    return data
 
 
 def _unreadable(path: Path, error: OSError) -> ImageFileError:
@@ -216,7 +286,8 @@ def open_image_file(
 ) -> Image.Image:
     """The decoded image in ``path`` (its first frame), as Pillow reads it.
 
-    The file is read into memory first (at most :data:`MAX_FILE_BYTES`): Pillow then
+    The file is read into memory first by :func:`read_regular_file` (a regular file of
+    at most :data:`MAX_FILE_BYTES`; never a pipe or a device): Pillow then
     reads from a ``BytesIO``, where a chunk length of 2 GiB in a 3 KB file allocates
     3 KB, not 2 GiB as a buffered file read does. The frames are counted (which parses
     every frame header) before the first frame is decoded, so the returned image holds
@@ -229,14 +300,11 @@ def open_image_file(
             any pixel is decoded (e.g. to read ``image.tile``, which decoding empties).
 
     Raises:
-        ImageFileError: (a :class:`CodecError`) missing, not an image, malformed, empty,
-            or above ``max_pixels``.
+        ImageFileError: (a :class:`CodecError`) missing, not a regular file, not an
+            image, malformed, empty, or above ``max_pixels``.
     """
-    path = _checked_path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as error:
-        raise _unreadable(path, error) from None
+    path = Path(path)
+    data = read_regular_file(path, what="an image")
     with warnings.catch_warnings():
         # Pillow warns (e.g. "Truncated File Read") and then fails or not: the outcome
         # is what counts, and a warning would add lines to the one-line CLI error.
@@ -264,13 +332,10 @@ def image_file_size(
     Raises:
         ImageFileError: as :func:`open_image_file`, except for the image data.
     """
-    path = _checked_path(path)
+    path = Path(path)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            file = path.open("rb")
-        except OSError as error:
-            raise _unreadable(path, error) from None
+        file = open_regular_file(path, what="an image")
         with file, _open_header(path, file, max_pixels) as image:
             return image.size
 

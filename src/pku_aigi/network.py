@@ -15,6 +15,10 @@ The Hub (models, datasets, the CLIP text encoder, pushes) is reached through
 :func:`guard` turns any network failure inside it into one :class:`NetworkError` line
 that names what could not be reached and what to do instead (``HF_HUB_OFFLINE=1`` and
 the local cache, a local folder, ``--data-dir``).
+
+:func:`download` bounds each download: at most its known size (else
+``PKU_AIGI_MAX_DOWNLOAD_MB``), within a deadline scaled to that size, following only
+http(s) redirects (at most :data:`MAX_REDIRECTS`).
 """
 
 from __future__ import annotations
@@ -22,10 +26,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import stat
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 from .errors import NetworkError
 
@@ -316,76 +322,226 @@ def _refused_message(what: str, error: BaseException) -> str:
 
 # ---------------------------------------------------------------------- downloads
 CHUNK = 1 << 20
+# The largest download when its size is not known (``PKU_AIGI_MAX_DOWNLOAD_MB``): well
+# above the largest CompressAI checkpoint (about 100 MB).
+MAX_DOWNLOAD_ENV = "PKU_AIGI_MAX_DOWNLOAD_MB"
+DEFAULT_MAX_DOWNLOAD_MB = 512
+# Each download must end within DEADLINE_BASE_S seconds plus its size at MIN_RATE bytes/s.
+DEADLINE_BASE_S = 60.0
+MIN_RATE = 100_000
+MAX_REDIRECTS = 5
+_REDIRECTS = (301, 302, 303, 307, 308)
 
 
-def client():
-    """An httpx client for plain downloads (not the Hub) under the fail-fast policy."""
+def max_download_bytes() -> int:
+    """The bound on a download whose size is not known (``PKU_AIGI_MAX_DOWNLOAD_MB``)."""
+    raw = os.environ.get(MAX_DOWNLOAD_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MAX_DOWNLOAD_MB << 20
+    if not raw.isdigit() or not 0 < int(raw) < 1 << 30:
+        raise NetworkError(
+            f"{MAX_DOWNLOAD_ENV}={raw!r} must be a positive whole number of megabytes "
+            f"(default {DEFAULT_MAX_DOWNLOAD_MB})"
+        )
+    return int(raw) << 20
+
+
+def deadline_for(size: int) -> float:
+    """Seconds a download of ``size`` bytes may take: :data:`DEADLINE_BASE_S` plus the
+    size at :data:`MIN_RATE` bytes per second."""
+    return DEADLINE_BASE_S + size / MIN_RATE
+
+
+def client(timeout: float = READ_TIMEOUT):
+    """An httpx client for plain downloads (not the Hub) under the fail-fast policy;
+    redirects are left to the caller."""
     httpx = _httpx()
-    timeout = httpx.Timeout(READ_TIMEOUT, connect=CONNECT_TIMEOUT)
-    return _wrap_client(httpx.Client(follow_redirects=True, timeout=timeout))
+    timeout = httpx.Timeout(timeout, connect=min(CONNECT_TIMEOUT, timeout))
+    return _wrap_client(httpx.Client(follow_redirects=False, timeout=timeout))
 
 
-def download(url: str, dest: str | os.PathLike, *, what: str) -> Path:
+class _Transfer:
+    """One download's bounds: at most ``limit`` bytes, within a deadline scaled to its size."""
+
+    def __init__(self, url: str, partial: Path, what: str, limit: int, known: bool):
+        self.url, self.partial, self.what, self.limit = url, partial, what, limit
+        self.known = known  # the limit is the file's own size (not the ceiling)
+        self.total: int | None = None  # the size the part should reach, when announced
+        self.started = time.monotonic()
+        self.budget = deadline_for(limit)
+
+    def expect(self, size: int) -> None:
+        """The size announced: past the limit is refused now; else the deadline fits it."""
+        if size > self.limit:
+            raise self.too_large(size)
+        self.budget = deadline_for(size)
+
+    def remaining(self) -> float:
+        return self.budget - (time.monotonic() - self.started)
+
+    def check(self, size: int) -> None:
+        """After each chunk: ``size`` bytes are in the part."""
+        if size > self.limit:
+            raise self.too_large(None)
+        if self.remaining() < 0:
+            raise self.late(size)
+
+    def too_large(self, announced: int | None) -> NetworkError:
+        self.partial.unlink(missing_ok=True)
+        which = (
+            "the size its zoo entry states"
+            if self.known
+            else f"the limit set by {MAX_DOWNLOAD_ENV} (in MB, default {DEFAULT_MAX_DOWNLOAD_MB})"
+        )
+        size = f"is {announced} bytes, more than" if announced is not None else "went past"
+        return NetworkError(
+            f"the download of {self.what} from {self.url} {size} {self.limit} bytes ({which}):"
+            " refused, and nothing of it was kept. Check the URL"
+            + ("" if self.known else f", or raise {MAX_DOWNLOAD_ENV}")
+        )
+
+    def late(self, size: int) -> NetworkError:
+        return NetworkError(
+            f"the download of {self.what} from {self.url} did not finish within its deadline "
+            f"of {round(self.budget, 1):g} s ({DEADLINE_BASE_S:g} s plus 1 s per "
+            f"{MIN_RATE / 1000:g} kB expected): {size} bytes arrived. Run the same command again to resume it "
+            f"(the part is kept as {self.partial.name}), or use a faster mirror"
+        )
+
+
+def download(url: str, dest: str | os.PathLike, *, what: str, size: int | None = None) -> Path:
     """Download ``url`` to ``dest``, resuming ``dest.incomplete`` left by a cut download.
 
     Only a complete file is renamed to ``dest`` (atomically); a cut download stays as
     ``dest.incomplete`` and the next call asks the server for the rest (HTTP Range).
-    ``file://`` URLs and plain paths are copied (mirrors on a shared disk).
+    ``file://`` URLs and plain paths are copied (mirrors on a shared disk). At most
+    ``size`` bytes (when known, else :func:`max_download_bytes`) are taken, within
+    :func:`deadline_for` that size; only http(s) redirects are followed, at most
+    :data:`MAX_REDIRECTS`.
 
     Raises:
-        NetworkError: the host cannot be reached, answers with an error status, or the
-            transfer is cut off before the announced size.
+        NetworkError: the host cannot be reached, answers with an error status, sends
+            too much or too slowly, or the transfer is cut off before the announced size.
     """
     dest = Path(dest)
     if dest.is_file():
         return dest
+    ceiling = max_download_bytes()
+    if size is not None and size > ceiling:
+        raise NetworkError(
+            f"cannot download {what}: its size, {size} bytes, is above the limit on "
+            f"downloads ({ceiling >> 20} MB): raise {MAX_DOWNLOAD_ENV} to allow it"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + ".incomplete")
-    if urlsplit(url).scheme in ("", "file"):
-        return _copy_local(url, dest, partial, what)
-    httpx = _httpx()
-    offset = partial.stat().st_size if partial.is_file() else 0
-    headers = {"Range": f"bytes={offset}-"} if offset else {}
-    received = 0
-    total = None
+    transfer = _Transfer(url, partial, what, size or ceiling, size is not None)
     try:
-        with client() as session, session.stream("GET", url, headers=headers) as response:
-            if response.status_code == 416:  # nothing left to send: start again
-                partial.unlink(missing_ok=True)
-                return download(url, dest, what=what)
-            if response.status_code >= 400:
-                raise NetworkError(
-                    f"cannot download {what} from {url}: the server answered HTTP "
-                    f"{response.status_code}. Check the URL (or the mirror set with "
-                    "PKU_AIGI_COMPRESSAI_URL)"
-                )
-            if response.status_code != 206:  # the server ignores Range: start again
-                offset = 0
-            length = response.headers.get("Content-Length")
-            total = offset + int(length) if length and length.isdigit() else None
-            with (
-                open(partial, "ab" if offset else "wb") as handle,
-                _progress(total, offset, what) as bar,
-            ):
-                for chunk in response.iter_bytes():  # as received: a cut keeps every byte
-                    handle.write(chunk)
-                    received += len(chunk)
-                    bar.update(len(chunk))
+        scheme = urlsplit(url).scheme
+    except ValueError as error:
+        raise NetworkError(f"cannot download {what}: {url!r} is not a URL ({error})") from None
+    if scheme in ("", "file"):
+        _copy_local(url, transfer)
+    elif scheme in ("http", "https"):
+        _fetch(url, transfer)
+    else:
+        raise NetworkError(
+            f"cannot download {what} from {url}: only http(s) and file:// URLs are supported"
+        )
+    os.replace(partial, dest)
+    return dest
+
+
+def _fetch(url: str, transfer: _Transfer) -> None:
+    """Download ``url`` into ``transfer.partial`` (resuming it); a 416 restarts once."""
+    httpx = _httpx()
+    partial, what = transfer.partial, transfer.what
+    try:
+        with client(max(0.1, min(READ_TIMEOUT, transfer.remaining()))) as session:
+            for attempt in (1, 2):
+                offset = partial.stat().st_size if partial.is_file() else 0
+                response = _get(session, url, offset, transfer)
+                try:
+                    if response.status_code == 416 and offset and attempt == 1:
+                        partial.unlink(missing_ok=True)  # the part does not fit: restart
+                        continue
+                    _receive(response, offset, transfer)
+                finally:
+                    response.close()
+                break
     except NetworkError:
         raise
     except (httpx.RemoteProtocolError, httpx.ReadError, httpx.ReadTimeout) as error:
-        raise _cut_off(url, what, partial, total, error) from None
+        if transfer.remaining() < 0:
+            raise transfer.late(partial.stat().st_size if partial.is_file() else 0) from None
+        raise _cut_off(url, what, partial, transfer.total, error) from None
     except Exception as error:
-        if _network_cause(error) is None:
-            raise
+        if _network_cause(error) is not None:
+            raise NetworkError(
+                unreachable_message(f"{host_of(url)} to download {what}", error)
+            ) from None
+        if isinstance(error, (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError)):
+            raise NetworkError(f"cannot download {what} from {url}: {_short(error)}") from None
+        raise
+    if transfer.total is not None and partial.stat().st_size != transfer.total:
+        raise _cut_off(url, what, partial, transfer.total, None)
+
+
+def _get(session, url: str, offset: int, transfer: _Transfer):
+    """The streamed answer to GET ``url`` (from byte ``offset``), after http(s) redirects."""
+    headers = {"Accept-Encoding": "identity"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    here = url
+    for _ in range(MAX_REDIRECTS + 1):
+        timeout = max(0.1, min(READ_TIMEOUT, transfer.remaining()))
+        request = session.build_request("GET", here, headers=headers, timeout=timeout)
+        response = session.send(request, stream=True)
+        if response.status_code not in _REDIRECTS:
+            return response
+        response.close()
+        location = response.headers.get("Location", "")
+        try:
+            target = urljoin(here, location)
+            scheme = urlsplit(target).scheme
+        except ValueError:
+            scheme = None
+        if not location or scheme not in ("http", "https"):
+            raise NetworkError(
+                f"cannot download {transfer.what} from {url}: the server redirects to "
+                f"{location[:200]!r}; only http(s) redirects are followed"
+            )
+        here = target
+    raise NetworkError(
+        f"cannot download {transfer.what} from {url}: more than {MAX_REDIRECTS} redirects "
+        "(a redirect loop?). Check the URL"
+    )
+
+
+def _receive(response, offset: int, transfer: _Transfer) -> None:
+    """Append the body of ``response`` to the part (``transfer.total``: its announced end)."""
+    url, what, partial = transfer.url, transfer.what, transfer.partial
+    status = response.status_code
+    if not 200 <= status < 300:
         raise NetworkError(
-            unreachable_message(f"{host_of(url)} to download {what}", error)
-        ) from None
-    size = partial.stat().st_size
-    if total is not None and size != total:
-        raise _cut_off(url, what, partial, total, None)
-    os.replace(partial, dest)
-    return dest
+            f"cannot download {what} from {url}: the server answered HTTP {status}. Check "
+            "the URL (or the mirror set with PKU_AIGI_COMPRESSAI_URL)"
+        )
+    if status != 206:  # the server ignores Range: start again
+        offset = 0
+    length = response.headers.get("Content-Length", "")
+    total = transfer.total = offset + int(length) if length.isdigit() else None
+    if total is not None:
+        transfer.expect(total)
+    size = offset
+    with open(partial, "ab" if offset else "wb") as handle, _progress(total, offset, what) as bar:
+        for chunk in response.iter_raw():  # as received: a cut keeps every byte
+            size += len(chunk)
+            if size > transfer.limit:
+                break
+            handle.write(chunk)
+            bar.update(len(chunk))
+            transfer.check(size)
+    transfer.check(size)  # past the limit: the part is deleted
 
 
 def _cut_off(url, what, partial: Path, total, error) -> NetworkError:
@@ -398,15 +554,29 @@ def _cut_off(url, what, partial: Path, total, error) -> NetworkError:
     )
 
 
-def _copy_local(url: str, dest: Path, partial: Path, what: str) -> Path:
-    import shutil
-
-    source = Path(urlsplit(url).path if url.startswith("file:") else url)
-    if not source.is_file():
-        raise NetworkError(f"cannot get {what}: {source} does not exist")
-    shutil.copyfile(source, partial)
-    os.replace(partial, dest)
-    return dest
+def _copy_local(url: str, transfer: _Transfer) -> None:
+    """Copy a local file (``file://`` URL or path) into the part, at most the limit."""
+    what, partial = transfer.what, transfer.partial
+    source = Path(unquote(urlsplit(url).path) if url.startswith("file:") else url)
+    try:
+        mode = source.stat().st_mode
+    except (OSError, ValueError):
+        raise NetworkError(f"cannot get {what}: {source} does not exist") from None
+    if not stat.S_ISREG(mode):
+        raise NetworkError(f"cannot get {what}: {source} is not a regular file")
+    size = 0
+    try:
+        with open(source, "rb") as reader, open(partial, "wb") as writer:
+            while chunk := reader.read(CHUNK):
+                size += len(chunk)
+                if size > transfer.limit:
+                    break
+                writer.write(chunk)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        raise NetworkError(f"cannot get {what}: cannot read {source}: {_short(error)}") from None
+    if size > transfer.limit:
+        raise transfer.too_large(None)
 
 
 def _progress(total, offset, what):

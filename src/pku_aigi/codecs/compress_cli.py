@@ -7,7 +7,9 @@ and refuses weights whose fingerprint differs. Conventional codecs (``--codec NA
 write their own format (JPEG, WebP, ...), which ``decompress`` recognises by each
 codec's file signature (:func:`pku_aigi.codecs.identify`; HEVC and VVC streams by their
 end-of-bitstream unit), else by the file extension. Existing outputs are never
-overwritten without ``--force``.
+overwritten without ``--force``. Inputs must be regular files of at most
+:data:`~pku_aigi.image_input.MAX_FILE_BYTES` (512 MiB); a pipe, a device or a folder is
+refused before anything is read.
 """
 
 from __future__ import annotations
@@ -69,12 +71,11 @@ def _read_image(path: Path):
 
 
 def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise CodecError(f"{path} does not exist") from None
-    except IsADirectoryError:
-        raise CodecError(f"{path} is a folder, not a compressed file") from None
+    """The compressed file ``path``: a regular file of at most
+    :data:`~pku_aigi.image_input.MAX_FILE_BYTES` (never a pipe or a device)."""
+    from ..image_input import read_regular_file
+
+    return read_regular_file(path, what="a compressed file")
 
 
 def compress_command(args: argparse.Namespace) -> int:

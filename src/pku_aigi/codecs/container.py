@@ -22,7 +22,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
-from ..errors import CorruptStreamError, PkuAigiError
+from ..errors import CorruptStreamError, ImageTooLargeError, PkuAigiError
 
 MAGIC = b"\x89AIGIC"
 FORMAT_VERSION = 2
@@ -233,7 +233,7 @@ def parse(data: bytes, *, max_pixels: int | None = None) -> AigicFile:
         coded_width, coded_height = r.unpack("II", "coded size")
         _check_coded_size(width, height, coded_width, coded_height, CorruptStreamError)
     if max_pixels is not None and width * height > max_pixels:
-        raise CorruptStreamError(
+        raise ImageTooLargeError(
             f"the .aigic file announces a {width}x{height} image ({width * height} pixels), "
             f"more than the limit of {max_pixels} pixels; raise max_pixels if it is genuine"
         )

@@ -14,7 +14,7 @@ import logging
 
 from PIL import Image
 
-from ..errors import CodecError, CorruptStreamError, PkuAigiError
+from ..errors import CodecError, CorruptStreamError, ImageTooLargeError, PkuAigiError
 from ..image_input import MAX_PIXELS_DEFAULT, check_pixels, to_rgb
 from .base import Codec
 
@@ -26,7 +26,11 @@ class ConventionalCodec(Codec):
 
     Args:
         max_pixels: largest ``width * height`` accepted by :meth:`encode` and produced
-            by :meth:`decode` (a guard against decompression bombs).
+            by :meth:`decode` (a guard against decompression bombs). Every decoder checks
+            it from the stream's header before decoding: Pillow's formats by
+            ``Image.open`` (which reads the header only), JPEG XL by parsing its
+            SizeHeader, HEVC and VVC by ffmpeg's ``-max_pixels`` (checked when the SPS
+            is activated, before any slice is decoded).
     """
 
     def __init__(self, *, max_pixels: int = MAX_PIXELS_DEFAULT):
@@ -63,6 +67,13 @@ class ConventionalCodec(Codec):
             raise self.corrupt(f"{type(error).__name__}: {error}") from error
         check_pixels(image.width, image.height, self.max_pixels)
         return image if image.mode == "RGB" else to_rgb(image, self.max_pixels)
+
+    def too_large(self, width: int, height: int) -> ImageTooLargeError:
+        """The error for a stream whose header declares more than ``max_pixels``."""
+        return ImageTooLargeError(
+            f"{self.name}: the stream declares a {width}x{height} image ({width * height:,} "
+            f"pixels), more than this decoder's limit of {self.max_pixels:,} pixels"
+        )
 
     def corrupt(self, reason: str) -> CorruptStreamError:
         """The error for undecodable input, naming the codec and what to check."""

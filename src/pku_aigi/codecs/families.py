@@ -132,9 +132,13 @@ def _summarise(failures: list[str]) -> str:
 
 
 def _config_fields(model_dir: Path) -> dict:
+    """Architecture, quality and metric of a local folder's checked ``config.json``; none
+    when it is unreadable or invalid (the folder is then listed under its repo id, with
+    the reason loading it gives)."""
     try:
-        config = model_folder.read_config(model_dir / model_folder.CONFIG_NAME)
-    except ModelError:  # unreadable: loading the folder says why
+        path = model_dir / model_folder.CONFIG_NAME
+        config = model_folder.check_config(model_folder.read_config(path), path)
+    except ModelError:
         return {}
     return {key: config[key] for key in ("architecture", "quality", "metric") if key in config}
 

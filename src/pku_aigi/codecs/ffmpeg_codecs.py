@@ -45,6 +45,8 @@ DECODE_TIMEOUT_S = 120.0
 ENCODE_TIMEOUT_S = 60.0
 ENCODE_TIMEOUT_PER_MP_S = 120.0
 _SWS = "accurate_rnd+full_chroma_int+full_chroma_inp+bitexact"
+# ffmpeg's refusal of a picture above -max_pixels (libavutil's av_image_check_size2)
+_TOO_LARGE = re.compile(rb"Picture size (\d+)x(\d+) exceeds specified max pixel count")
 
 
 @functools.lru_cache(maxsize=1)
@@ -77,6 +79,14 @@ def ffmpeg_version() -> str:
     return first.split(" Copyright")[0].removeprefix("ffmpeg version ").strip()
 
 
+class PictureTooLarge(Exception):
+    """ffmpeg refused a picture above ``-max_pixels`` before decoding it."""
+
+    def __init__(self, width: int, height: int):
+        super().__init__(f"{width}x{height}")
+        self.size = (width, height)
+
+
 def _run(args: list[str], data: bytes, timeout: float, what: str) -> bytes:
     command = [ffmpeg_executable(), "-hide_banner", "-nostats", "-loglevel", "error", *args]
     try:
@@ -84,6 +94,9 @@ def _run(args: list[str], data: bytes, timeout: float, what: str) -> bytes:
     except subprocess.TimeoutExpired:
         raise CodecError(f"{what}: ffmpeg did not finish within {timeout:.0f} s") from None
     if result.returncode != 0 or not result.stdout:
+        too_large = _TOO_LARGE.findall(result.stderr)
+        if too_large:  # the picture's own size comes last (the first may be padded)
+            raise PictureTooLarge(*map(int, too_large[-1]))
         message = result.stderr.decode(errors="replace").strip().splitlines()
         reason = message[-1] if message else f"exit status {result.returncode}, no output"
         raise RuntimeError(reason[-300:])
@@ -206,6 +219,8 @@ class FfmpegCodec(ConventionalCodec):
         ]
         try:
             ppm = _run(args, data, DECODE_TIMEOUT_S, f"{self.name} decode")
+        except PictureTooLarge as error:
+            raise self.too_large(*error.size) from None
         except RuntimeError as error:
             raise self.corrupt(f"ffmpeg {self.decoder} decoder: {error}") from None
         with Image.open(io.BytesIO(ppm), formats=["PPM"]) as decoded:

@@ -83,7 +83,7 @@ class PillowCodec(ConventionalCodec):
             ) from None
         with opened as image:
             if image.width * image.height > self.max_pixels:
-                raise self.corrupt(f"its header claims {image.width}x{image.height} pixels")
+                raise self.too_large(image.width, image.height)
             image.load()  # the decoded pixels stay usable after the file is closed
             return image
 

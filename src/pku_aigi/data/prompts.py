@@ -17,6 +17,7 @@ import re
 from ..errors import DatasetError
 
 _PROMPT_ID = re.compile(r"(\d+)(?:_[^.]*)?\.png", re.IGNORECASE)
+MAX_PROMPT_DIGITS = 9  # prompt numbers fit the int32 prompt_id feature
 
 
 def parse_prompts(data: bytes, source: str) -> list[str]:
@@ -43,7 +44,13 @@ def prompt_id(file_name: str) -> int:
             f"image {file_name}: its name does not start with a prompt number "
             "(expected <N>_<k>.png or <N>.png)"
         )
-    return int(match.group(1))
+    digits = match.group(1)
+    if len(digits) > MAX_PROMPT_DIGITS:
+        raise DatasetError(
+            f"image {file_name}: its prompt number has {len(digits)} digits, more than the "
+            f"{MAX_PROMPT_DIGITS} any prompt line can need: the file is not of this dataset"
+        )
+    return int(digits)
 
 
 def lookup_prompt(prompts: list[str] | None, pid: int, file_name: str, source: str) -> str | None:

@@ -42,7 +42,11 @@ _CENTRAL_SIG = b"PK\x01\x02"
 _ZIP64_EXTRA = 0x0001
 _U16 = 0xFFFF
 _U32 = 0xFFFF_FFFF
-_LOCAL_HEADER_SIZE = 30
+_LOCAL_HEADER = struct.Struct("<4s5H3L2H")  # local file header
+_LOCAL_SIG = b"PK\x03\x04"
+# Compression methods of the Hub's archives (Info-ZIP's): others are refused, not read
+# (zipfile inflates bzip2 and LZMA without bound, whatever size is asked for).
+_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflate"}
 _READ_CHUNK = 1 << 20
 _MAX_TAIL = _EOCD.size + _U16  # EOCD plus the longest possible comment
 
@@ -387,19 +391,62 @@ class ZipArchive:
                 f"{self.name}: the central directory holds {len(infos)} entries but the end "
                 f"record says {expected_entries}; it is corrupt, download it again"
             )
+        self._check_names(infos)
+        self._next: dict[int, tuple[int, str]] = {}  # header offset -> what follows
         self._check_positions(infos)
 
+    def _check_names(self, infos: list[zipfile.ZipInfo]) -> None:
+        """Every member has a name of its own, with "/" separators (never silently
+        skipped or shadowed by a namesake)."""
+        seen: set[str] = set()
+        for info in infos:
+            name = info.filename
+            if not name:
+                problem = "a member has an empty name"
+            elif "\\" in name:
+                problem = f"member {name!r} uses backslashes, not '/', as folder separators"
+            elif name in seen:
+                problem = f"member {name!r} is in it twice"
+            else:
+                seen.add(name)
+                continue
+            raise DatasetError(
+                f"{self.name}: {problem}; the dataset's archives have none such: the archive "
+                "is corrupt or not of this dataset, download it again"
+            )
+
     def _check_positions(self, infos: list[zipfile.ZipInfo]) -> None:
-        """Every member's data lies before the central directory, overlapping no other."""
-        end = self.zip.start_dir
+        """Every member's data lies before the central directory, overlapping no other
+        (the local header's own name and extra field are checked when it is opened)."""
+        end, following = self.zip.start_dir, "the central directory"
         for info in sorted(infos, key=lambda i: i.header_offset, reverse=True):
-            if info.header_offset + _LOCAL_HEADER_SIZE + info.compress_size > end:
+            if info.header_offset + _LOCAL_HEADER.size + info.compress_size > end:
                 raise DatasetError(
                     f"{self.name}: the central directory places {info.filename!r} at byte "
                     f"{info.header_offset} with {info.compress_size} bytes, overlapping "
-                    "another member or the directory; the archive is corrupt, download it again"
+                    f"{following}; the archive is corrupt, download it again"
                 )
-            end = info.header_offset
+            self._next[info.header_offset] = (end, following)
+            end, following = info.header_offset, repr(info.filename)
+
+    def _check_local_header(self, info: zipfile.ZipInfo) -> None:
+        """The member's data, after its local header's name and extra field, ends before
+        the next member (or the central directory) begins."""
+        self._file.seek(info.header_offset)
+        header = self._file.read(_LOCAL_HEADER.size)
+        if len(header) < _LOCAL_HEADER.size or not header.startswith(_LOCAL_SIG):
+            return  # zipfile names the bad header
+        name_len, extra_len = _LOCAL_HEADER.unpack(header)[-2:]
+        data_end = info.header_offset + _LOCAL_HEADER.size + name_len + extra_len
+        data_end += info.compress_size
+        end, following = self._next[info.header_offset]
+        if data_end > end:
+            raise DatasetError(
+                f"{self.name}: the data of {info.filename!r} (after a local header with a "
+                f"{name_len}-byte name and a {extra_len}-byte extra field) ends at byte "
+                f"{data_end}, inside {following} at byte {end}: the members overlap; the "
+                "archive is corrupt, download it again"
+            )
 
     @classmethod
     def from_last_disk(cls, last_disk: str | os.PathLike) -> ZipArchive:
@@ -441,7 +488,14 @@ class ZipArchive:
         self._guarded(info, lambda handle: b"")
 
     def _guarded(self, info: zipfile.ZipInfo, work):
+        if info.compress_type not in _METHODS:
+            raise DatasetError(
+                f"{info.filename} in {self.name} is compressed with method "
+                f"{info.compress_type}, not {' or '.join(_METHODS.values())} as in the "
+                "dataset's archives: it is not of this dataset; download the archive again"
+            )
         try:
+            self._check_local_header(info)
             with self.zip.open(info) as handle:
                 return work(handle)
         except NotImplementedError as error:  # e.g. Deflate64 (method 9) from Windows tools

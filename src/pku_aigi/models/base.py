@@ -46,7 +46,8 @@ from .coding import rans_guard
 from .coding.entropy_coding import Coded, WeightsCache, crc, deterministic_torch
 from .coding.pixels import from_pixels, is_pixels, to_pixels
 from .hub import folder
-from .hub.card import check_card_info, render_model_card
+from .hub.card import render_model_card
+from .hub.validation import check_card_info
 
 # Config keys every model records besides its architecture's hyper-parameters.
 _COMMON_KEYS = ("architecture", "quality", "metric", "lmbda")

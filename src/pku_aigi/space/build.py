@@ -104,7 +104,7 @@ def build_space(
         built = Path(wheel) if wheel else build_wheel(Path(scratch), source_root)
         for old in out.glob(WHEEL_GLOB):
             old.unlink()
-        shutil.copyfile(built, out / built.name)
+        write_file_atomically(out / built.name, built.read_bytes())
     for name in SPACE_FILES:
         write_file_atomically(out / name, (space_dir / name).read_bytes())
     requirements = _requirements(space_dir / "requirements.txt", built.name, space_id)

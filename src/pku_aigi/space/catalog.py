@@ -32,19 +32,38 @@ class CodecOption:
 
 
 def registered_options() -> list[CodecOption]:
-    """One option per registered codec, available or with its reason."""
+    """One option per registered codec, available or with its reason; each decodes at
+    most the Space's pixel limit (:func:`registered_codec`)."""
     from .. import codecs
 
     options = []
     for name, reason in codecs.availability().items():
         if reason is None:
             try:
-                options.append(CodecOption(name, codecs.get(name)))
+                options.append(CodecOption(name, registered_codec(name)))
                 continue
             except PkuAigiError as error:
                 reason = str(error)
         options.append(CodecOption(name, reason=reason))
     return options
+
+
+def registered_codec(name: str) -> Codec:
+    """The registered codec ``name`` with the Space's pixel limit (``max_pixels``), which
+    every codec of this package checks from the stream's header before decoding; a plugin
+    that takes no ``max_pixels`` is made without it (the Decode tab then checks what
+    Pillow reads of the header, and the decoded size).
+
+    Raises:
+        CodecError: the codec is unavailable here.
+    """
+    from .. import codecs
+    from .upload import max_pixels
+
+    try:
+        return codecs.get(name, max_pixels=max_pixels())
+    except TypeError:  # a plugin's own constructor
+        return codecs.get(name)
 
 
 def learned_options(models_dir: str | os.PathLike | None = None) -> list[CodecOption]:

@@ -3,16 +3,18 @@
 Everything goes through the package's public API: ``Codec.encode/decode`` and its
 quality ladder, ``pku_aigi.metrics`` (PSNR, MS-SSIM in dB, bpp, CLIP score),
 ``pku_aigi.codecs.rate_control.encode_to_bpp`` for a target bitrate and
-``pku_aigi.codecs.decoder_for`` for files no option recognises.
+``pku_aigi.codecs.identify`` for files no option recognises.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import threading
 import time
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -23,7 +25,7 @@ from PIL import Image
 
 from .. import metrics
 from ..codecs.rate_control import encode_to_bpp
-from ..errors import CodecError, CorruptStreamError, PkuAigiError
+from ..errors import CodecError, CorruptStreamError, ImageTooLargeError, PkuAigiError
 from .catalog import MAX_RD_POINTS, Catalog, CodecOption
 
 logger = logging.getLogger(__name__)
@@ -255,12 +257,16 @@ def decode_file(path: str | os.PathLike, catalog: Catalog) -> DecodeResult:
     """Decode a file written by any codec of the catalog.
 
     The options whose codec recognises the bytes (file signature) are tried first, then
-    those whose file extension matches; a file none of them takes goes to
-    :func:`pku_aigi.codecs.decoder_for` unless it is an .aigic file: those decode only
-    with the models the Space lists, never with a folder or Hub repo the file names.
+    those whose file extension matches; a file none of them takes goes to the registered
+    codec that recognises it (:func:`pku_aigi.codecs.identify`) unless it is an .aigic
+    file: those decode only with the models the Space lists, never with a folder or Hub
+    repo the file names. Every codec decodes at most the Space's pixel limit, checked
+    from the file's header before decoding.
     """
-    from ..codecs import container, decoder_for
+    from ..codecs import container, identify
+    from .catalog import registered_codec
     from .limits import MAX_DECODE_BYTES
+    from .upload import max_pixels
 
     path = Path(path)
     if path.stat().st_size > MAX_DECODE_BYTES:
@@ -290,20 +296,36 @@ def decode_file(path: str | os.PathLike, catalog: Catalog) -> DecodeResult:
             "only with the models it lists; decode it locally with `pku-aigi decompress`"
         )
     if not candidates:
+        names = identify(data, path)
+        if not names:
+            raise CorruptStreamError(
+                f"{path.name} is not a file of any codec available here: upload a file "
+                "saved from the Compress tab (no known file signature or extension)"
+            )
         try:
-            codec = decoder_for(data, path)
-        except CorruptStreamError:
-            raise
+            candidates = [CodecOption(names[0], registered_codec(names[0]))]
         except PkuAigiError as error:
             raise CorruptStreamError(
                 f"{path.name} is not a file of any codec available here: upload a file "
                 f"saved from the Compress tab ({error})"
             ) from None
-        candidates = [CodecOption(codec.name, codec)]
     errors = []
+    limit = max_pixels()
     for option in candidates:
         try:
+            if getattr(option.codec, "max_pixels", None) is None:  # a plugin's codec
+                _check_header_size(data, limit)
             image = option.codec.decode(data)
+            if image.width * image.height > limit:
+                raise ImageTooLargeError(
+                    f"{option.key} decoded a {image.width}x{image.height} image"
+                )
+        except ImageTooLargeError as error:
+            raise ImageTooLargeError(
+                f"{path.name}: {error}; this Space decodes images up to "
+                f"{limit / 1e6:.1f} megapixels: decode it locally with "
+                "`pku-aigi decompress`"
+            ) from None
         except PkuAigiError as error:
             errors.append(f"{option.key}: {error}")
             continue
@@ -315,6 +337,24 @@ def decode_file(path: str | os.PathLike, catalog: Catalog) -> DecodeResult:
         f"{path.name} is not a valid file of any codec available here (tried {tried}); "
         f"upload a file saved from the Compress tab. First error: {errors[0]}"
     )
+
+
+def _check_header_size(data: bytes, limit: int) -> None:
+    """For codecs without ``max_pixels`` (plugins): the size in the header, where Pillow
+    reads one, must fit ``limit``; nothing is decoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except Image.DecompressionBombError as error:
+        raise ImageTooLargeError(f"the file's header declares a huge image ({error})") from None
+    except Exception:  # noqa: BLE001 - no header Pillow reads: the codec's own checks
+        return
+    if width * height > limit:
+        raise ImageTooLargeError(
+            f"the file's header declares a {width}x{height} image ({width * height:,} pixels)"
+        )
 
 
 def _describe(key: str, data: bytes) -> str:

@@ -2,8 +2,10 @@
 
 Each handler is a plain method that tests call directly; :mod:`pku_aigi.space.ui` wires them
 to the components. Files shown or offered for download are written into a fresh folder
-under ``<tmp>/pku-aigi-demo/`` per request, which the app serves as it is (a gradio
-static path: no copy, no hashing); folders older than an hour are removed.
+per request inside :func:`session_root`, a folder private to this process
+(``<tmp>/pku-aigi-demo-<random>/``, mode 0700, removed at exit), which the app serves as
+it is (a gradio static path: no copy, no hashing); request folders older than an hour
+are removed, and nothing outside it ever is.
 
 Previews (the slider's images) are lossless WebP at the fastest setting: the exact
 pixels of the original and of each decoded image, half the time of PNG to write; the
@@ -13,10 +15,12 @@ downloads are the codecs' own bytes. An upload is decoded, checked and previewed
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
 import shutil
+import stat
 import tempfile
 import threading
 import time
@@ -50,7 +54,7 @@ METRIC_HEADERS = [
     "encode s",
     "decode s",
 ]
-SESSION_ROOT = Path(tempfile.gettempdir()) / "pku-aigi-demo"
+SESSION_PREFIX = "pku-aigi-demo-"
 SESSION_MAX_AGE_S = 3600
 PREVIEW_SUFFIX = ".webp"
 UPLOADS_KEPT = 4  # decoded uploads kept in memory (at most 12 MB each at 2048x2048)
@@ -383,13 +387,44 @@ def _keep(folder: Path) -> bool:
     return True
 
 
+_session_root: Path | None = None
+_session_root_lock = threading.Lock()
+
+
+def session_root() -> Path:
+    """This process's folder of request folders, registered as a gradio static path.
+
+    Made by ``tempfile.mkdtemp`` (a new random name under the temp folder, mode 0700,
+    never an existing folder or a link), removed when the process exits, and made anew
+    if something removed it meanwhile.
+    """
+    global _session_root
+    with _session_root_lock:
+        if _session_root is None or not _is_own_folder(_session_root):
+            _session_root = Path(tempfile.mkdtemp(prefix=SESSION_PREFIX))
+            gr.set_static_paths([_session_root])
+            atexit.register(shutil.rmtree, _session_root, ignore_errors=True)
+        return _session_root
+
+
+def _is_own_folder(path: Path) -> bool:
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+
+
 def _session_dir() -> Path:
-    SESSION_ROOT.mkdir(parents=True, exist_ok=True)
+    """A fresh request folder in :func:`session_root`, after removing the request folders
+    there unused for :data:`SESSION_MAX_AGE_S`."""
+    root = session_root()
     cutoff = time.time() - SESSION_MAX_AGE_S
-    for old in SESSION_ROOT.iterdir():
+    for old in root.iterdir():
         try:
-            if old.stat().st_mtime < cutoff:
-                shutil.rmtree(old, ignore_errors=True)
+            info = os.lstat(old)
         except OSError:
-            pass
-    return Path(tempfile.mkdtemp(dir=SESSION_ROOT))
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_mtime < cutoff:
+            shutil.rmtree(old, ignore_errors=True)
+    return Path(tempfile.mkdtemp(dir=root))

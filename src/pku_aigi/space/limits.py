@@ -33,8 +33,34 @@ def launch_options() -> dict:
 
     ``show_error``: errors Gradio raises itself before a handler runs (a refused server
     path, an oversized upload) reach the client as their message, not as ``null``.
+    ``app_kwargs``: two malformed requests that Gradio's routes answer with a bare HTTP
+    500 get a 4xx saying what is wrong: an upload whose ``files`` part is no file (it
+    raises TypeError) and a call of an API name the app does not have.
     """
+    from gradio.route_utils import FnIndexInferError
+
+    handlers = {TypeError: _refuse_unnamed_upload, FnIndexInferError: _unknown_endpoint}
     return {
         "max_file_size": os.environ.get(MAX_UPLOAD_ENV) or DEFAULT_MAX_UPLOAD,
         "show_error": True,
+        "app_kwargs": {"exception_handlers": handlers},
     }
+
+
+async def _refuse_unnamed_upload(request, error: TypeError):
+    from fastapi.responses import JSONResponse
+
+    if not request.url.path.endswith("/upload"):
+        raise error  # any other TypeError stays a server error
+    return JSONResponse(
+        {"detail": "each 'files' part of an upload must be a file with a file name"},
+        status_code=400,
+    )
+
+
+async def _unknown_endpoint(request, error: Exception):
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse(
+        {"detail": f"{error}: see /gradio_api/info for this app's endpoints"}, status_code=404
+    )

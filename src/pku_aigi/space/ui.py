@@ -9,7 +9,7 @@ import gradio as gr
 from ..subsets import HUB_REPO_ID
 from .catalog import Catalog
 from .examples import find_examples
-from .handlers import METRIC_HEADERS, MODE_BPP, MODE_LEVEL, SESSION_ROOT, Handlers
+from .handlers import METRIC_HEADERS, MODE_BPP, MODE_LEVEL, Handlers, session_root
 from .upload import max_pixels
 
 DEFAULT_CODECS = ("jpeg", "webp")
@@ -51,8 +51,9 @@ def build_blocks(catalog: Catalog, examples_dir: Path | None = None) -> gr.Block
     default = [key for key in DEFAULT_CODECS if key in choices] or choices[:1]
     examples, examples_source = find_examples(examples_dir)
     # The handlers' output folders are served as they are: gradio neither copies nor
-    # hashes the previews and files of each request (each folder has a random name).
-    gr.set_static_paths([SESSION_ROOT])
+    # hashes the previews and files of each request (each folder has a random name);
+    # session_root() registers its folder as a static path.
+    session_root()
 
     with gr.Blocks(title="PKU-AIGI-500K codecs", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(INTRO.format(megapixels=max_pixels() / 1e6, dataset=HUB_REPO_ID))

@@ -14,26 +14,12 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from ...errors import ModelError
 from ...subsets import HUB_REPO_ID
 from .folder import CARD_NAME
 
 DATASET_ID = HUB_REPO_ID
-CARD_INFO_KEYS = ("training", "rd_points", "source", "license")  # render_model_card's inputs
 # Licence of weights trained by pku-aigi (the package's own licence).
 DEFAULT_LICENSE = "apache-2.0"
-
-
-def check_card_info(info: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``info`` if it only holds the card's inputs (:data:`CARD_INFO_KEYS`)."""
-    if not isinstance(info, dict):
-        raise ModelError(f"card_info must be a dict, not {type(info).__name__}")
-    unknown = sorted(set(info) - set(CARD_INFO_KEYS))
-    if unknown:
-        raise ModelError(
-            f"card_info has unknown keys {', '.join(unknown)}: use {', '.join(CARD_INFO_KEYS)}"
-        )
-    return dict(info)
 
 
 def write_model_card(

@@ -12,8 +12,9 @@ A model folder (or Hub model repo) holds exactly:
 Loading is strict: unknown architectures, missing files, pickles only, and missing,
 unexpected or wrong-shape weights raise :class:`ModelError`. A repo id resolves through
 huggingface_hub's cache (offline too). Everything that is read passes
-:func:`check_config` and :func:`check_state_dict` before a model is built from it: add
-new checks of loaded data there. ``config.json`` is read here only (:func:`read_config`,
+:func:`check_config`, :func:`check_weights_fit` (the weights' shapes, from the file's
+header, against those of the model on the meta device) and :func:`check_state_dict`
+before a model is built from it or loaded: add new checks of loaded data there. ``config.json`` is read here only (:func:`read_config`,
 once per load), and the file names above are this module's.
 
 A name that is not a local folder is first offered to the registered source resolvers
@@ -140,6 +141,7 @@ def load_folder(
     model_class = model_class_for(config, expected_class)
     weights_path = resolve_file(source, WEIGHTS_NAME, **download)
     validation.check_config(config, f"{source}/{CONFIG_NAME}", weights_path)
+    check_weights_fit(model_class, config, weights_path, source=source)
     model = model_class.from_config(**config)
     load_state(model, read_safetensors(weights_path, map_location), source=source)
     model.card_info = read_card_info(weights_path)
@@ -150,7 +152,8 @@ def load_folder(
 
 def load_config(source: str, **download: Any) -> dict[str, Any]:
     """The checked ``config.json`` of folder or Hub repo ``source``."""
-    return check_config(read_config(resolve_file(source, CONFIG_NAME, **download)))
+    path = resolve_file(source, CONFIG_NAME, **download)
+    return check_config(read_config(path), path)
 
 
 def resolve_file(source: str, filename: str, **download: Any) -> Path:
@@ -255,10 +258,10 @@ def _json(text: str) -> Any:
         raise ValueError("JSON nested too deeply") from None
 
 
-def check_config(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` if a model can be built from it: types and ranges of every value
-    (:func:`.validation.check_config`; ``from_config`` checks the rest)."""
-    validation.check_config(config, CONFIG_NAME)
+def check_config(config: dict[str, Any], path: Path | str = CONFIG_NAME) -> dict[str, Any]:
+    """``config`` (read from ``path``) if a model can be built from it: types and ranges
+    of every value (:func:`.validation.check_config`; ``from_config`` checks the rest)."""
+    validation.check_config(config, path)
     return config
 
 
@@ -287,19 +290,19 @@ def read_safetensors(path: Path, map_location: str | torch.device = "cpu") -> di
 
 
 def read_card_info(path: Path) -> dict[str, Any]:
-    """The model card's inputs saved in the safetensors metadata (empty if none)."""
+    """The model card's inputs saved in the safetensors metadata (empty if none), of the
+    types :func:`.validation.check_card_info` takes."""
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as handle:
         text = (handle.metadata() or {}).get(CARD_METADATA_KEY)
     try:
-        info = _json(text) if text else {}
-    except ValueError as error:
+        return validation.check_card_info(_json(text) if text else {})
+    except (ValueError, ModelError) as error:
         raise ModelError(
             f"the model-card metadata ({CARD_METADATA_KEY}) in {path} is unreadable "
-            f"({str(error)[:100]}): re-save the model with save_pretrained"
+            f"({str(error)[:200]}): re-save the model with save_pretrained"
         ) from None
-    return info if isinstance(info, dict) else {}
 
 
 # --------------------------------------------------------------------------- state dicts
@@ -337,26 +340,87 @@ def resize_entropy_tables(model: torch.nn.Module, state_dict: dict) -> None:
                     update_registered_buffers(module, name, present, state_dict, policy="resize")
 
 
+def check_weights_fit(
+    model_class: type, config: dict[str, Any], weights_path: Path, *, source: str = ""
+) -> None:
+    """Raise :class:`ModelError` unless ``weights_path`` holds exactly the tensors, of
+    exactly the shapes, of the model ``config`` builds.
+
+    The model is built on PyTorch's meta device (no memory) and compared with the shapes
+    in the safetensors header (the data is not read), so a config never builds a model
+    larger than its weights file (a tensor of shape (4096, 0) holds no bytes).
+    """
+    import torch
+
+    try:
+        with torch.device("meta"), _meta_inputs()():
+            shell = model_class.from_config(**config)
+    except ModelError:
+        raise
+    except Exception as error:  # noqa: BLE001 - a model class that cannot build on meta
+        raise ModelError(
+            f"cannot check the weights of {source or 'the model'} before building it: "
+            f"{model_class.__name__} does not build on PyTorch's meta device ({error})"
+        ) from None
+    check_state_dict(shell, header_shapes(weights_path), source=source)
+
+
+@functools.cache
+def _meta_inputs() -> type:
+    """A torch function mode moving CPU tensors onto the meta device where they meet meta
+    tensors (CompressAI makes some constants with the legacy ``torch.Tensor(...)``, which
+    ignores the default device). Defined on first use: this module imports no torch."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+    from torch.utils import _pytree
+
+    def to_meta(tensor):
+        return tensor if tensor.is_meta else tensor.to("meta")
+
+    class MetaInputs(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            leaves = _pytree.tree_leaves((args, kwargs))
+            if any(isinstance(t, torch.Tensor) and t.is_meta for t in leaves):
+                args, kwargs = _pytree.tree_map_only(torch.Tensor, to_meta, (args, kwargs))
+            return func(*args, **kwargs)
+
+    return MetaInputs
+
+
+def header_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """``{key: shape}`` of a safetensors file, from its header alone."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except (SafetensorError, OSError, ValueError, RecursionError) as error:
+        raise ModelError(f"cannot read weights {path}: {error}") from None
+
+
 def check_state_dict(model: torch.nn.Module, state_dict: dict, *, source: str = "") -> None:
     """Raise :class:`ModelError` unless ``state_dict`` has exactly ``model``'s keys and shapes.
 
-    The entropy coder's tables may have any shape (they depend on the weights) and may
-    be absent (``update()`` computes them).
+    ``state_dict`` maps keys to tensors or to shapes (:func:`header_shapes`). The entropy
+    coder's tables may have any shape (they depend on the weights) and may be absent
+    (``update()`` computes them).
     """
-    expected = model.state_dict()
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    shapes = {key: tuple(getattr(value, "shape", value)) for key, value in state_dict.items()}
     tables = entropy_table_keys(model)
     where = f" in {source}" if source else ""
-    missing = sorted(set(expected) - set(state_dict) - tables)
-    unexpected = sorted(set(state_dict) - set(expected))
+    missing = sorted(set(expected) - set(shapes) - tables)
+    unexpected = sorted(set(shapes) - set(expected))
     problems = []
     if missing:
         problems.append(f"missing weights{where}: {_names(missing)}")
     if unexpected:
         problems.append(f"unexpected weights{where}: {_names(unexpected)}")
     wrong = [
-        f"{key} {tuple(state_dict[key].shape)} (model needs {tuple(expected[key].shape)})"
-        for key in sorted(set(expected) & set(state_dict) - tables)
-        if tuple(state_dict[key].shape) != tuple(expected[key].shape)
+        f"{key} {shapes[key]} (model needs {expected[key]})"
+        for key in sorted(set(expected) & set(shapes) - tables)
+        if shapes[key] != expected[key]
     ]
     if wrong:
         problems.append(f"weights of the wrong shape{where}: {_names(wrong)}")

@@ -7,8 +7,11 @@ drive native code or large allocations and are checked here, each raising
 - :func:`check_config`: every ``config.json`` value has the type and range its
   architecture takes, before anything is allocated (``"N": 3000`` would build a 9.7 GB
   model; ``"16"``, ``16.5``, ``true``, ``null``, NaN, lists or dicts where a number
-  belongs fail deep inside PyTorch). Widths (``N``, ``M``, ...) may not exceed the
-  largest tensor dimension in ``model.safetensors``, so memory is bounded by the file.
+  belongs fail deep inside PyTorch), and keys that are not the architecture's are
+  refused. Widths (``N``, ``M``, ...) may not exceed the largest dimension of a non-empty
+  tensor in ``model.safetensors``; the exact bound is
+  :func:`~pku_aigi.models.hub.folder.check_weights_fit`, which compares the file's shapes
+  with the model's before it is built.
 - :func:`check_entropy_tables`: the tables of CompressAI's entropy models (loaded from
   ``model.safetensors``) are what its rANS coder can use safely: CDF lengths and
   offsets in range, CDF rows strictly increasing from 0 to 2**16, medians and scales
@@ -86,8 +89,11 @@ def check_config(config: Any, path: Path | str, weights_path: Path | str | None 
     for key, value in config.items():
         if key in ("architecture", "quality", "metric", "lmbda"):
             continue
-        if key not in defaults:
-            continue  # from_config names unknown hyper-parameters
+        if key not in defaults:  # never passed on as a keyword argument
+            raise ModelError(
+                f"{where}: unknown key {_show(key)}: {architecture} takes architecture, "
+                f"quality, metric, lmbda and {', '.join(defaults) or 'no hyper-parameter'}"
+            )
         _check_value(where, key, value, defaults[key], max_width)
 
 
@@ -165,7 +171,8 @@ def _largest_dimension(weights_path: Path | str) -> int:
             ]
     except (SafetensorError, OSError, ValueError, RecursionError) as error:
         raise ModelError(f"cannot read weights {weights_path}: {error}") from None
-    return max((int(d) for shape in shapes for d in shape), default=0)
+    # A tensor without elements holds no bytes: its dimensions bound nothing.
+    return max((int(d) for shape in shapes if math.prod(shape) for d in shape), default=0)
 
 
 def _is_int(value: Any) -> bool:
@@ -273,3 +280,59 @@ def _table_problem(module) -> str | None:
     if bool((ends != 2**PRECISION).any()):
         return f"a CDF row does not end at 2**{PRECISION}"
     return None
+
+
+def check_widths(config: dict[str, Any], path: Path | str, shapes: dict[str, Any]) -> None:
+    """Raise ModelError if a width of ``config`` (``N``, ``M``, ...) exceeds the largest
+    dimension of the weights' ``shapes`` (name -> shape): :func:`check_config`'s bound,
+    for weights that are not in ``model.safetensors`` (a checkpoint to convert)."""
+    largest = max(
+        (
+            int(d)
+            for key, shape in shapes.items()
+            if not key.endswith(_TABLE_SUFFIXES)
+            for d in shape
+        ),
+        default=0,
+    )
+    for key in WIDTH_KEYS:
+        values = config.get(key)
+        for value in values if isinstance(values, list) else [values]:
+            if _is_int(value) and value > largest:
+                raise ModelError(
+                    f"{path}: {key!r} = {value} is more than {largest}, the largest tensor "
+                    "dimension of the weights: the config does not describe these weights"
+                )
+
+
+CARD_INFO_KEYS = ("training", "rd_points", "source", "license")  # the model card's inputs
+
+
+def check_card_info(info: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``info`` if it only holds the card's inputs (:data:`CARD_INFO_KEYS`), of
+    the types :func:`.card.render_model_card` takes (None for a key is as good as none)."""
+    if not isinstance(info, dict):
+        raise ModelError(f"card_info must be a dict, not {type(info).__name__}")
+    unknown = sorted(set(info) - set(CARD_INFO_KEYS))
+    if unknown:
+        raise ModelError(
+            f"card_info has unknown keys {', '.join(unknown)}: use {', '.join(CARD_INFO_KEYS)}"
+        )
+    for key, (kind, what) in _CARD_INFO_TYPES.items():
+        value = info.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, kind) or (
+            key == "rd_points" and not all(isinstance(point, dict) for point in value)
+        ):
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            raise ModelError(f"card_info {key!r} must be {what}, not {shown}")
+    return dict(info)
+
+
+_CARD_INFO_TYPES = {
+    "training": (dict, "a dict such as {'data': ..., 'steps': ...}"),
+    "rd_points": (list, "a list of dicts such as {'bpp': ..., 'psnr': ...}"),
+    "source": (str, "a string"),
+    "license": (str, "a licence id (a string)"),
+}

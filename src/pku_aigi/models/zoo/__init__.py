@@ -7,9 +7,11 @@ holds and a published checkpoint it can be made from::
     {"repo_id": "pku-aigi/mbt2018-mean-mse-q3", "architecture": "mbt2018-mean",
      "quality": 3, "metric": "mse", "trained_on": "Vimeo-90k", "source": "<url>"}
 
-Optional keys: ``sha256`` (of the source file; otherwise the hash prefix in its name,
-``<name>-<first 8 hex of sha256>.pth.tar``, is checked as ``torch.hub`` does),
-``license`` and ``hparams`` (hyper-parameters other than the quality table's).
+Optional keys: ``sha256`` (the full sha256 of the source file; otherwise the hash prefix
+in its name, ``<name>-<first 8 hex of sha256>.pth.tar``, is checked as ``torch.hub``
+does), ``size`` (of the source file, in bytes: the bound on its download), ``license``
+and ``hparams`` (hyper-parameters other than the quality table's, checked like
+``config.json``).
 ``PKU_AIGI_ZOO`` names an extra JSON file of the same format whose entries are added to
 (and replace, by ``repo_id``) the packaged ones; ``PKU_AIGI_COMPRESSAI_URL`` replaces the
 base URL of the packaged CompressAI sources (a mirror).
@@ -37,6 +39,7 @@ from .fetch import (
     cache_root,
     cached_folder,
     converted_folder,
+    download_folder,
     fetch_source,
     hub_cache_folder,
     local_folder,
@@ -54,6 +57,7 @@ from .manifest import (
     NAMESPACE,
     VIMEO,
     ZOO_ENV,
+    check_entry,
     compressai_zoo_entries,
     default_license,
     entry_for_pushed_model,
@@ -86,9 +90,11 @@ __all__ = [
     "ZOO_ENV",
     "cache_root",
     "cached_folder",
+    "check_entry",
     "compressai_zoo_entries",
     "converted_folder",
     "default_license",
+    "download_folder",
     "entry_for_pushed_model",
     "expected_hash",
     "fetch_source",

@@ -2,7 +2,9 @@
 
 Reads CompressAI's published zoo checkpoints (a bare state dict) and the checkpoints of
 its training script (``{"state_dict": ..., "epoch": ..., "optimizer": ...}``) with
-``torch.load(weights_only=True)``, so no code in the file can run. Legacy key names are
+``torch.load(weights_only=True)``, so no code in the file can run, and only after the
+sizes the file declares were checked against its size (:func:`check_checkpoint_size`),
+so that loading allocates no more than the file holds. Legacy key names are
 renamed with CompressAI's own helpers: ``compressai.zoo.load_state_dict`` (DataParallel's
 ``module.`` prefix, ``downsample`` -> ``skip``, the entropy bottleneck's
 ``_biases.N``/``_matrices.N``/``_factors.N`` lists) and
@@ -21,6 +23,8 @@ from __future__ import annotations
 import logging
 import pickle
 import shutil
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +34,7 @@ from ...errors import ModelError
 from ...outputs import check_output_folder
 from ..architectures.specs import create, get_spec
 from ..base import LearnedCodecModel
+from ..hub import validation
 from ..hub.folder import entropy_table_keys, load_state
 from . import manifest
 
@@ -81,6 +86,7 @@ def read_checkpoint_with_info(path: str | Path) -> tuple[dict[str, torch.Tensor]
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"checkpoint {path} does not exist")
+    check_checkpoint_size(path)
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -115,6 +121,111 @@ def read_checkpoint_with_info(path: str | Path) -> tuple[dict[str, torch.Tensor]
     for module in sorted(modules):
         state_dict = remap_old_keys(module, state_dict)
     return dict(state_dict), info
+
+
+def check_checkpoint_size(path: Path) -> None:
+    """ModelError unless loading ``path`` allocates at most what the file holds.
+
+    ``torch.load`` allocates what a file declares before reading it. PyTorch's zip
+    format (since 1.6): the sizes the central directory declares for the members (the
+    ``data/`` tensors, ``data.pkl``) may not add up to more than the file's size (torch
+    stores them uncompressed), read with :mod:`zipfile`. The legacy format (pickles, then
+    the tensor data): the storages the pickles declare may not add up to more than the
+    file's size, read without running anything (:class:`_StorageScan`). Any checkpoint
+    may not exceed the limit on downloads (``PKU_AIGI_MAX_DOWNLOAD_MB``).
+    """
+    from ... import network
+
+    size = path.stat().st_size
+    limit = network.max_download_bytes()
+    if size > limit:
+        raise ModelError(
+            f"checkpoint {path} is {size} bytes, above the limit of {limit >> 20} MB "
+            f"({network.MAX_DOWNLOAD_ENV}): raise it to convert this file"
+        )
+    with open(path, "rb") as handle:
+        zipped = handle.read(4) == b"PK\x03\x04"  # what torch.load tells them apart by
+    try:
+        if zipped:
+            with zipfile.ZipFile(path) as archive:
+                declared = sum(info.file_size for info in archive.infolist())
+        else:
+            declared = _legacy_storage_bytes(path)
+    except (zipfile.BadZipFile, pickle.UnpicklingError, ValueError, EOFError, OSError) as error:
+        kind = "PyTorch zip file" if zipped else "PyTorch file"
+        raise ModelError(f"cannot read checkpoint {path}: not a {kind} ({error})") from None
+    except (MemoryError, RecursionError):
+        raise ModelError(f"cannot read checkpoint {path}: its pickle is malformed") from None
+    if declared > size:
+        raise ModelError(
+            f"cannot read checkpoint {path}: it declares {declared} bytes of data, more "
+            f"than the file's {size} bytes; it is damaged or crafted, get it again"
+        )
+
+
+class _Stub:
+    """Stands for any object a legacy checkpoint's pickle builds: nothing is run."""
+
+    def __init__(self, *args, **kwargs):
+        pass
+
+    def __call__(self, *args, **kwargs):
+        return _Stub()
+
+    def __setstate__(self, state):
+        pass
+
+    def __setitem__(self, key, value):
+        pass
+
+    def append(self, item):
+        pass
+
+    def extend(self, items):
+        pass
+
+
+class _StorageScan(pickle.Unpickler):
+    """Unpickles with stand-ins for every class, recording the storages declared
+    (``("storage", type, key, location, numel, ...)`` persistent ids) and their bytes."""
+
+    def __init__(self, file):
+        super().__init__(file)
+        self.storages: dict[str, int] = {}
+
+    def find_class(self, module, name):
+        kind = getattr(torch, name, None) if module == "torch" else None
+        if isinstance(kind, type) and name.endswith("Storage"):
+            with warnings.catch_warnings():  # "TypedStorage is deprecated"
+                warnings.simplefilter("ignore")
+                return getattr(kind, "dtype", _Stub)
+        return _Stub
+
+    def persistent_load(self, pid):
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":
+            dtype, key, numel = pid[1], pid[2], pid[4]
+            if not isinstance(dtype, torch.dtype) or not isinstance(numel, int) or numel < 0:
+                raise pickle.UnpicklingError(f"malformed storage {str(pid)[:100]}")
+            self.storages[str(key)] = numel * dtype.itemsize
+        return _Stub()
+
+
+def _legacy_storage_bytes(path: Path) -> int:
+    """The bytes of the storages a legacy checkpoint's pickles declare (magic number,
+    protocol, system info, then the object). Each pickle's opcodes are walked first
+    (:func:`pickletools.genops` reads no more than the file holds), then unpickled."""
+    import mmap
+    import pickletools
+
+    with open(path, "rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
+        for _ in range(4):
+            start = data.tell()
+            for _ in pickletools.genops(data):
+                pass
+            data.seek(start)
+            scan = _StorageScan(data)
+            scan.load()
+        return sum(scan.storages.values())
 
 
 def fill_constant_buffers(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> dict:
@@ -153,11 +264,17 @@ def model_from_compressai_checkpoint(
         hparams: overrides of the quality table (e.g. ``N`` and ``M``).
 
     Raises:
-        ModelError: unknown architecture or quality, unreadable checkpoint, weights that
-            do not fit the architecture at this quality (:func:`check_quality`).
+        ModelError: unknown architecture or quality, hyper-parameters that
+            ``config.json`` could not hold or wider than the checkpoint's tensors
+            (:mod:`..hub.validation`), unreadable checkpoint, weights that do not fit the
+            architecture at this quality (:func:`check_quality`).
     """
-    model = create(architecture, quality=quality, metric=metric, **hparams)
+    config = {"architecture": architecture, "quality": quality, "metric": metric, **hparams}
+    validation.check_config(config, f"converting {checkpoint}")
     state_dict, info = read_checkpoint_with_info(checkpoint)
+    shapes = {key: tuple(value.shape) for key, value in state_dict.items()}
+    validation.check_widths(config, f"converting {checkpoint}", shapes)
+    model = create(architecture, quality=quality, metric=metric, **hparams)
     state_dict = fill_constant_buffers(model, state_dict)
     check_quality(model, state_dict, checkpoint, quality=quality, metric=metric)
     load_state(model, state_dict, source=str(checkpoint))

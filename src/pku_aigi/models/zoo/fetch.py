@@ -11,6 +11,7 @@ ask (:func:`pku_aigi.models.hub.folder.register_source_resolver`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -21,10 +22,12 @@ from typing import Any
 from ...errors import ModelError, NetworkError
 from ..hub.folder import CONFIG_NAME, WEIGHTS_NAME
 from .manifest import (
+    check_entry,
     default_license,
     expected_hash,
     file_sha256,
     find_entry,
+    source_name,
     source_text,
     training_data,
 )
@@ -200,13 +203,15 @@ def _from_hub(repo_id: str, *, token, force_download: bool) -> Path | str:
 def fetch_source(entry: dict[str, Any], *, force: bool = False) -> Path:
     """Download, verify and convert ``entry["source"]``; the converted folder in the cache.
 
-    Nothing half-written is left: the checkpoint is renamed into place only when complete
-    (a cut download stays as ``.incomplete`` to be resumed), a file that fails its hash or
-    is no checkpoint is deleted, and the model folder is renamed into place only when
-    written completely.
+    The entry is checked first (:func:`.manifest.check_entry`). Nothing half-written is
+    left: the checkpoint is renamed into place only when complete (a cut download stays
+    as ``.incomplete`` to be resumed), a file that fails its hash or is no checkpoint is
+    deleted, and the model folder is renamed into place only when written completely.
+    Everything written for one model (download, staging, folder) is under its own lock.
     """
     from filelock import FileLock
 
+    check_entry(entry)
     repo_id = entry["repo_id"]
     locks = cache_root() / ".locks"
     locks.mkdir(parents=True, exist_ok=True)
@@ -217,20 +222,26 @@ def fetch_source(entry: dict[str, Any], *, force: bool = False) -> Path:
         return _fetch_and_convert(entry, force=force)
 
 
+def download_folder(repo_id: str) -> Path:
+    """Where the source checkpoint of ``repo_id`` is downloaded (one folder per model, as
+    the lock: two models whose sources share a file name never share the file)."""
+    return cache_root() / "downloads" / converted_folder(repo_id).name
+
+
 def _fetch_and_convert(entry: dict[str, Any], *, force: bool) -> Path:
     from ... import network
 
     repo_id, url = entry["repo_id"], entry["source"]
     expected = expected_hash(entry)
-    name = url.rstrip("/").rsplit("/", 1)[-1]
-    checkpoint = cache_root() / "downloads" / name
+    name = source_name(entry)
+    checkpoint = download_folder(repo_id) / name
     try:
-        network.download(url, checkpoint, what=f"the weights of {repo_id}")
+        network.download(url, checkpoint, what=f"the weights of {repo_id}", size=entry.get("size"))
     except NetworkError as error:
         raise ModelError(str(error)) from None
     digest = file_sha256(checkpoint)
     if not digest.startswith(expected):
-        checkpoint.unlink()
+        _discard(checkpoint)
         raise ModelError(
             f"{url} is not the expected file: its sha256 is {digest}, the zoo expects "
             f"{expected}{'...' if len(expected) < 64 else ''}. The download was deleted; "
@@ -249,13 +260,20 @@ def _fetch_and_convert(entry: dict[str, Any], *, force: bool) -> Path:
             if not (target / SOURCE_RECORD).is_file():
                 raise
     except ModelError as error:
-        checkpoint.unlink(missing_ok=True)
+        _discard(checkpoint)
         raise ModelError(f"{url} {error}" if "checkpoint" in str(error) else str(error)) from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    checkpoint.unlink(missing_ok=True)  # the converted folder holds everything
+    _discard(checkpoint)  # the converted folder holds everything
     logger.info("%s: converted %s into %s", repo_id, name, target)
     return target
+
+
+def _discard(checkpoint: Path) -> None:
+    """Delete a downloaded checkpoint, and its model's download folder once empty."""
+    checkpoint.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        checkpoint.parent.rmdir()
 
 
 def _convert(entry: dict[str, Any], checkpoint: Path, out: Path, digest: str) -> None:

@@ -17,6 +17,7 @@ import re
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from ...errors import ModelError
 
@@ -30,6 +31,10 @@ COMPRESSAI_LICENSE = "bsd-3-clause-clear"
 COMPRESSAI_LICENSE_URL = "https://github.com/InterDigitalInc/CompressAI/blob/master/LICENSE"
 # torch.hub.HASH_REGEX: the hash prefix in a checkpoint's file name.
 HASH_IN_NAME = re.compile(r"-([a-f0-9]*)\.")
+SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+FILE_NAME = re.compile(r"\w[\w.+-]{0,199}")
+# Keys of an entry that its hparams may not set (they are the entry's own).
+RESERVED_HPARAMS = ("architecture", "quality", "metric", "name")
 # The package holding zoo.json (package data).
 ZOO_PACKAGE = "pku_aigi.models.zoo"
 ZOO_FILE = "zoo.json"
@@ -74,7 +79,7 @@ def _read_extra(path: str) -> dict:
         raise ModelError(
             f"{ZOO_ENV}={path}: no such file (unset {ZOO_ENV} or fix the path)"
         ) from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as error:
         raise ModelError(f"{ZOO_ENV}={path} is not a readable zoo JSON file: {error}") from None
 
 
@@ -87,7 +92,78 @@ def _checked(zoo: Any, where: str) -> list[dict[str, Any]]:
         missing = [key for key in ENTRY_KEYS if key not in entry]
         if missing:
             raise ModelError(f"{where}: entry {number} lacks {', '.join(missing)}")
+        _check_fields(entry, f"{where}: entry {number}")
     return zoo["models"]
+
+
+def _check_fields(entry: dict[str, Any], where: str) -> None:
+    """ModelError unless each field of ``entry`` has its type and form (no model code)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    from ..hub.validation import MAX_TEXT, _show
+
+    def refuse(key: str, must: str) -> ModelError:
+        return ModelError(f"{where}: {key!r} must be {must}, not {_show(entry.get(key))}")
+
+    try:
+        if not isinstance(entry["repo_id"], str):
+            raise refuse("repo_id", "a valid Hub repo id such as org/name")
+        validate_repo_id(entry["repo_id"])
+    except HFValidationError as error:
+        raise refuse("repo_id", f"a valid Hub repo id such as org/name ({error})") from None
+    for key, most in (("architecture", 128), ("metric", 64), ("trained_on", MAX_TEXT)):
+        if not isinstance(entry[key], str) or not 0 < len(entry[key]) <= most:
+            raise refuse(key, f"a name (a string of 1 to {most} characters)")
+    quality = entry["quality"]
+    if not isinstance(quality, int) or isinstance(quality, bool):
+        raise refuse("quality", "an integer")
+    if entry.get("license") is not None and not isinstance(entry["license"], str):
+        raise refuse("license", "a licence id (a string)")
+    if entry.get("sha256") is not None and not (
+        isinstance(entry["sha256"], str) and SHA256.fullmatch(entry["sha256"])
+    ):
+        raise refuse("sha256", "the full sha256 of the source file (64 hex digits)")
+    size = entry.get("size")
+    if size is not None and (not isinstance(size, int) or isinstance(size, bool) or size < 1):
+        raise refuse("size", "the size of the source file in bytes (a positive integer)")
+    hparams = entry.get("hparams")
+    if hparams is not None and not isinstance(hparams, dict):
+        raise refuse("hparams", 'a JSON object of hyper-parameters such as {"N": 64}')
+    reserved = [key for key in RESERVED_HPARAMS if key in (hparams or {})]
+    if reserved:
+        raise refuse("hparams", f"free of {', '.join(reserved)} (the entry's own keys)")
+    source = entry["source"]
+    try:
+        scheme = urlsplit(source).scheme if isinstance(source, str) else None
+    except ValueError:
+        scheme = None
+    if scheme not in ("", "file", "http", "https") or len(source) > MAX_TEXT:
+        raise refuse("source", "an http(s) or file:// URL, or a path")
+    if not FILE_NAME.fullmatch(source_name(entry)):
+        raise refuse(
+            "source", "a URL ending in a file name (such as mbt2018-mean-3-723404a8.pth.tar)"
+        )
+
+
+def check_entry(entry: dict[str, Any]) -> None:
+    """ModelError unless ``entry`` can be fetched and built safely: its fields, and its
+    architecture, quality, metric and ``hparams`` by the rules of a model folder's
+    ``config.json`` (:func:`pku_aigi.models.hub.validation.check_config`)."""
+    from ..hub.validation import check_config
+
+    where = f"zoo entry {entry.get('repo_id')!r}"
+    missing = [key for key in ENTRY_KEYS if key not in entry]
+    if missing:
+        raise ModelError(f"{where} lacks {', '.join(missing)}")
+    _check_fields(entry, where)
+    config = {key: entry[key] for key in ("architecture", "quality", "metric")}
+    check_config({**config, **(entry.get("hparams") or {})}, where)
+
+
+def source_name(entry: dict[str, Any]) -> str:
+    """The file name the entry's source ends in."""
+    return urlsplit(entry["source"]).path.rstrip("/").rsplit("/", 1)[-1]
 
 
 def find_entry(repo_id: str) -> dict[str, Any] | None:
@@ -193,12 +269,19 @@ def packaged_text() -> str:
 
 # ---------------------------------------------------------------------- provenance
 def expected_hash(entry: dict[str, Any]) -> str:
-    """The sha256 (full, or a prefix from the file name) the source must have."""
-    if entry.get("sha256"):
-        return str(entry["sha256"]).lower()
-    name = entry["source"].rstrip("/").rsplit("/", 1)[-1]
+    """The sha256 the source must have: the entry's full one, else the prefix of at
+    least 8 hex digits in its file name (``<name>-<first 8 hex of sha256>.pth.tar``)."""
+    if entry.get("sha256") is not None:
+        digest = str(entry["sha256"]).lower()
+        if not SHA256.fullmatch(digest):
+            raise ModelError(
+                f"zoo entry {entry['repo_id']}: 'sha256' must be the full sha256 of the "
+                f"source file (64 hex digits), not {digest[:70]!r}"
+            )
+        return digest
+    name = source_name(entry)
     match = HASH_IN_NAME.search(name)
-    if match is None or len(match.group(1)) < 8:
+    if match is None or not 8 <= len(match.group(1)) <= 64:
         raise ModelError(
             f"zoo entry {entry['repo_id']}: cannot verify {name}: the entry has no 'sha256' "
             "and the file name carries no hash prefix (<name>-<first 8 hex of sha256>.pth.tar)"
