@@ -5,8 +5,10 @@ Chromium with Playwright, uploads a 1024x1024 PKU-AIGI-500K image (MJ5.2) and co
 it with JPEG, AVIF, VVC and one learned model (mbt2018-mean, quality 3). Times, measured
 in the page from the click event:
 
-- ``results``: the metrics table lists every codec (slider and files are set in the same
-  response);
+- ``first result``: the metrics table first changes after the click (the Space streams:
+  each codec's row, reconstruction and file appear as soon as that codec finishes);
+- ``results``: the metrics table lists every codec and the request is done (slider and
+  files are set in the same updates);
 - ``shown``: the first animation frame in which both slider images are loaded;
 - ``results (warm, codecs one after the other)``: the same, with the codecs of the request
   run one after the other (``engine.MAX_WORKERS = 1``), clicks interleaved with the
@@ -16,8 +18,8 @@ in the page from the click event:
 
 Reference, in the same run: the same work through the package API without the UI
 (``engine.compress`` per codec in a loop: encode, decode, PSNR, MS-SSIM, before and after
-the browser), and ``engine.compress_many`` (the codecs concurrently, as the Space runs
-them) right before each warm click: the machine's load changes by the minute, so each
+the browser), and ``engine.compress_as_completed`` (the codecs concurrently, as the Space
+runs them: the time to its first result and to all) right before each warm click: the machine's load changes by the minute, so each
 click is divided by the API run next to it (``UI / API concurrent``, median and best of
 the pairs), which is the cost of the UI.
 
@@ -85,7 +87,15 @@ WATCH = """([selector, flag]) => {
 # in which both slider images are loaded (measured in the page, not by polling from here).
 MARK_CLICK = """() => {
   const now = () => performance.timeOrigin + performance.now();
-  window.__click = null; window.__shown = null;
+  window.__click = null; window.__shown = null; window.__first = null;
+  const table = document.querySelector('#metrics table');
+  const first = new MutationObserver(() => {
+    if (window.__click !== null && window.__first === null) {
+      window.__first = now();
+      first.disconnect();
+    }
+  });
+  first.observe(table, {subtree: true, childList: true, characterData: true});
   document.querySelector('#compress-button').addEventListener(
     'click', () => { window.__click = now(); }, {capture: true, once: true});
   window.__results_then = () => {
@@ -165,24 +175,34 @@ def models_dir() -> tuple[Path, str]:
     return folder, "untrained mbt2018-mean q3 (N=128, M=192)"
 
 
-def direct_api_seconds(catalog, image_path: Path, concurrent: bool = False) -> float:
-    """The same compressions through the package API, no UI: one codec after the other
-    (``engine.compress`` in a loop), or concurrently (``engine.compress_many``, as the
-    Space does)."""
+def direct_api_seconds(catalog, image_path: Path) -> float:
+    """The same compressions through the package API, no UI, one codec after the other
+    (``engine.compress`` in a loop)."""
     from pku_aigi.space import engine
     from pku_aigi.space.upload import load_input_image
 
     start = time.perf_counter()
     image = load_input_image(image_path).image
-    if concurrent:
-        outcomes = engine.compress_many([catalog.get(key) for key in CODECS], image, level=50)
-        failed = [outcome for outcome in outcomes if isinstance(outcome, Exception)]
-        if failed:
-            raise failed[0]
-    else:
-        for key in CODECS:
-            engine.compress(catalog.get(key), image, level=50)
+    for key in CODECS:
+        engine.compress(catalog.get(key), image, level=50)
     return time.perf_counter() - start
+
+
+def direct_api_streamed(catalog, image_path: Path) -> tuple[float, float]:
+    """(seconds to the first result, to all) of the codecs run concurrently through the
+    package API as the Space runs them (``engine.compress_as_completed``), no UI."""
+    from pku_aigi.space import engine
+    from pku_aigi.space.upload import load_input_image
+
+    start = time.perf_counter()
+    image = load_input_image(image_path).image
+    first = None
+    options = [catalog.get(key) for key in CODECS]
+    for _, outcome in engine.compress_as_completed(options, image, level=50):
+        if isinstance(outcome, Exception):
+            raise outcome
+        first = first or time.perf_counter() - start
+    return first, time.perf_counter() - start
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -229,17 +249,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from pku_aigi.space import engine
 
-    # False on a checkout whose Space ran a request's codecs one after the other
-    concurrent = hasattr(engine, "compress_many")
-    one_after_other = concurrent and not args.no_sequential
+    one_after_other = not args.no_sequential
     load_before = os.getloadavg()
     before = direct_api_seconds(catalog, IMAGE)  # also warms the codecs up
     timings: dict[str, list[float]] = {
         "results (cold)": [],
+        "first result (warm)": [],
         "results (warm)": [],
         "shown (warm)": [],
         "plot": [],
         "API concurrent (interleaved)": [],
+        "API concurrent, first result (interleaved)": [],
     }
     breakdowns: list[dict[str, float]] = []
     if one_after_other:  # codecs one after the other, clicks interleaved with concurrent ones
@@ -278,15 +298,20 @@ def main(argv: list[str] | None = None) -> int:
                 page.wait_for_function("() => window.__plot")  # before the next click
                 plot = time.perf_counter() - start
                 cpu = chromium_cpu_seconds() - cpu_before
-                click_at, results_at, shown_at = (
+                click_at, first_at, results_at, shown_at = (
                     value / 1000
                     for value in page.evaluate(
-                        "() => [window.__click, window.__results_at, window.__shown]"
+                        "() => [window.__click, window.__first, window.__results_at, "
+                        "window.__shown]"
                     )
                 )
                 fetched = page.evaluate(FETCHED, click_at * 1000)
                 # in the page: from the click event to the rendered table / painted previews
-                out = {"results": results_at - click_at, "shown": shown_at - click_at}
+                out = {
+                    "first result": first_at - click_at,
+                    "results": results_at - click_at,
+                    "shown": shown_at - click_at,
+                }
                 out["plot"] = plot
                 traces = {trace["fn_name"]: trace for trace in collector.get_all()}
                 compress = traces.get("compress")
@@ -325,12 +350,13 @@ def main(argv: list[str] | None = None) -> int:
             timings["results (cold)"].append(click(False)["results"])
             for _ in range(args.repeats):
                 # the API run next to each click: the machine's load changes by the minute
-                many = direct_api_seconds(catalog, IMAGE, True) if concurrent else None
+                first, many = direct_api_streamed(catalog, IMAGE)
                 warm = click(False)
+                timings["first result (warm)"].append(warm["first result"])
                 timings["results (warm)"].append(warm["results"])
                 timings["shown (warm)"].append(warm["shown"])
-                if many is not None:
-                    timings["API concurrent (interleaved)"].append(many)
+                timings["API concurrent (interleaved)"].append(many)
+                timings["API concurrent, first result (interleaved)"].append(first)
                 breakdowns.append(warm)
                 if one_after_other:
                     engine.MAX_WORKERS = 1
@@ -383,6 +409,17 @@ def main(argv: list[str] | None = None) -> int:
             f"UI / API concurrent, best over best: {min(warm) / min(many):.2f}x "
             f"(results); {min(shown) / min(many):.2f}x (previews painted, median pair "
             f"{statistics.median(shown_pairs):.2f}x)"
+        )
+    firsts = timings["API concurrent, first result (interleaved)"]
+    if firsts:
+        ui_first = timings["first result (warm)"]
+        pairs = [ui / api for ui, api in zip(ui_first, firsts, strict=True)]
+        print(
+            f"first result: UI {statistics.median(ui_first):.2f} s, API "
+            f"{statistics.median(firsts):.2f} s (medians); UI / API per click: "
+            + ", ".join(f"{r:.2f}x" for r in pairs)
+            + f"; all results: UI {statistics.median(warm):.2f} s, API "
+            f"{statistics.median(many):.2f} s"
         )
     own_key = "UI's own time (shown - codecs)"
     own = [b[own_key] for b in breakdowns if own_key in b]

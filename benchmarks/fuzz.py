@@ -289,13 +289,24 @@ def run_cases(
     return counts, findings
 
 
+def split_count(names: list[str], count: int) -> dict[str, int]:
+    """Cases per surface: ``NAME=N`` entries take N, the others share the rest evenly."""
+    fixed = dict(name.split("=", 1) for name in names if "=" in name)
+    shares = {name: int(n) for name, n in fixed.items()}
+    rest = [name for name in names if "=" not in name]
+    left = max(0, count - sum(shares.values()))
+    for index, name in enumerate(rest):
+        shares[name] = left // len(rest) + (1 if index < left % len(rest) else 0)
+    return shares
+
+
 def make_all_cases(
     names: list[str], count: int, seed: int, workdir: Path
 ) -> list[tuple[str, dict]]:
-    """``count`` cases in all, split evenly over the surfaces, seeded per surface."""
+    """``count`` cases in all, split over the surfaces (:func:`split_count`), seeded per
+    surface."""
     cases = []
-    for index, name in enumerate(names):
-        share = count // len(names) + (1 if index < count % len(names) else 0)
+    for name, share in split_count(names, count).items():
         module = load_surface(name)
         folder = workdir / name
         folder.mkdir(parents=True, exist_ok=True)
@@ -353,8 +364,15 @@ def format_table(counts: dict[str, Counter]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--surfaces", nargs="+", help=f"default: all ({available_surfaces()})")
-    parser.add_argument("--count", type=int, default=1000, help="cases in all (default 1000)")
+    parser.add_argument(
+        "--surfaces",
+        nargs="+",
+        metavar="NAME[=N]",
+        help=f"default: all ({available_surfaces()}); NAME=N gives that surface N cases",
+    )
+    parser.add_argument(
+        "--count", type=int, default=1000, help="cases in all, shared by surfaces without =N"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds per case")

@@ -24,7 +24,30 @@ standard library, ``datasets`` and the other copied modules.
 
 
 class PkuAigiError(Exception):
-    """Base class of all user-facing errors of this package."""
+    """Base class of all user-facing errors of this package.
+
+    ``cause``, when set, is the message without the failing item's name, shared by every
+    item that fails for the same reason: a report of many items prints it once
+    (:func:`by_cause`).
+    """
+
+    cause: str | None = None
+
+
+def by_cause(failures: dict) -> list[tuple[list, str]]:
+    """``{name: error or message}`` as ``[(names, message), ...]``, one entry per cause
+    (an error's ``cause``, else its text) in the order first seen; a cause met once
+    keeps its full message."""
+    groups: dict[str, tuple[list, list]] = {}
+    for name, failure in failures.items():
+        key = getattr(failure, "cause", None) or str(failure)
+        names, messages = groups.setdefault(key, ([], []))
+        names.append(name)
+        messages.append(str(failure))
+    return [
+        (names, messages[0] if len(names) == 1 else key)
+        for key, (names, messages) in groups.items()
+    ]
 
 
 class DatasetError(PkuAigiError):

@@ -158,6 +158,57 @@ def test_plain_folder_is_one_group_named_after_the_folder(pku_examples, tmp_path
     assert data["subsets"]["my_pngs"]["bpp"] == data["results"]["bpp"]
 
 
+def test_reusing_out_with_other_images_leaves_no_stale_plots(folder, pku_examples, tmp_path):
+    """The plots and CompressAI files of an earlier run's subsets and codecs stayed."""
+    out = tmp_path / "results"
+    argv = ["--anchor", "jpeg", "--out", str(out), "--workers", "1", "--no-progress"]
+    first = ["--images", str(folder), "--codecs", "jpeg,webp"]
+    first += ["--qualities", "jpeg=30,70", "--qualities", "webp=30,70"]
+    assert main(["bench", *first, *argv]) == 0
+    assert (out / "rd_psnr_sd21b.png").is_file() and (out / "compressai" / "webp.json").is_file()
+    (out / "notes.txt").write_text("mine")
+    other = tmp_path / "mj_only"
+    crop(pku_examples / "mj52" / "1.png", other / "1.png")
+    assert main(["bench", "--images", str(other), "--codecs", "jpeg",
+                 "--qualities", "jpeg=30,70", *argv]) == 0  # fmt: skip
+    assert sorted(p.name for p in out.glob("rd_*.png")) == [
+        "rd_ms_ssim_db_mj_only.png", "rd_psnr_mj_only.png",
+    ]  # fmt: skip
+    assert sorted(p.name for p in (out / "compressai").iterdir()) == ["jpeg.json"]
+    assert (out / "notes.txt").read_text() == "mine"
+
+
+def test_a_named_codec_that_cannot_run_ends_the_run_unless_skipped(
+    folder, tmp_path, capsys, monkeypatch, caplog
+):
+    """`bench --codecs vvc,mbt2018-mean` offline without weights exited 0 without it."""
+    import logging
+
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("PKU_AIGI_MODELS_DIR", raising=False)
+    out = tmp_path / "o"
+    argv = ["bench", "--images", str(folder), "--codecs", "jpeg,mbt2018-mean,bmshj2018-hyperprior",
+            "--anchor", "jpeg", "--qualities", "jpeg=30,60,90", "--out", str(out),
+            "--workers", "1", "--no-progress"]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--skip-unavailable" in err
+    # one message for both families (the same cause), naming the ways to get weights
+    assert "mbt2018-mean, bmshj2018-hyperprior cannot run: these models are not in the" in err
+    assert err.count("HF_HUB_OFFLINE=1") == 1
+    assert "PKU_AIGI_COMPRESSAI_URL" in err and "convert-compressai" in err
+    assert not out.exists()
+    with caplog.at_level(logging.INFO, logger="pku_aigi.bench.sweep"):
+        assert main([*argv, "--skip-unavailable"]) == 0
+    assert "sweep: 12 measurements to make (jpeg 12), 0 cached; estimated" in caplog.text
+    report = (out / "report.md").read_text()
+    assert report.count("HF_HUB_OFFLINE=1") == 1
+    assert "codecs mbt2018-mean, bmshj2018-hyperprior left out" in report
+
+
 def test_rerun_reuses_every_measurement(bench_run, capsys):
     argv, out = bench_run
     assert main(argv) == 0
@@ -238,3 +289,13 @@ def test_dataset_input_from_a_local_copy_of_the_hub_repo(pku_examples, tmp_path,
     assert len(rows) == 2 * 2 * 2 and {r["subset"] for r in rows} == {"mj52"}
     assert sorted({int(r["prompt_chars"]) for r in rows}) == [17, 20]
     assert "mj52 / validation from" in (out / "report.md").read_text()
+
+
+def test_help_shows_each_default_once(capsys):
+    """`--workers` read "(default: all cores) (default: None)"."""
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "worker processes (default: all cores)" in text
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "(default: vvc)" in text and "seed of shuffled/swapped prompts (default: 0)" in text

@@ -82,3 +82,18 @@ def test_list_and_info(hub_replica, capsys):
 def test_dataset_repo_card_is_current():
     committed = (PROJECT / "dataset_script" / "README.md").read_text()
     assert committed == render_card(), "run `pku-aigi data script` to regenerate"
+
+
+def test_offline_push_names_a_command_that_works(tmp_path, monkeypatch):
+    """It said "push it later with the same command", which then refused the shards."""
+    import pytest
+    from huggingface_hub import constants
+
+    from pku_aigi.errors import PkuAigiError
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(PkuAigiError) as raised:
+        export_module.push_to_hub(tmp_path / "my export", "me/pku")
+    message = str(raised.value)
+    assert f"hf upload me/pku '{tmp_path}/my export' . --repo-type dataset" in message
+    assert "same command" not in message

@@ -179,7 +179,7 @@ def test_space_upload_of_a_crafted_tiff_gives_the_space_message(crafted, tmp_pat
     assert value is None and notes.startswith("**Cannot use this file:** scan.tif is truncated")
     assert str(upload.parent) not in notes  # the server's path is not shown
     with pytest.raises(gr.Error, match=expected):
-        handlers.compress(str(upload), "", ["jpeg"], MODE_LEVEL, 50, None, progress=print)
+        list(handlers.compress(str(upload), "", ["jpeg"], MODE_LEVEL, 50, None, progress=print))
 
 
 def test_bench_and_train_folders_refuse_a_crafted_file_with_a_codec_error(

@@ -128,6 +128,23 @@ def test_bad_create_arguments_raise_model_error(kwargs, message):
 
 
 def test_from_config_rejects_another_architecture():
-    cls = models.get_spec("mbt2018").model_class
+    cls = models.get_spec("mbt2018").load_model_class()
     with pytest.raises(ModelError, match="'mbt2018-mean', not 'mbt2018'.*AutoCodec"):
         cls.from_config(architecture="mbt2018-mean", quality=1)
+
+
+def test_declared_tables_are_compressais_and_name_their_classes():
+    """The architectures are declared without importing model code
+    (``architectures.builtin``): their tables must stay CompressAI's, and each lazily
+    named class must be the one registered under that name."""
+    from pku_aigi.models.architectures import builtin
+
+    for name in builtin.COMPRESSAI_ARCHITECTURES:
+        spec = models.get_spec(name)
+        assert {q: tuple(h.values()) for q, h in spec.qualities.items()} == cfgs[name]
+        assert list(spec.lambdas["mse"].values()) == list(builtin.MSE_LAMBDAS[: len(cfgs[name])])
+    for name in models.available():
+        spec = models.get_spec(name)
+        model_class = spec.load_model_class()
+        assert model_class.architecture == name
+        assert spec.text_conditioned == bool(getattr(model_class, "text_conditioned", False))

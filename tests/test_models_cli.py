@@ -29,9 +29,61 @@ def test_models_list(capsys):
     assert rows["bmshj2018-hyperprior"]["metrics"] == ["ms-ssim", "mse"]
 
 
-def test_models_without_action_prints_help_and_fails(capsys):
-    assert main(["models"]) == 2
-    assert "convert-compressai" in capsys.readouterr().out
+def test_models_without_action_lists_the_architectures(capsys):
+    """`pku-aigi models` alone (where `train --help` points) printed usage and exit 2."""
+    assert main(["models"]) == 0
+    listed = capsys.readouterr().out
+    assert main(["models", "list"]) == 0
+    assert listed == capsys.readouterr().out and "tcm-large" in listed
+
+
+LIGHT_PROBE = """
+import sys
+from pku_aigi.cli import main
+try:
+    code = main(sys.argv[1:])
+except SystemExit as error:  # argparse's own errors
+    code = error.code
+heavy = sorted({name.split(".")[0] for name in sys.modules} & {"torch", "compressai", "gradio"})
+print("HEAVY", heavy, code, file=sys.stderr)
+"""
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"),
+    [
+        (["models"], 0),
+        (["models", "list", "--json"], 0),
+        (["models", "list", "--zoo", "--no-hub-check"], 0),
+        (["models", "info", "pku-aigi/mbt2018-mean-mse-q3"], 2),  # not cached, offline
+        (["train", "--lr", "x"], 2),
+        (["train", "--arch", "mbt2018-man", "--lmbda", "0.01", "--images", ".", "--out", "o"], 2),
+        (["train", "--arch", "mbt2018-mean", "--lmbda", "0.01", "--out", "o"], 2),  # no data
+        (
+            ["train", "--arch", "catc", "--lmbda", "0.01", "--images", ".", "--out", "o"]
+            + ["--quality", "9"],
+            2,
+        ),  # fmt: skip
+        (["bench", "--codecs", "jpgg"], 2),
+    ],
+)
+def test_listings_and_argument_errors_import_no_model_code(argv, code, tmp_path):
+    """They took 9-12 s because every model-related command imported CompressAI (and
+    torch_geometric through it); the fixed table and the argument checks need neither."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf")}
+    result = subprocess.run(
+        [sys.executable, "-c", LIGHT_PROBE, *argv],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.stderr.strip().splitlines()[-1] == f"HEAVY [] {code}", result.stderr[-2000:]
 
 
 @pytest.fixture(scope="module")

@@ -158,7 +158,7 @@ def test_strict_loading_errors(saved, tmp_path, damage, message):
 
 def test_loading_another_architecture_through_a_subclass_fails(saved):
     _, folder = saved
-    other = models.get_spec("bmshj2018-hyperprior").model_class
+    other = models.get_spec("bmshj2018-hyperprior").load_model_class()
     with pytest.raises(ModelError, match="is a 'mbt2018-mean', not a 'bmshj2018-hyperprior'"):
         other.from_pretrained(folder)
 

@@ -200,7 +200,7 @@ def test_weights_are_compared_with_the_config_before_the_model_is_built(copy, mo
     179 KB folder built N=M=4096 (10 GB). Shapes are compared on the meta device first."""
     from pku_aigi.models.architectures.specs import get_spec
 
-    model_class = get_spec("mbt2018-mean").model_class
+    model_class = get_spec("mbt2018-mean").load_model_class()
     build = model_class.__init__
 
     def only_on_meta(self, *args, **kwargs):

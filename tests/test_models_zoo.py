@@ -325,6 +325,34 @@ def test_cli_pull_and_list_zoo(served, zoo_env, capsys):
     assert "name zoo ids" in capsys.readouterr().err
 
 
+def test_offline_a_mirror_folder_still_converts_and_failures_print_once(
+    served, zoo_env, monkeypatch, tmp_path, capsys
+):
+    """Offline, the hints never named the two ways to get weights without the Hub, and
+    `models pull` repeated the same long message once per model."""
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / served.good).write_bytes(served.files[served.good])
+    digest = hashlib.sha256(served.files[served.good]).hexdigest()
+    zoo_env(
+        entry("test-org/tiny-q1", f"file://{mirror}/{served.good}", sha256=digest),
+        entry("test-org/tiny-q2", served.url + "/files/" + served.good, quality=2),
+        entry("test-org/tiny-q3", served.url + "/files/" + served.good, quality=3),
+    )
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    code = main(["models", "pull", "test-org/tiny-q1", "test-org/tiny-q2", "test-org/tiny-q3"])
+    captured = capsys.readouterr()
+    assert code == 2 and served.requests == []
+    assert str(zoo.converted_folder("test-org/tiny-q1")) in captured.out  # from the folder
+    failed = captured.err.strip().splitlines()
+    assert failed[0].startswith("test-org/tiny-q2, test-org/tiny-q3: failed: these models are")
+    assert "PKU_AIGI_COMPRESSAI_URL" in failed[0] and "convert-compressai" in failed[0]
+    assert failed[1:] == ["pku-aigi models: error: 2 of 3 models could not be pulled (see above)"]
+    with pytest.raises(ModelError, match="convert-compressai bmshj2018-factorized FILE "
+                       "--quality 2 --metric mse --out DIR"):  # fmt: skip
+        zoo.resolve("test-org/tiny-q2")
+
+
 def test_space_and_bench_families_come_from_the_zoo(served, zoo_env, monkeypatch, tmp_path):
     from pku_aigi.codecs.families import discover_families
 
@@ -337,7 +365,10 @@ def test_space_and_bench_families_come_from_the_zoo(served, zoo_env, monkeypatch
     found = discover_families()
     family = found["bmshj2018-factorized (mse)"]  # preferred over CompressAI's q1
     assert family.sources == {1: "test-org/tiny-q1"}  # q2-q8: not cached, left out
-    assert "pku-aigi models pull pku-aigi/mbt2018-mean-mse-q" in found["mbt2018-mean (mse)"]
+    assert found["mbt2018-mean (mse)"].startswith(  # one message for the eight models
+        "8 models (pku-aigi/mbt2018-mean-mse-q1 ... pku-aigi/mbt2018-mean-mse-q8): these "
+        "models are not in the local cache and HF_HUB_OFFLINE=1 is set. Get them once"
+    )
     image = torch.rand(3, 192, 192).mul(255).byte().permute(1, 2, 0).numpy()
     from PIL import Image
 

@@ -62,8 +62,14 @@ def image_path(pku_examples, tmp_path_factory) -> Path:
 
 
 def compress(handlers, path, keys, mode=MODE_LEVEL, level=50, target=None, prompt=""):
+    """The Compress handler's last update (it streams one per finished codec)."""
+    return streamed(handlers, path, keys, mode, level, target, prompt)[-1]
+
+
+def streamed(handlers, path, keys, mode=MODE_LEVEL, level=50, target=None, prompt=""):
+    """Every update the Compress handler streams."""
     path = str(path) if path else None
-    return handlers.compress(path, prompt, keys, mode, level, target, progress=no_progress)
+    return list(handlers.compress(path, prompt, keys, mode, level, target, progress=no_progress))
 
 
 def test_catalog_lists_codecs_models_and_reasons(catalog, models_dir):
@@ -94,7 +100,14 @@ def test_quality_level_maps_onto_each_codec_scale():
 
 def test_compress_two_codecs_and_a_learned_model(handlers, image_path):
     keys = ["jpeg", "webp", "bmshj2018-factorized (mse)"]
-    slider, dropdown, rows, notes, files, state = compress(handlers, image_path, keys)
+    updates = streamed(handlers, image_path, keys)
+    # one update per finished codec, each showing what is finished (in the chosen order)
+    assert [len(update[2]) for update in updates] == [1, 2, 3]
+    slider, dropdown, rows, notes, files, state = updates[-1]
+    for _, _, partial_rows, _, partial_files, _ in updates[:-1]:
+        assert all(row in rows for row in partial_rows)
+        assert set(partial_files) < set(files)
+        assert all(Path(file).is_file() for file in partial_files)  # written when shown
     original = Image.open(image_path).convert("RGB")
     assert dropdown["choices"] == keys and dropdown["value"] == "jpeg"
     assert [row[0] for row in rows] == keys
@@ -117,10 +130,12 @@ def test_compress_two_codecs_and_a_learned_model(handlers, image_path):
     )
     assert "bmshj2018-factorized" in decoded[1] and "quality 1" in decoded[1]
 
-    figure = handlers.rd_plot(state, True, progress=no_progress)
-    lines = {line.get_label(): line for line in figure.axes[0].get_lines()}
+    figures = list(handlers.rd_plot(state, True, progress=no_progress))
+    assert len(figures) == 4  # the points at once, then one update per codec's curve
+    assert len(figures[0].axes[0].get_lines()) == 3
+    lines = {line.get_label(): line for line in figures[-1].axes[0].get_lines()}
     assert len(lines["jpeg"].get_xdata()) == 6 and len(lines["webp"].get_xdata()) == 6
-    figure = handlers.rd_plot(state, False, progress=no_progress)
+    (figure,) = handlers.rd_plot(state, False, progress=no_progress)
     assert len(figure.axes[0].get_lines()) == 3  # the current points only
 
 

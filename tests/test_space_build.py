@@ -19,7 +19,7 @@ import pytest
 
 from pku_aigi.cli import main
 from pku_aigi.sample import SAMPLE_NAME
-from pku_aigi.space.build import build_space
+from pku_aigi.space.build import CPU_TORCH_LINES, build_space
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_WHEEL_BYTES = 6_000_000
@@ -53,7 +53,8 @@ def test_folder_holds_app_card_wheel_and_requirements(space):
         for line in (space / "requirements.txt").read_text().splitlines()
         if line.strip() and not line.startswith("#")
     ]
-    assert requirements == [f"./{wheel.name}"]
+    assert requirements == [*CPU_TORCH_LINES, f"./{wheel.name}"]
+    assert CPU_TORCH_LINES[0] == "--extra-index-url https://download.pytorch.org/whl/cpu"
 
 
 def test_wheel_ships_the_sample_and_stays_small(space):
@@ -107,11 +108,11 @@ def test_non_empty_out_needs_force_which_keeps_other_files(space, tmp_path, caps
     (out / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
     (out / "pku_aigi-0.0.1-py3-none-any.whl").write_bytes(b"old")
     wheel = the_wheel(space)
-    code = main(["space", "build", str(out), "--wheel", str(wheel)])
+    code = main(["space", "build", str(out), "--wheel", str(wheel), "--local"])
     err = capsys.readouterr().err
     assert code == 2 and "not empty" in err and "--force" in err
     assert {p.name for p in out.iterdir()} == {".git", "pku_aigi-0.0.1-py3-none-any.whl"}
-    assert main(["space", "build", str(out), "--wheel", str(wheel), "--force"]) == 0
+    assert main(["space", "build", str(out), "--wheel", str(wheel), "--force", "--local"]) == 0
     assert "wrote" in capsys.readouterr().out
     assert {p.name for p in out.iterdir()} == {
         ".git", "app.py", "README.md", "requirements.txt", wheel.name,
@@ -119,19 +120,39 @@ def test_non_empty_out_needs_force_which_keeps_other_files(space, tmp_path, caps
     assert (out / ".git" / "HEAD").read_text() == "ref: refs/heads/main\n"
 
 
-def test_space_id_requires_the_wheel_by_its_url(space, tmp_path):
-    out = build_space(tmp_path / "s", wheel=the_wheel(space), space_id="org/demo")
+def test_space_id_requires_the_wheel_by_its_url(space, tmp_path, capsys):
+    out = tmp_path / "s"
+    argv = ["space", "build", str(out), "--wheel", str(the_wheel(space))]
+    assert main(argv + ["--space-id", "org/demo"]) == 0
+    assert "hf upload org/demo" in capsys.readouterr().out
     wheel = the_wheel(out).name
-    line = f"pku-aigi @ https://huggingface.co/spaces/org/demo/resolve/main/{wheel}"
-    assert line in (out / "requirements.txt").read_text().splitlines()
+    lines = (out / "requirements.txt").read_text().splitlines()
+    assert lines[-3:] == [
+        *CPU_TORCH_LINES,
+        f"pku-aigi @ https://huggingface.co/spaces/org/demo/resolve/main/{wheel}",
+    ]
+    assert not [line for line in lines if line.startswith("./")]  # no path a Space lacks
+
+
+def test_a_folder_that_is_not_pushable_is_refused_without_space_id(space, tmp_path, capsys):
+    """A relative wheel path fails on a Space (requirements are installed before the
+    repository's files are there): without --space-id the build asks for it."""
+    argv = ["space", "build", str(tmp_path / "s"), "--wheel", str(the_wheel(space))]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--space-id ORG/NAME" in err and "--local" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "s").exists()
 
 
 def test_bad_arguments_are_one_error(tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     for argv, message in (
-        ([str(tmp_path / "file")], "is a file"),
-        ([str(tmp_path / "o"), "--wheel", str(tmp_path / "file")], "not a pku_aigi-*.whl"),
-        (["/proc/pku-aigi-space"], "/proc"),
+        ([str(tmp_path / "file"), "--local"], "is a file"),
+        (
+            [str(tmp_path / "o"), "--wheel", str(tmp_path / "file"), "--local"],
+            "not a pku_aigi-*.whl",
+        ),
+        (["/proc/pku-aigi-space", "--local"], "/proc"),
     ):
         assert main(["space", "build", *argv]) == 2
         err = capsys.readouterr().err

@@ -170,3 +170,19 @@ def test_decode_tab_applies_the_pixel_limit_to_every_format_before_decoding(
     monkeypatch.setattr(imagecodecs, "jpegxl_decode", no_decoding)
     with pytest.raises(gr.Error, match=r"declares a 400x300 image .*up to 0\.1 megapixels"):
         handlers.decode(str(path))
+
+
+def test_api_endpoints_have_names_and_every_output_a_label():
+    """The API page used to list /lambda (the mode toggle) and outputs named value_6,
+    value_23 and value_34 (unlabelled Markdown)."""
+    info = build_app(Catalog(registered_options())).get_api_info()
+    assert set(info["named_endpoints"]) == {"/check_image", "/compress", "/rd_curves", "/decode"}
+    assert not info["unnamed_endpoints"]
+    labels = [
+        item["label"]
+        for endpoint in info["named_endpoints"].values()
+        for item in endpoint["parameters"] + endpoint["returns"]
+    ]
+    assert not [label for label in labels if not label or label.startswith("value_")]
+    returns = [item["label"] for item in info["named_endpoints"]["/compress"]["returns"]]
+    assert returns[2:] == ["Metrics", "Notes", "Compressed files"]

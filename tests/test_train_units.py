@@ -152,11 +152,14 @@ def test_out_dir_is_never_overwritten_without_force(tmp_path):
     (out / "checkpoint").mkdir(parents=True)
     (out / "checkpoint" / "state.pt").write_bytes(b"old")
     (out / "notes.txt").write_text("mine")
-    with pytest.raises(PkuAigiError, match="--resume to continue its run, --force"):
+    with pytest.raises(PkuAigiError, match="holds a run: add --resume to continue it.*--force"):
         prepare_out_dir(_config(tmp_path, out=out), ["m"])
     prepare_out_dir(_config(tmp_path, out=out, force=True), ["m"])
     assert not (out / "checkpoint").exists()  # the old run is gone: no accidental resume
     assert (out / "notes.txt").read_text() == "mine"  # what we did not write stays
+    # a run that failed before its first checkpoint: the retry names --force, not --resume
+    with pytest.raises(PkuAigiError, match="no checkpoint .*--resume does not apply.*--force"):
+        prepare_out_dir(_config(tmp_path, out=out), ["m"])
     with pytest.raises(PkuAigiError, match="no checkpoint"):
         prepare_out_dir(_config(tmp_path, out=out, resume=True), ["m"])
 

@@ -118,8 +118,14 @@ def _make_input(kind: str, case_dir: Path, outside: Path, seed: Path) -> Path:
     elif kind == "folder":
         path.mkdir()
     elif kind == "socket":
-        with socket.socket(socket.AF_UNIX) as sock:
-            sock.bind(str(path))
+        # AF_UNIX paths are limited to 107 bytes: bind by the name, from its folder
+        here = os.getcwd()
+        os.chdir(path.parent)
+        try:
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.bind(path.name)
+        finally:
+            os.chdir(here)
     elif kind.startswith("dev-") or kind.startswith("proc-"):
         return Path({"dev-zero": "/dev/zero", "dev-null": "/dev/null",
                      "dev-urandom": "/dev/urandom", "proc-mem": "/proc/self/mem",

@@ -526,7 +526,7 @@ def _run(case: dict) -> str:
             return "wrong"
         return "clean" if expect == "any" or _rgb_digest(image) == case["digest"] else "wrong"
     if action == "on_upload":
-        outcome, value = _call("on_upload", [file])
+        outcome, value = _call("check_image", [file])
         if outcome == "refused":
             return "clean" if expect != "image" else "wrong"
         notes = value[1]

@@ -8,12 +8,22 @@ import shlex
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..errors import PkuAigiError
+from ..errors import PkuAigiError, by_cause
 from .prompt_modes import PROMPT_MODES
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_OUT = "bench-results"
+
+
+class _DefaultsFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default unless it is None or False (a flag) or the help already
+    says it."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or "(default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def register(subparsers) -> None:
@@ -27,7 +37,7 @@ def register(subparsers) -> None:
             "on the Hub's validation split of all five subsets (vaild.zip, ~121 MB). "
             "Rerunning the same command reuses finished measurements."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_DefaultsFormatter,
     )
     what = parser.add_argument_group("codecs")
     what.add_argument("--protocol", choices=["pku-aigi"], help="the paper's codecs and settings, "
@@ -85,6 +95,12 @@ def register(subparsers) -> None:
     run.add_argument(
         "--force", action="store_true", help="write into a non-empty --out not made by bench"
     )
+    run.add_argument(
+        "--skip-unavailable",
+        action="store_true",
+        help="run without the codecs named in --codecs or --model that cannot run here "
+        "(without it they end the run with exit status 2 and the reason)",
+    )
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_bench, bench_parser=parser)
 
@@ -112,7 +128,9 @@ def _resolve_device(device: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _check_out(out: Path, force: bool) -> None:
+def _check_out(out: Path, force: bool) -> bool:
+    """Refuse a non-empty --out that is not a bench folder unless ``force``; True when
+    the folder is bench's own (new, or holding its measurement cache)."""
     from ..outputs import check_output_folder
     from .sweep import CACHE_FILE, LOCK_FILE
 
@@ -124,6 +142,7 @@ def _check_out(out: Path, force: bool) -> None:
             f"--out {out} is not empty and holds no {CACHE_FILE}: it is not a bench folder. "
             "Choose another --out, or pass --force to write the report files into it"
         )
+    return not busy or (out / CACHE_FILE).exists()
 
 
 def _load_images(args):
@@ -250,10 +269,24 @@ def _select(args, device: str):
         unknown = set(named) - {r.name for r in selection.runs} - set(selection.unavailable)
         if unknown:
             raise PkuAigiError(f"{flag} names codecs not in this run: {', '.join(sorted(unknown))}")
+    named = [n.strip() for n in (args.codecs or "").split(",") if n.strip()] + args.model
+    missing = {name: selection.unavailable[name] for name in named if name in selection.unavailable}
+    if missing and not args.skip_unavailable:
+        raise PkuAigiError(
+            f"{_reasons(missing)}; add --skip-unavailable to run the other codecs without them"
+        )
     if not selection.runs:
-        reasons = "; ".join(f"{k}: {v}" for k, v in selection.unavailable.items())
-        raise PkuAigiError(f"no codec to benchmark ({reasons or 'none selected'})")
+        raise PkuAigiError(
+            f"no codec to benchmark ({_reasons(selection.unavailable) or 'none selected'})"
+        )
     return selection, use_protocol
+
+
+def _reasons(unavailable: dict) -> str:
+    """Why codecs cannot run, one message per cause."""
+    return "; ".join(
+        f"{', '.join(names)} cannot run: {message}" for names, message in by_cause(unavailable)
+    )
 
 
 def _extras(args, device: str, notes: list[str]):
@@ -303,14 +336,17 @@ def run_bench(args) -> int:
     from .sweep import out_dir_lock
 
     out = Path(args.out)
-    _check_out(out, args.force)
+    args.own_out = _check_out(out, args.force)
     _check_codec_names(args)  # before any download: a typo fails at once
     images, source = _load_images(args)
     images = prompt_modes.apply_to_images(images, args.prompt_mode, args.prompt_seed)
     device = _resolve_device(args.device)
     selection, use_protocol = _select(args, device)
     prompt_modes.label_runs(selection.runs, args.prompt_mode)
-    notes = [f"codec {name} left out: {reason}" for name, reason in selection.unavailable.items()]
+    notes = [
+        f"{'codecs' if len(names) > 1 else 'codec'} {', '.join(names)} left out: {reason}"
+        for names, reason in by_cause(selection.unavailable)
+    ]
     extras = _extras(args, device, notes)
 
     make_output_folder(out, option="--out")
@@ -364,6 +400,7 @@ def _sweep_and_report(args, out, images, source, device, selection, use_protocol
         result.rows + result.earlier, out, images_per_subset=per_subset, anchor=args.anchor,
         settings=settings, notes=notes, bd_range=_bd_range(args.bd_range),
         learned=[r.display_name for r in selection.runs if not r.parallel],
+        remove_stale=args.own_out,
     )  # fmt: skip
     print(
         f"bench: {len(result.rows)} measurements ({result.measured} new); report: {out / 'report.md'}"

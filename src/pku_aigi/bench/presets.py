@@ -18,14 +18,12 @@ against the slowest one, so that a report can say how far its anchor is from it.
 from __future__ import annotations
 
 import fnmatch
-import functools
-import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import PkuAigiError
+from .costs import ANCHOR_COSTS_FILE, anchor_costs
 from .sweep import CodecRun
 
 logger = logging.getLogger(__name__)
@@ -46,7 +44,6 @@ PROTOCOL_OPTIONS: dict[str, dict[str, str]] = {
     "vvc": {"preset": "slower"},
     "hevc": {"preset": "veryslow"},
 }
-ANCHOR_COSTS_FILE = Path(__file__).with_name("anchor_costs.json")
 PROTOCOL_LEARNED_QUALITIES = (1, 2, 3, 4)  # four rate points, as in the paper
 # Learned architectures of the protocol (shell patterns), in the paper's order; TCM is
 # any of its sizes.
@@ -59,7 +56,7 @@ class Selection:
     """Codec runs of a benchmark plus the codecs left out and why."""
 
     runs: list[CodecRun]
-    unavailable: dict[str, str]  # codec -> reason
+    unavailable: dict[str, str | PkuAigiError]  # codec -> reason
     padding: int | None = None  # pad multiple forced on learned codecs, if any
 
 
@@ -138,12 +135,6 @@ def conventional_runs(
     return runs, unavailable
 
 
-@functools.lru_cache(maxsize=1)
-def anchor_costs() -> dict:
-    """The table of ``benchmarks/bench_anchors.py`` (``anchor_costs.json``)."""
-    return json.loads(ANCHOR_COSTS_FILE.read_text(encoding="utf-8"))
-
-
 def speed_setting(name: str, options: dict | None = None) -> tuple[str, object] | None:
     """``(option, value)`` of the codec's speed setting as run, None if it has none."""
     from .. import codecs
@@ -217,7 +208,7 @@ def learned_runs(
         try:
             model = AutoCodec.from_pretrained(source)
         except PkuAigiError as error:
-            unavailable[source] = str(error)
+            unavailable[source] = error  # kept whole: reports print one message per cause
             continue
         except Exception as error:  # noqa: BLE001 - any hub/network error: listed as unavailable
             unavailable[source] = f"cannot load: {type(error).__name__}: {error}"
@@ -278,6 +269,9 @@ def zoo_runs(
             sources = {q: sources[q] for q in chosen}
             try:
                 codec = _learned_codec(sources, arch, pad_multiple, device, architecture=arch)
+            except PkuAigiError as error:  # kept whole: reports print one message per cause
+                unavailable[arch] = error
+                continue
             except Exception as error:  # noqa: BLE001 - any load error (offline, no weights): unavailable
                 unavailable[arch] = f"weights cannot be loaded ({type(error).__name__}: {error})"
                 continue

@@ -369,11 +369,14 @@ def write_report(
     method: str = bdrate.INTERPOLATION,
     bd_range="full",
     learned=(),
+    remove_stale: bool = False,
 ) -> dict:
     """Write every output into ``out_dir``; return ``{"points", "bd", "files"}``.
 
     ``bd_range`` and ``learned`` (names of the learned codecs) choose the bpp interval
-    of the BD values, see :func:`choose_bd_range`.
+    of the BD values, see :func:`choose_bd_range`. With ``remove_stale`` the plots and
+    CompressAI JSON files of an earlier report that this one does not make (another
+    codec selection or subsets) are deleted.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -412,6 +415,12 @@ def write_report(
             title = f"{group_title(group, points, plot=True)}: {label} vs bpp"
             plot_rd(points[group], metric, title, path, anchor)
             files.append(path)
+
+    if remove_stale:
+        made = set(files)
+        for path in [*out.glob("rd_*.png"), *json_dir.glob("*.json")]:
+            if path not in made:
+                path.unlink(missing_ok=True)
 
     report_path = out / "report.md"
     report_path.write_text(markdown(points, tables, anchor, settings, notes), encoding="utf-8")

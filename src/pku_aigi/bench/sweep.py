@@ -19,6 +19,7 @@ import logging
 import multiprocessing
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from PIL import Image
 from .. import metrics
 from ..codecs.base import Codec
 from ..errors import CodecError, PkuAigiError
+from .costs import METRICS_SECONDS_PER_MP, SECONDS_PER_MP, speed_factor
 from .images import BenchImage
 
 logger = logging.getLogger(__name__)
@@ -284,13 +286,6 @@ def _measure_in_worker(name: str, options: dict, image_index: int, quality, prom
 # Encode + decode seconds per megapixel at mid rate (README, bench_codecs_conventional),
 # to start the longest tasks first: a long VVC encode started last leaves the other
 # cores idle at the end of a sweep. Other codecs count as 1 s/MP.
-_SECONDS_PER_MP = {
-    **{"jpeg": 0.02, "webp": 0.8, "jpeg2000": 2.6, "avif": 2.0, "jpegxl": 1.2},
-    **{"hevc": 2.0, "vvc": 8.9},
-}
-_METRICS_SECONDS_PER_MP = 0.3  # PSNR + MS-SSIM of every measurement
-
-
 def _task_cost(run: CodecRun, image: BenchImage, quality: float) -> float:
     """Estimated cost of one measurement: pixels x codec cost, higher rates slower."""
     cls = _codec_class(run.name)  # a plugin factory has no ladder: rank 1
@@ -298,8 +293,24 @@ def _task_cost(run: CodecRun, image: BenchImage, quality: float) -> float:
     rank = sum(q <= quality for q in grid) / len(grid)
     if not getattr(cls, "higher_quality_is_better", True):
         rank = 1 - rank + 1 / len(grid)
-    codec_seconds = _SECONDS_PER_MP.get(getattr(cls, "name", run.name), 1.0) * (0.5 + rank)
-    return image.width * image.height * (codec_seconds + _METRICS_SECONDS_PER_MP)
+    codec_seconds = SECONDS_PER_MP.get(getattr(cls, "name", run.name), 1.0) * (0.5 + rank)
+    codec_seconds *= speed_factor(cls, run.options)
+    return image.width * image.height / 1e6 * (codec_seconds + METRICS_SECONDS_PER_MP)
+
+
+def estimate_seconds(tasks, workers: int) -> tuple[float, float]:
+    """(CPU seconds, wall seconds with ``workers``) of ``(run, image, quality)`` tasks,
+    from the codecs' seconds per megapixel at their speed settings: a rough figure."""
+    cpu = sum(_task_cost(run, image, quality) for run, image, quality, *_ in tasks)
+    return cpu, cpu / max(1, min(workers, len(tasks)))
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def _codec_class(name: str):
@@ -412,9 +423,23 @@ def _run_sweep(images, runs, out_dir, workers, extras, progress, on_row) -> Swee
                 (parallel_tasks if run.parallel else main_tasks).append((run, image, quality, base))
     reused = len(rows)
     total = len(parallel_tasks) + len(main_tasks)
-    logger.info("sweep: %d measurements cached, %d to make", reused, total)
+    if total:
+        cpu, wall = estimate_seconds(parallel_tasks + main_tasks, workers)
+        per_codec = Counter(task[0].display_name for task in parallel_tasks + main_tasks)
+        logger.info(
+            "sweep: %d measurements to make (%s), %d cached; estimated %s of CPU time, about "
+            "%s with %d workers (from each codec's seconds per megapixel at its speed setting)",
+            total,
+            ", ".join(f"{name} {n}" for name, n in per_codec.items()),
+            reused,
+            _duration(cpu),
+            _duration(wall),
+            workers,
+        )
+    else:
+        logger.info("sweep: all %d measurements cached", reused)
 
-    bar = tqdm(total=total, desc="bench", unit="img", disable=not progress or total == 0)
+    bar = tqdm(total=total, desc="bench", unit=" measurements", disable=not progress or total == 0)
 
     def finish(image: BenchImage, base: dict, result: dict | None, error: BaseException | None):
         bar.update(1)

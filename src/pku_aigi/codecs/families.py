@@ -16,7 +16,7 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-from ..errors import ModelError, PkuAigiError
+from ..errors import ModelError, PkuAigiError, by_cause
 from ..models.hub import folder as model_folder
 from .learned import LearnedCodec, LearnedCodecFamily
 
@@ -85,7 +85,7 @@ def discover_families(
     found: dict[str, LearnedCodecFamily | str] = {}
     for (architecture, metric), repos in sorted(group_by_family(entries).items()):
         label = family_label(architecture, metric)
-        members, failures = {}, []
+        members, failures = {}, {}
         for quality, repo_id in repos.items():
             try:
                 if repo_id in local:
@@ -96,8 +96,10 @@ def discover_families(
                 else:
                     _check_loadable(repo_id)
                     members[quality] = repo_id
+            except PkuAigiError as error:
+                failures[repo_id] = error
             except Exception as error:  # noqa: BLE001 - any failure: listed, not raised
-                failures.append(f"{repo_id}: {_first_line(error)}")
+                failures[repo_id] = _first_line(error)
         if members:
             if failures:
                 logger.warning(
@@ -110,25 +112,26 @@ def discover_families(
 
 
 def _check_loadable(repo_id: str) -> None:
-    """Raise unless zoo model ``repo_id`` can load here (cached, or fetched when online)."""
-    from .. import network
-    from ..models import zoo
+    """Raise unless zoo model ``repo_id`` can load here (cached, a local source, or
+    fetched when online)."""
+    from ..models.zoo.fetch import offline_problem
 
-    if zoo.cached_folder(repo_id) is None and network.is_offline():
-        raise ModelError(
-            f"not in the local cache and HF_HUB_OFFLINE=1: fetch it once with network access "
-            f"(`pku-aigi models pull {repo_id}`), or copy the model folder to "
-            f"${MODELS_DIR_ENV}/<repo id>"
-        )
+    problem = offline_problem(repo_id)
+    if problem is not None:
+        raise problem
 
 
-def _summarise(failures: list[str]) -> str:
+def _summarise(failures: dict) -> str:
+    """``{repo id: error}`` as one line, one message per cause."""
     if not failures:
         return "no model listed"
-    reasons = {failure.split(": ", 1)[-1] for failure in failures}
-    if len(reasons) == 1:
-        return f"{len(failures)} model(s) cannot load: {reasons.pop()}"
-    return "; ".join(failures)
+    parts = []
+    for names, message in by_cause(failures):
+        if len(names) == 1:
+            parts.append(message if message.startswith(names[0]) else f"{names[0]}: {message}")
+        else:
+            parts.append(f"{len(names)} models ({names[0]} ... {names[-1]}): {message}")
+    return "; ".join(parts)
 
 
 def _config_fields(model_dir: Path) -> dict:

@@ -448,7 +448,9 @@ class LearnedCodecFamily(Codec):
             try:
                 return LearnedCodec.from_pretrained(member, **self.options)
             except PkuAigiError as error:
-                raise ModelError(f"{self.name}: model {member} cannot be loaded: {error}") from None
+                wrapped = ModelError(f"{self.name}: model {member} cannot be loaded: {error}")
+                wrapped.cause = error.cause  # the same reason for every family it stops
+                raise wrapped from None
         return LearnedCodec.from_model(member, **self.options)
 
     def load(self) -> LearnedCodecFamily:
@@ -490,6 +492,6 @@ def _text_conditioned(architecture: str, members) -> bool:
     from .. import models
 
     try:
-        return bool(models.get_spec(architecture).model_class.text_conditioned)
+        return bool(models.get_spec(architecture).text_conditioned)
     except ModelError:  # an architecture this package does not know: it cannot load anyway
         return False

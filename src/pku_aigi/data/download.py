@@ -74,7 +74,7 @@ def _expected_hashes(repo_id: str, files: list[str], revision: str | None):
 
         network.warn_once(
             "dataset-hashes",
-            "cannot reach the Hub (%s); using cached files",
+            "cannot reach the Hub (%s): looking for the files in the local cache",
             network.short_reason(error),
         )
         return None, {}

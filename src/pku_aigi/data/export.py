@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import re
+import shlex
 from pathlib import Path
 
 from ..errors import DatasetError
@@ -119,7 +120,9 @@ def push_to_hub(out: str | os.PathLike, repo_id: str, *, token: str | None = Non
     api = HfApi(token=token)
     with network.guard(
         f"the Hub to push dataset repo {repo_id}",
-        f"The export in {out} is complete: push it later with the same command",
+        f"The export in {out} is complete: push it when online with "
+        f"`hf upload {repo_id} {shlex.quote(str(out))} . --repo-type dataset` (the "
+        "export command again would refuse its existing shards)",
         http_errors=True,
     ):
         api.create_repo(repo_id, repo_type="dataset", exist_ok=True)

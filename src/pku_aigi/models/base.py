@@ -102,7 +102,7 @@ class LearnedCodecModel(
                 "load it with pku_aigi.AutoCodec"
             )
         if not cls.architecture:  # called on the base class: dispatch
-            return spec.model_class.from_config(architecture=architecture, **config)
+            return spec.load_model_class().from_config(architecture=architecture, **config)
 
         quality = config.pop("quality", None)
         if quality is None:

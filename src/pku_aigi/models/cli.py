@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 from pathlib import Path
 
-from ..errors import ModelError
+from ..errors import ModelError, by_cause
 
 
 def register(subparsers) -> None:
@@ -17,7 +17,8 @@ def register(subparsers) -> None:
         description="Learned image codecs as Hugging Face Hub models.",
     )
     commands = parser.add_subparsers(dest="models_command", metavar="ACTION")
-    parser.set_defaults(func=lambda args: _help(parser))
+    # `pku-aigi models` alone lists the architectures, as `models list` does.
+    parser.set_defaults(func=list_command, json=False, zoo=False, arch=None, no_hub_check=False)
 
     listing = commands.add_parser(
         "list",
@@ -74,11 +75,6 @@ def register(subparsers) -> None:
     info.set_defaults(func=info_command)
 
 
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help()
-    return 2
-
-
 def list_command(args) -> int:
     if args.zoo:
         return zoo_list_command(args)
@@ -94,7 +90,7 @@ def list_command(args) -> int:
                 "architecture": name,
                 "qualities": sorted(spec.qualities),
                 "metrics": sorted(spec.lambdas),
-                "text_conditioned": bool(getattr(spec.model_class, "text_conditioned", False)),
+                "text_conditioned": spec.text_conditioned,
                 "paper": spec.paper,
             }
         )
@@ -161,20 +157,26 @@ def pull_command(args) -> int:
     if len(ids) == 1:
         print(f"{ids[0]}: {zoo.resolve(ids[0], force_download=args.force)}")
         return 0
-    failed = []
+    failed = {}
     for repo in ids:
         try:
             folder = zoo.resolve(repo, force_download=args.force)
         except ModelError as error:
-            failed.append(repo)
-            print(f"{repo}: failed: {error}")
+            failed[repo] = error
             continue
         print(f"{repo}: {folder}")
     if failed:
-        raise ModelError(
-            f"{len(failed)} of {len(ids)} models could not be pulled: {', '.join(failed)}"
-        )
+        for names, message in by_cause(failed):  # one message per cause, not per model
+            print(f"{shorten_list(names)}: failed: {message}", file=sys.stderr)
+        raise ModelError(f"{len(failed)} of {len(ids)} models could not be pulled (see above)")
     return 0
+
+
+def shorten_list(names: list[str], shown: int = 4) -> str:
+    """``a, b, c, d and 5 more`` for a long list of names."""
+    if len(names) <= shown + 1:
+        return ", ".join(names)
+    return f"{', '.join(names[:shown])} and {len(names) - shown} more"
 
 
 def convert_command(args) -> int:
@@ -194,9 +196,15 @@ def convert_command(args) -> int:
 
 
 def info_command(args) -> int:
+    from .hub.folder import load_config, resolve_source
+
+    # Resolve and read config.json first: a model that cannot be reached fails before
+    # the model code (torch, CompressAI) is imported.
+    source = resolve_source(str(args.model), revision=args.revision)
+    load_config(source, revision=args.revision)
     from .base import AutoCodec
 
-    model = AutoCodec.from_pretrained(str(args.model), revision=args.revision)
+    model = AutoCodec.from_pretrained(source, revision=args.revision)
     parameters = sum(p.numel() for p in model.parameters())
     info = {
         **model.config,

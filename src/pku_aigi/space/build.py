@@ -4,9 +4,12 @@ The Space runs this package, which is not on PyPI: OUT gets the Space's ``app.py
 card (``README.md`` with the Spaces YAML header) from ``space/`` of the source tree, a
 wheel of the package built from that tree (offline, with the setuptools of the running
 interpreter, from a clean copy so that no ``build/`` folder is left in the tree), and a
-``requirements.txt`` that installs the wheel by its path relative to the Space's root
-(or, with ``--space-id``, by its ``resolve/main`` URL in the pushed Space). Push it with
-``huggingface-cli upload ORG/NAME OUT . --repo-type space``.
+``requirements.txt`` that installs CPU-only torch (PyTorch's CPU wheel index: a Space's
+CPU hardware needs none of CUDA's gigabytes) and the wheel by its ``resolve/main`` URL in
+the Space named by ``--space-id`` (a Space installs its requirements before the
+repository's other files are in place, so a path cannot name the wheel there). Push it
+with ``hf upload ORG/NAME OUT . --repo-type space``; ``--local`` names the wheel by its
+path instead, to try the folder on this machine (not pushable).
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ SPACE_FILES = ("app.py", "README.md")
 WHEEL_GLOB = "pku_aigi-*.whl"
 # What a wheel is built from: pyproject.toml names README.md as the long description.
 SOURCE_FILES = ("pyproject.toml", "README.md")
+# PyTorch's CPU-only wheels: pip takes torch from there (a "+cpu" build ranks above the
+# same release on PyPI), everything else from PyPI.
+CPU_TORCH_LINES = ("--extra-index-url https://download.pytorch.org/whl/cpu", "torch>=2.1")
 
 
 class SpaceBuildError(PkuAigiError):
@@ -55,21 +61,36 @@ def register(subparsers) -> None:
     build.add_argument(
         "--wheel", type=Path, metavar="FILE", help="use this pku-aigi wheel instead of building one"
     )
-    build.add_argument(
+    where = build.add_mutually_exclusive_group()
+    where.add_argument(
         "--space-id",
         metavar="ORG/NAME",
-        help="require the wheel by its URL in this (public) Space instead of a relative path",
+        help="the (public) Space you will push to: requirements.txt installs the wheel by "
+        "its URL there (needed: a Space installs requirements before its files are in place)",
+    )
+    where.add_argument(
+        "--local",
+        action="store_true",
+        help="name the wheel by its path, to try the folder on this machine (not pushable)",
     )
     build.set_defaults(func=run_build)
     space.set_defaults(func=lambda args: space.print_help() or 2)
 
 
 def run_build(args: argparse.Namespace) -> int:
+    if not args.space_id and not args.local:
+        raise SpaceBuildError(
+            "name the Space you will push to with --space-id ORG/NAME (its requirements.txt "
+            "must install the wheel by its URL there), or pass --local to try the folder here"
+        )
     out = build_space(args.out, force=args.force, wheel=args.wheel, space_id=args.space_id)
     for path in sorted(out.iterdir()):
         if path.name in (*SPACE_FILES, "requirements.txt") or path.match(WHEEL_GLOB):
             print(f"wrote {path} ({path.stat().st_size:,} bytes)")
-    print(f"push it with: huggingface-cli upload ORG/NAME {out} . --repo-type space")
+    if args.space_id:
+        print(f"push it with: hf upload {args.space_id} {out} . --repo-type space")
+    else:
+        print(f"try it with: pip install -r {out}/requirements.txt && python {out}/app.py")
     return 0
 
 
@@ -114,9 +135,11 @@ def build_space(
 
 
 def _requirements(template: Path, wheel_name: str, space_id: str | None) -> str:
-    """The template's lines (comments and other requirements) plus the wheel's line."""
+    """The template's lines (comments and other requirements), CPU-only torch and the
+    wheel's line (its URL in Space ``space_id``, else its path: for local use only)."""
     lines = template.read_text(encoding="utf-8").splitlines() if template.is_file() else []
     lines = [line for line in lines if not line.strip().lower().startswith("pku-aigi")]
+    lines += [line for line in CPU_TORCH_LINES if line not in lines]
     if space_id:
         url = f"https://huggingface.co/spaces/{space_id}/resolve/main/{wheel_name}"
         lines.append(f"pku-aigi @ {url}")

@@ -16,7 +16,7 @@ import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,18 +129,37 @@ def compress_many(
     on_done: Callable[[CodecOption, int], None] | None = None,
     then: Callable[[CompressResult], None] | None = None,
 ) -> list[CompressResult | Exception]:
-    """:func:`compress` with each option, concurrently: one thread per option, at most
-    one per core (subprocess codecs, torch and NumPy release the GIL).
+    """:func:`compress_as_completed`, gathered: each option's result or the exception it
+    raised, in the order of ``options``. ``on_done(option, count)`` is called in the
+    caller's thread as each codec finishes (``count`` finished so far)."""
+    outcomes: dict[int, CompressResult | Exception] = {}
+    for index, outcome in compress_as_completed(
+        options, image, level=level, target_bpp=target_bpp, prompt=prompt, then=then
+    ):
+        outcomes[index] = outcome
+        if on_done is not None:
+            on_done(options[index], len(outcomes))
+    return [outcomes[index] for index in range(len(options))]
 
-    Returns, in the order of ``options``, each option's result or the exception it raised,
-    so that one failing codec never hides the others. ``then(result)`` runs in the
-    codec's own thread as soon as it has finished (e.g. to write its files while the other
-    codecs still run); an exception it raises is that codec's outcome. ``on_done(option,
-    count)`` is called in the caller's thread as each codec finishes (``count`` finished
-    so far).
-    """
+
+def compress_as_completed(
+    options: list[CodecOption],
+    image: Image.Image,
+    *,
+    level: float | None = None,
+    target_bpp: float | None = None,
+    prompt: str | None = None,
+    then: Callable[[CompressResult], None] | None = None,
+) -> Iterator[tuple[int, CompressResult | Exception]]:
+    """:func:`compress` with each option, concurrently (one thread per option, at most one
+    per core: subprocess codecs, torch and NumPy release the GIL), yielding ``(index of
+    the option, its result or the exception it raised)`` as each finishes, so that a
+    caller can show each codec at once and one failing codec never hides the others.
+    ``then(result)`` runs in the codec's own thread as soon as it has finished (e.g. to
+    write its files while the other codecs still run); an exception it raises is that
+    codec's outcome."""
     if not options:
-        return []
+        return
     workers = min(len(options), MAX_WORKERS or os.cpu_count() or 1)
 
     def run(option: CodecOption) -> CompressResult:
@@ -149,18 +168,14 @@ def compress_many(
             then(result)
         return result
 
-    outcomes: dict[int, CompressResult | Exception] = {}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="compress") as pool:
         futures = {pool.submit(run, option): index for index, option in enumerate(options)}
         for future in as_completed(futures):
-            index = futures[future]
             try:
-                outcomes[index] = future.result()
+                outcome = future.result()
             except Exception as error:  # noqa: BLE001 - its outcome: a bug in one never hides the others
-                outcomes[index] = error
-            if on_done is not None:
-                on_done(options[index], len(outcomes))
-    return [outcomes[index] for index in range(len(options))]
+                outcome = error
+            yield futures[future], outcome
 
 
 def _quality_metrics(image: Image.Image, reconstruction: Image.Image) -> tuple[float, float | None]:

@@ -154,9 +154,10 @@ class Handlers:
         target_bpp: float | None,
         progress=gr.Progress(),  # noqa: B008 - gradio injects the tracker this way
     ):
-        """Compress with every chosen codec.
+        """Compress with every chosen codec, streaming: each codec's row, reconstruction
+        and file appear as soon as it finishes; the last update adds the CLIP scores.
 
-        Returns (slider value, shown-codec dropdown, metrics rows, notes markdown, files,
+        Yields (slider value, shown-codec dropdown, metrics rows, notes markdown, files,
         state for the RD plot).
         """
         if not path:
@@ -188,9 +189,6 @@ class Handlers:
         watch.lap("input")
         progress(0, desc="encoding and decoding (a learned model loads on first use)")
 
-        def done(option, count):
-            progress(count / len(options), desc=f"{option.key} done ({count}/{len(options)})")
-
         def write_outputs(result: engine.CompressResult):  # in the codec's thread
             start = time.perf_counter()
             preview, download = _output_paths(session, loaded.name, result)
@@ -198,18 +196,18 @@ class Handlers:
             download.write_bytes(result.data)
             watch.add("outputs, in the codec threads", time.perf_counter() - start)
 
-        outcomes = engine.compress_many(
+        finished: dict[int, engine.CompressResult] = {}  # option index -> result
+        outcomes = engine.compress_as_completed(
             options,
             image,
             level=level if mode != MODE_BPP else None,
             target_bpp=target_bpp if mode == MODE_BPP else None,
             prompt=prompt or None,
-            on_done=done,
             then=write_outputs,
         )
-        watch.lap("codecs")
-        results = []
-        for option, outcome in zip(options, outcomes, strict=True):
+        for count, (index, outcome) in enumerate(outcomes, start=1):
+            option = options[index]
+            progress(count / len(options), desc=f"{option.key} done ({count}/{len(options)})")
             if isinstance(outcome, PkuAigiError):
                 gr.Warning(f"{option.key}: {outcome}", title="Codec failed")
                 notes.append(f"{option.key} failed: {outcome}")
@@ -219,7 +217,12 @@ class Handlers:
                 gr.Warning(f"{option.key}: {message}", title="Codec failed")
                 notes.append(f"{option.key} failed: {message}")
             else:
-                results.append(outcome)
+                finished[index] = outcome
+                if count < len(options):  # the last update comes with the CLIP scores
+                    results = [finished[i] for i in sorted(finished)]
+                    yield self._outputs(upload, session, results, notes, prompt)
+        watch.lap("codecs")
+        results = [finished[i] for i in sorted(finished)]
         if not results:
             raise gr.Error("Every chosen codec failed: " + "; ".join(notes), title="No result")
 
@@ -235,7 +238,15 @@ class Handlers:
             notes.append(
                 f"MS-SSIM needs both sides >= {MS_SSIM_MIN_SIDE} px: left empty for this image"
             )
+        outputs = self._outputs(upload, session, results, notes, prompt)
+        watch.lap("outputs")
+        logger.debug(
+            "compress phases: %s", watch, extra={"phases": watch.laps, "within": watch.within}
+        )
+        yield outputs
 
+    def _outputs(self, upload: Upload, session: Path, results, notes: list[str], prompt: str):
+        """The Compress tab's outputs for the codecs finished so far."""
         state = {
             "image": str(upload.preview),
             "prompt": prompt,
@@ -244,7 +255,7 @@ class Handlers:
         }
         files = []
         for result in results:
-            preview, download = _output_paths(session, loaded.name, result)
+            preview, download = _output_paths(session, upload.loaded.name, result)
             files.append(str(download))
             state["reconstructions"][result.key] = str(preview)
             state["current"][result.key] = [
@@ -257,11 +268,8 @@ class Handlers:
         slider = (state["image"], state["reconstructions"][first])
         dropdown = gr.update(choices=[r.key for r in results], value=first)
         rows = [_metric_row(result) for result in results]
-        watch.lap("outputs")
-        logger.debug(
-            "compress phases: %s", watch, extra={"phases": watch.laps, "within": watch.within}
-        )
-        return slider, dropdown, rows, _notes_markdown(image, notes), files, state
+        notes_text = _notes_markdown(upload.loaded.image, notes)
+        return slider, dropdown, rows, notes_text, files, state
 
     def show(self, key: str | None, state: dict | None):
         """The slider value for the reconstruction of ``key``."""
@@ -270,23 +278,26 @@ class Handlers:
         return (state["image"], state["reconstructions"][key])
 
     def rd_plot(self, state: dict | None, draw_curves: bool, progress=gr.Progress()):  # noqa: B008
-        """The RD figure of the last compression: curves over each codec's grid (if asked)."""
+        """The RD figure of the last compression, streaming: its points at once, then each
+        codec's curve over its grid (if asked) as soon as it is computed."""
         if not state or not state.get("current"):
-            return None
+            yield None
+            return
         current = {key: RDPoint(*values) for key, values in state["current"].items()}
         curves = {}
-        if draw_curves:
-            with Image.open(state["image"]) as image:
-                image = image.convert("RGB")
-            for index, key in enumerate(current):
-                progress(index / len(current), desc=f"{key}: RD curve")
-                try:
-                    curves[key] = engine.rd_curve(
-                        self.catalog.get(key), image, state["prompt"] or None
-                    )
-                except PkuAigiError as error:
-                    gr.Warning(f"{key}: no RD curve ({error})", title="RD curve")
-        return rd_figure(curves, current)
+        yield rd_figure(curves, current)
+        if not draw_curves:
+            return
+        with Image.open(state["image"]) as image:
+            image = image.convert("RGB")
+        for index, key in enumerate(current):
+            progress(index / len(current), desc=f"{key}: RD curve")
+            try:
+                curves[key] = engine.rd_curve(self.catalog.get(key), image, state["prompt"] or None)
+            except PkuAigiError as error:
+                gr.Warning(f"{key}: no RD curve ({error})", title="RD curve")
+                continue
+            yield rd_figure(curves, current)
 
     # --- decode -----------------------------------------------------------------------
 

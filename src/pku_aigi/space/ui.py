@@ -68,7 +68,7 @@ def build_blocks(catalog: Catalog, examples_dir: Path | None = None) -> gr.Block
                         height=300,
                         elem_id="input-image",
                     )
-                    input_notes = gr.Markdown(elem_id="input-notes")
+                    input_notes = gr.Markdown(label="Input notes", elem_id="input-notes")
                     prompt = gr.Textbox(
                         label="Prompt (optional)",
                         placeholder="the text the image was generated from",
@@ -129,7 +129,7 @@ def build_blocks(catalog: Catalog, examples_dir: Path | None = None) -> gr.Block
                         label="Metrics",
                         elem_id="metrics",
                     )
-                    notes = gr.Markdown(elem_id="result-notes")
+                    notes = gr.Markdown(label="Notes", elem_id="result-notes")
                     plot = gr.Plot(label="Rate-distortion on this image", elem_id="rd-plot")
                     files = gr.File(
                         label="Compressed files", file_count="multiple", elem_id="downloads"
@@ -146,7 +146,7 @@ def build_blocks(catalog: Catalog, examples_dir: Path | None = None) -> gr.Block
                 with gr.Column():
                     encoded = gr.File(label="Compressed file", elem_id="decode-file")
                     decode_button = gr.Button("Decode", variant="primary", elem_id="decode-button")
-                    decode_info = gr.Markdown(elem_id="decode-info")
+                    decode_info = gr.Markdown(label="About the file", elem_id="decode-info")
                 with gr.Column():
                     decoded = gr.Image(
                         label="Decoded image",
@@ -162,29 +162,40 @@ def build_blocks(catalog: Catalog, examples_dir: Path | None = None) -> gr.Block
             outputs=[image, input_notes],
             concurrency_limit=4,
             concurrency_id="light",
+            api_name="check_image",
         )
         mode.change(
             lambda m: (gr.update(visible=m == MODE_LEVEL), gr.update(visible=m == MODE_BPP)),
             inputs=mode,
             outputs=[level, target],
             queue=False,
+            api_visibility="private",
         )
         run.click(
             handlers.compress,
             inputs=[image, prompt, codecs, mode, level, target],
             outputs=[slider, shown, table, notes, files, state],
             concurrency_id="codecs",
+            api_name="compress",
         ).success(
             handlers.rd_plot,
             inputs=[state, draw_curves],
             outputs=plot,
             concurrency_id="codecs",
+            api_name="rd_curves",
         )
-        shown.change(handlers.show, inputs=[shown, state], outputs=slider, queue=False)
+        shown.change(
+            handlers.show,
+            inputs=[shown, state],
+            outputs=slider,
+            queue=False,
+            api_visibility="private",
+        )
         decode_button.click(
             handlers.decode,
             inputs=encoded,
             outputs=[decoded, decode_info],
             concurrency_id="codecs",
+            api_name="decode",
         )
     return demo

@@ -165,9 +165,13 @@ def config_from_args(args):
 
 
 def run(args) -> int:
+    from .config import check_names
+
+    config = config_from_args(args)
+    check_names(config)  # argument errors before the model code is imported
     from .loop import train
 
-    result = train(config_from_args(args))
+    result = train(config)
     if result.interrupted:
         print(
             f"interrupted at step {result.steps}: checkpoint saved in {result.out}; "

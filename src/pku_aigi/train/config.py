@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import PkuAigiError
-from .losses import METRICS
+
+METRICS = ("mse", "ms-ssim")  # the distortion terms of the rate-distortion loss
 
 # Without --milestones the learning rate is multiplied by gamma (halved) at these
 # fractions of the run's steps: the paper's recipe, 80 % and 95 %.
@@ -129,3 +130,19 @@ class TrainConfig:
         "patch_size",
         "seed",
     )
+
+
+def check_names(config: TrainConfig) -> None:
+    """Unknown architecture, quality or config: one clear error before anything starts."""
+    from ..models import get_spec
+    from ..subsets import get_subset
+
+    spec = get_spec(config.arch)
+    if config.quality is not None:
+        spec.hyperparameters(config.quality)
+    if config.text_encoder and not spec.text_conditioned:
+        raise TrainingError(
+            f"--text-encoder is for text-conditioned architectures (catc), not {config.arch}"
+        )
+    for name in config.configs or []:
+        get_subset(name)

@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from . import checkpoint as ckpt
-from .config import TrainConfig
+from .config import TrainConfig, check_names
 from .cuda_graphs import GRAPH_WARMUP_STEPS, GraphedStep, capture, remove_host_syncs
 from .data import batch_loader, validation_crops
 from .losses import RateDistortionLoss, psnr
@@ -36,7 +36,6 @@ from .setup import (
     LOGS_DIR,
     Runtime,
     build_data,
-    check_names,
     make_runtime,
     prepare_out_dir,
 )

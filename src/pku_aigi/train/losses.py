@@ -15,8 +15,7 @@ from torch import nn
 
 from ..errors import PkuAigiError
 from ..metrics import MS_SSIM_MIN_SIDE
-
-METRICS = ("mse", "ms-ssim")
+from .config import METRICS
 
 
 def bpp_from_likelihoods(likelihoods: dict[str, torch.Tensor], num_pixels: int) -> torch.Tensor:

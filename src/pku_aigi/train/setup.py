@@ -26,22 +26,6 @@ LOGS_DIR = "logs"
 ARGS_FILE = "train_args.json"
 
 
-def check_names(config: TrainConfig) -> None:
-    """Unknown architecture, quality or config: one clear error before anything starts."""
-    from ..models import get_spec
-    from ..subsets import get_subset
-
-    spec = get_spec(config.arch)
-    if config.quality is not None:
-        spec.hyperparameters(config.quality)
-    if config.text_encoder and not spec.model_class.text_conditioned:
-        raise TrainingError(
-            f"--text-encoder is for text-conditioned architectures (catc), not {config.arch}"
-        )
-    for name in config.configs or []:
-        get_subset(name)
-
-
 @dataclass
 class Runtime:
     """Where and how the run computes: the accelerator and the speed options."""
@@ -109,9 +93,16 @@ def prepare_out_dir(config: TrainConfig, names: list[str]) -> None:
             raise TrainingError(f"--resume: no checkpoint in {out}: start without --resume")
         return
     if busy and not config.force:
+        if ckpt.checkpoint_path(out).is_file():
+            raise TrainingError(
+                f"{out} already holds a run: add --resume to continue it from its last "
+                "checkpoint, --force to start again (its checkpoint and models are "
+                "replaced), or choose another --out"
+            )
         raise TrainingError(
-            f"{out} already exists and is not empty: use --resume to continue its run, "
-            "--force to overwrite it, or another --out"
+            f"{out} is not empty and holds no checkpoint (a run that stopped before its "
+            "first one, or other files): --resume does not apply; add --force to start "
+            "again (only what a run writes is replaced), or choose another --out"
         )
     if busy:  # --force: remove what a previous run wrote, nothing else
         for name in [ckpt.CHECKPOINT_DIR, LOGS_DIR, *names]:

@@ -36,16 +36,8 @@ from compressai.layers import (
 from torch import Tensor, nn
 
 from ...errors import ModelError
-from .channel_slices import ChannelSliceCodec, register_slice_codec, slice_head
-from .compressai_archs import MSE_LAMBDAS
+from .channel_slices import ChannelSliceCodec, slice_head
 from .text_encoder import DEFAULT_TEXT_ENCODER, DEFAULT_TEXT_ENCODER_REVISION, load_text_encoder
-
-PAPER = (
-    'Z. Duan, H. Ma, J. Liu, H. Jia. "PKU-AIGI-500K: A Neural Compression Benchmark and '
-    'Model for AI-Generated Images." IEEE JETCAS, 2024. doi:10.1109/JETCAS.2024.3385629'
-)
-
-# The paper's lambdas are not published: CompressAI's ladders (quality 1..6).
 
 
 class TextMixer(nn.Module):
@@ -324,16 +316,3 @@ class CATC(ChannelSliceCodec):
     def advance(self, i: int, state, y_hat_slice: Tensor):
         mean_state, scale_state = state
         return self.gru_mean(y_hat_slice, mean_state), self.gru_scale(y_hat_slice, scale_state)
-
-
-register_slice_codec(
-    CATC,
-    PAPER,
-    {
-        "N": 256,
-        "M": 320,
-        "text_encoder": DEFAULT_TEXT_ENCODER,
-        "text_encoder_revision": DEFAULT_TEXT_ENCODER_REVISION,
-    },
-    MSE_LAMBDAS,
-)

@@ -41,10 +41,7 @@ from ..coding.entropy_coding import (
     symbols_in_range,
 )
 from ..coding.pixels import from_pixels
-from .compressai_archs import MS_SSIM_LAMBDAS
-from .specs import ArchitectureSpec, register_architecture
 
-QUALITIES = range(1, 7)  # six rate points, as TCM's paper
 LRP_SCALE = 0.5  # the refinement is LRP_SCALE * tanh(LRP) (Minnen & Singh 2020)
 FLOAT_CHECKS = ("slice means", "latent residual prediction")
 
@@ -368,21 +365,3 @@ class _CheckedSymbols(list):
         check_crc(self.coded.symbols_crc, crc(*self, seed=self.seed), "decoded symbols")
         if float_checks is not None:
             float_checks.check(self.coded.float_checks)
-
-
-def register_slice_codec(cls: type, paper: str, hparams: dict, mse_lambdas) -> None:
-    """Register ``cls`` with qualities 1..6 of ``hparams``, ``mse_lambdas`` and
-    CompressAI's MS-SSIM ladder."""
-    register_architecture(
-        ArchitectureSpec(
-            name=cls.architecture,
-            model_class=cls,
-            paper=paper,
-            qualities={q: dict(hparams) for q in QUALITIES},
-            lambdas={
-                "mse": dict(zip(QUALITIES, mse_lambdas)),
-                "ms-ssim": dict(zip(QUALITIES, MS_SSIM_LAMBDAS)),
-            },
-            default_quality=3,
-        )
-    )

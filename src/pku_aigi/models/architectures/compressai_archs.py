@@ -2,9 +2,9 @@
 
 Each class subclasses CompressAI's own model (layers, entropy models and rANS coder are
 CompressAI's, state-dict keys identical to its zoo) and :class:`LearnedCodecModel`, which
-adds the ``text=None`` argument, ``config`` and the Hub methods. Quality -> (N, M)
-tables come from ``compressai.zoo.image.cfgs``; the lambda ladders are those CompressAI
-trained its zoo with (https://interdigitalinc.github.io/CompressAI/zoo.html).
+adds the ``text=None`` argument, ``config`` and the Hub methods. Their specs
+(quality -> (N, M) tables of ``compressai.zoo.image.cfgs``, the lambda ladders CompressAI
+trained its zoo with) are declared in :mod:`.builtin`.
 
 Papers:
 - Ballé, Minnen, Singh, Hwang, Johnston. "Variational image compression with a scale
@@ -25,27 +25,11 @@ from compressai.models import (
     MeanScaleHyperprior,
     ScaleHyperprior,
 )
-from compressai.zoo.image import cfgs as COMPRESSAI_CFGS
 
 from ..base import LearnedCodecModel
 from ..coding import compressai_coding as coding
 from ..coding.entropy_coding import check_layout
-from .specs import ArchitectureSpec, register_architecture
-
-# Lambdas of CompressAI's zoo (quality 1..8): MSE loss lambda * 255^2 * MSE + bpp, and
-# MS-SSIM loss lambda * (1 - MS-SSIM) + bpp.
-MSE_LAMBDAS = (0.0018, 0.0035, 0.0067, 0.0130, 0.0250, 0.0483, 0.0932, 0.1800)
-MS_SSIM_LAMBDAS = (2.40, 4.58, 8.73, 16.64, 31.73, 60.50, 115.37, 220.00)
-
-PAPERS = {
-    "bmshj2018": 'J. Ballé, D. Minnen, S. Singh, S. J. Hwang, N. Johnston. "Variational '
-    'image compression with a scale hyperprior." ICLR 2018. https://arxiv.org/abs/1802.01436',
-    "mbt2018": 'D. Minnen, J. Ballé, G. D. Toderici. "Joint autoregressive and hierarchical '
-    'priors for learned image compression." NeurIPS 2018. https://arxiv.org/abs/1809.02736',
-    "cheng2020": 'Z. Cheng, H. Sun, M. Takeuchi, J. Katto. "Learned image compression with '
-    'discretized Gaussian mixture likelihoods and attention modules." CVPR 2020. '
-    "https://arxiv.org/abs/2001.01568",
-}
+from .builtin import COMPRESSAI_ARCHITECTURES  # noqa: F401 - where tests sweep them
 
 
 class CompressAIModel(LearnedCodecModel):
@@ -164,41 +148,3 @@ class Cheng2020AttnModel(AutoregressiveModel, Cheng2020Attention):
 
     def __init__(self, N: int):
         super().__init__(N=N)
-
-
-def _qualities(name: str) -> dict[int, dict[str, int]]:
-    names = ("N", "M")
-    return {q: dict(zip(names, sizes)) for q, sizes in COMPRESSAI_CFGS[name].items()}
-
-
-def _lambdas(qualities) -> dict[str, dict[int, float]]:
-    return {
-        "mse": {q: MSE_LAMBDAS[q - 1] for q in qualities},
-        "ms-ssim": {q: MS_SSIM_LAMBDAS[q - 1] for q in qualities},
-    }
-
-
-_ARCHITECTURES = (
-    (Bmshj2018Factorized, "bmshj2018"),
-    (Bmshj2018Hyperprior, "bmshj2018"),
-    (Mbt2018Mean, "mbt2018"),
-    (Mbt2018, "mbt2018"),
-    (Cheng2020AnchorModel, "cheng2020"),
-    (Cheng2020AttnModel, "cheng2020"),
-)
-
-# Their registered names, in the order above (tests and benchmarks sweep them all).
-COMPRESSAI_ARCHITECTURES = tuple(cls.architecture for cls, _ in _ARCHITECTURES)
-
-for _cls, _paper in _ARCHITECTURES:
-    _table = _qualities(_cls.architecture)
-    register_architecture(
-        ArchitectureSpec(
-            name=_cls.architecture,
-            model_class=_cls,
-            paper=PAPERS[_paper],
-            qualities=_table,
-            lambdas=_lambdas(_table),
-            default_quality=3,
-        )
-    )

@@ -10,6 +10,7 @@ everything needed to rebuild it (what ``config.json`` stores on the Hub).
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,21 +20,34 @@ from ...registry import Registry
 ENTRY_POINT_GROUP = "pku_aigi.architectures"
 
 # Modules that register architectures when imported.
-_ARCHITECTURE_MODULES = (
-    "pku_aigi.models.architectures.compressai_archs",
-    "pku_aigi.models.architectures.tcm",
-    "pku_aigi.models.architectures.catc",
-)
+_ARCHITECTURE_MODULES = ("pku_aigi.models.architectures.builtin",)
 
 
 @dataclass(frozen=True)
 class ArchitectureSpec:
     name: str  # e.g. "mbt2018-mean"
-    model_class: type  # a LearnedCodecModel subclass
+    model_class: type | str  # a LearnedCodecModel subclass, or "module:Class"
     paper: str  # citation line for model cards
     qualities: dict[int, dict[str, Any]]  # quality -> hyper-parameters (e.g. N, M)
     lambdas: dict[str, dict[int, float]] = field(default_factory=dict)  # metric -> q -> lambda
     default_quality: int | None = None
+    text_conditioned: bool | None = None  # default: the class's attribute
+
+    def __post_init__(self):
+        if isinstance(self.model_class, str) and ":" not in self.model_class:
+            raise TypeError(f"model_class {self.model_class!r} is not 'module:Class'")
+        if self.text_conditioned is None:
+            conditioned = not isinstance(self.model_class, str) and bool(
+                getattr(self.model_class, "text_conditioned", False)
+            )
+            object.__setattr__(self, "text_conditioned", conditioned)
+
+    def load_model_class(self) -> type:
+        """The model class, imported on first use when given as ``"module:Class"``."""
+        if not isinstance(self.model_class, str):
+            return self.model_class
+        module, _, name = self.model_class.partition(":")
+        return getattr(importlib.import_module(module), name)
 
     def hyperparameters(self, quality: int | None) -> dict[str, Any]:
         if quality is None:
@@ -87,4 +101,4 @@ def create(name: str, quality: int | None = None, **hparams: Any):
     spec = get_spec(name)
     config = spec.hyperparameters(quality)
     config.update(hparams)
-    return spec.model_class.from_config(architecture=spec.name, quality=quality, **config)
+    return spec.load_model_class().from_config(architecture=spec.name, quality=quality, **config)

@@ -31,15 +31,7 @@ from compressai.layers import (
 from torch import Tensor, nn
 
 from ...errors import ModelError
-from .channel_slices import ChannelSliceCodec, register_slice_codec, slice_head
-
-PAPER = (
-    'J. Liu, H. Sun, J. Katto. "Learned Image Compression with Mixed Transformer-CNN '
-    'Architectures." CVPR 2023. https://arxiv.org/abs/2303.14978'
-)
-
-# Lambdas of the TCM paper (MSE, 6 rate points); MS-SSIM uses CompressAI's ladder.
-MSE_LAMBDAS = (0.0025, 0.0035, 0.0067, 0.0130, 0.0250, 0.0500)
+from .channel_slices import ChannelSliceCodec, slice_head
 
 
 class WindowAttention(nn.Module):
@@ -284,7 +276,3 @@ class TCMMedium(TCM):
     """TCM, medium configuration (N=96)."""
 
     architecture = "tcm-medium"
-
-
-for _cls, _n in ((TCMSmall, 64), (TCMMedium, 96), (TCM, 128)):
-    register_slice_codec(_cls, PAPER, {"N": _n, "M": 320}, MSE_LAMBDAS)

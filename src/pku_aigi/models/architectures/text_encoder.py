@@ -16,11 +16,10 @@ from pathlib import Path
 import torch
 
 from ...errors import ModelError
+from .builtin import DEFAULT_TEXT_ENCODER, DEFAULT_TEXT_ENCODER_REVISION
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_TEXT_ENCODER = "openai/clip-vit-base-patch32"
-DEFAULT_TEXT_ENCODER_REVISION = "3d74acf9a28c67741b2f4f2ea7635f0aaf6f0268"
 MAX_TOKENS = 77  # CLIP's context length; longer prompts are truncated
 
 _cache: dict[tuple[str, str | None], FrozenTextEncoder] = {}

@@ -269,7 +269,7 @@ def model_class_for(config: dict[str, Any], expected_class: type | None = None) 
     """The registered class of ``config["architecture"]`` (checked against expected)."""
     from ..architectures.specs import get_spec
 
-    model_class = get_spec(config["architecture"]).model_class
+    model_class = get_spec(config["architecture"]).load_model_class()
     if expected_class is not None and not issubclass(model_class, expected_class):
         raise ModelError(
             f"the model is a {config['architecture']!r}, not a {expected_class.architecture!r}:"

@@ -143,7 +143,7 @@ def _check_int(where: str, key: str, value: Any, limit: int) -> None:
 def _defaults(spec) -> dict[str, Any]:
     """Hyper-parameter -> its largest value in the quality table, else its default."""
     out: dict[str, Any] = {}
-    signature = inspect.signature(spec.model_class.__init__)
+    signature = inspect.signature(spec.load_model_class().__init__)
     for name, parameter in signature.parameters.items():
         if name == "self" or parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL):
             continue

@@ -22,6 +22,8 @@ from typing import Any
 from ...errors import ModelError, NetworkError
 from ..hub.folder import CONFIG_NAME, WEIGHTS_NAME
 from .manifest import (
+    MIRROR_ENV,
+    VIMEO,
     check_entry,
     default_license,
     expected_hash,
@@ -137,11 +139,9 @@ def resolve(repo_id: str, *, token: str | bool | None = None, force_download: bo
     from ... import network
 
     if network.is_offline():
-        raise ModelError(
-            f"{repo_id} is not in the local cache and HF_HUB_OFFLINE=1 is set: fetch it once "
-            f"with network access (`pku-aigi models pull {repo_id}`), or pass a local model "
-            f"folder (or put it in ${MODELS_DIR_ENV}/{repo_id})"
-        )
+        if _is_local(entry.get("source", "")):  # a mirror folder needs no network
+            return fetch_source(entry, force=force_download)
+        raise offline_error(entry)
     hub_problem = _from_hub(repo_id, token=token, force_download=force_download)
     if isinstance(hub_problem, Path):
         return hub_problem
@@ -154,6 +154,44 @@ def resolve(repo_id: str, *, token: str | bool | None = None, force_download: bo
             f"cannot load {repo_id}: it is not in the local cache, the Hub repo {hub_problem},"
             f" and its source checkpoint failed: {error}"
         ) from None
+
+
+def _is_local(source: str) -> bool:
+    return bool(source) and not source.startswith(("http://", "https://"))
+
+
+def offline_problem(repo_id: str) -> ModelError | None:
+    """Why zoo model ``repo_id`` cannot load now, without the network: None when it is
+    cached, online, or its source is a local file (a mirror folder)."""
+    from ... import network
+
+    entry = find_entry(repo_id)
+    if entry is None or cached_folder(repo_id) is not None or not network.is_offline():
+        return None
+    return None if _is_local(entry.get("source", "")) else offline_error(entry)
+
+
+def offline_error(entry: dict[str, Any]) -> ModelError:
+    """Not cached and offline: the ways to get the weights, with and without the Hub
+    (its ``cause`` is the same text for every model: a report prints it once)."""
+
+    def message(repo: str, arch: str, quality: str, metric: str, it: str = "it") -> str:
+        text = (
+            f"not in the local cache and HF_HUB_OFFLINE=1 is set. Get {it} once with network "
+            f"access (`pku-aigi models pull {repo}`); or, without the Hub, from CompressAI's "
+            f"checkpoint file (`pku-aigi models list --zoo` names it): set {MIRROR_ENV} to "
+            f"the folder holding such files, or run `pku-aigi models convert-compressai "
+            f"{arch} FILE --quality {quality} --metric {metric} --out DIR` and pass DIR "
+            f"(or put it in ${MODELS_DIR_ENV}/{repo})"
+        )
+        return text if entry.get("trained_on") == VIMEO else text.split("; or, without")[0]
+
+    error = ModelError(
+        f"{entry['repo_id']} is "
+        + message(entry["repo_id"], entry["architecture"], entry["quality"], entry["metric"])
+    )
+    error.cause = "these models are " + message("ID", "ARCH", "Q", "METRIC", it="them")
+    return error
 
 
 def zoo_folder(
