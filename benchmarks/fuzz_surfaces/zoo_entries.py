@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import random
+import sys
 from pathlib import Path
 
 from fuzz_surfaces import _zoo
@@ -146,8 +147,11 @@ def check(case: dict) -> str:
     wanted = entry.get("repo_id") if isinstance(entry.get("repo_id"), str) else ID
     try:
         folder = _zoo.fetch(wanted, {path.name: data}, zoo_file=zoo_file)
-    except PkuAigiError:
-        return "wrong" if case["expect"] == "ok" else "clean"
+    except PkuAigiError as error:
+        if case["expect"] == "ok":
+            print(f"zoo_entries: a valid entry was refused: {error}", file=sys.stderr)
+            return "wrong"
+        return "clean"
     if folder is None:  # not found: right only where the file holds no entry of that id
         return "clean" if zoo_file != {"models": [entry]} else "wrong"
     if case["expect"] == "error" or not _zoo.loads_as(folder, entry):

@@ -177,6 +177,7 @@ def build_blocks(catalog: Catalog, examples_dir: Path | None = None) -> gr.Block
             outputs=[slider, shown, table, notes, files, state],
             concurrency_id="codecs",
             api_name="compress",
+            show_progress="minimal",
         ).success(
             handlers.rd_plot,
             inputs=[state, draw_curves],
