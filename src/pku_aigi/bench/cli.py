@@ -78,8 +78,19 @@ def register(subparsers) -> None:
         "--out", default=DEFAULT_OUT, help="output folder (also the measurement cache)"
     )
     run.add_argument(
-        "--workers", type=int, metavar="N", help="worker processes (default: all cores)"
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes (default: all cores); "
+        "with --executor ray, measurements in flight at once (default: the cluster's CPUs)",
     )
+    run.add_argument("--executor", choices=["local", "ray"], default="local",
+                     help="where conventional codecs run: worker processes here, or Ray tasks "
+                     "on the cluster at RAY_ADDRESS (a local Ray when unset; pip install "
+                     "'pku-aigi[ray]')")  # fmt: skip
+    run.add_argument("--dry-run", action="store_true",
+                     help="print the measurements per codec and setting, how many are cached in "
+                     "--out and an estimate of their CPU time; code nothing, write nothing")  # fmt: skip
     run.add_argument(
         "--device", default="auto", help="device of learned codecs: auto, cpu, cuda, cuda:1"
     )
@@ -330,6 +341,35 @@ def _anchor_line(anchor: str, runs) -> str:
     return f"{anchor}, {strength}" if strength else anchor
 
 
+def _executor(args):
+    """The executor of the conventional codecs (Ray's import checked at once)."""
+    if args.workers is not None and args.workers < 1:
+        raise PkuAigiError(f"--workers {args.workers}: expected 1 or more")
+    if args.executor == "ray":
+        from .ray_executor import RayExecutor, import_ray
+
+        import_ray()
+        return RayExecutor(max_in_flight=args.workers)
+    from .sweep import ProcessPool
+
+    return ProcessPool(args.workers)
+
+
+def _dry_run(args, out: Path, images, source: str, selection, extras) -> int:
+    from .dry_run import dry_run
+    from .sweep import default_workers
+
+    workers = args.workers or default_workers()
+    plan = dry_run(images, selection.runs, out, extras.fields(), workers)
+    print(f"bench --dry-run: nothing coded, nothing written; {len(images)} images from {source}")
+    print(plan.format())
+    if args.executor == "ray":
+        print("on Ray the wall time divides by the cluster's CPUs (or --workers) instead")
+    for names, reason in by_cause(selection.unavailable):
+        print(f"note: {', '.join(names)} left out: {reason}")
+    return 0
+
+
 def run_bench(args) -> int:
     from ..outputs import make_output_folder
     from . import prompt_modes
@@ -338,6 +378,7 @@ def run_bench(args) -> int:
     out = Path(args.out)
     args.own_out = _check_out(out, args.force)
     _check_codec_names(args)  # before any download: a typo fails at once
+    executor = _executor(args)
     images, source = _load_images(args)
     images = prompt_modes.apply_to_images(images, args.prompt_mode, args.prompt_seed)
     device = _resolve_device(args.device)
@@ -348,14 +389,18 @@ def run_bench(args) -> int:
         for names, reason in by_cause(selection.unavailable)
     ]
     extras = _extras(args, device, notes)
+    if args.dry_run:
+        return _dry_run(args, out, images, source, selection, extras)
 
     make_output_folder(out, option="--out")
     with out_dir_lock(out):  # held until the report is written
         return _sweep_and_report(args, out, images, source, device, selection, use_protocol,
-                                 notes, extras)  # fmt: skip
+                                 notes, extras, executor)  # fmt: skip
 
 
-def _sweep_and_report(args, out, images, source, device, selection, use_protocol, notes, extras):
+def _sweep_and_report(
+    args, out, images, source, device, selection, use_protocol, notes, extras, executor
+):
     from .. import __version__
     from . import bdrate
     from .report import write_report
@@ -363,7 +408,7 @@ def _sweep_and_report(args, out, images, source, device, selection, use_protocol
 
     result = run_sweep(
         images, selection.runs, out, workers=args.workers, extras=extras,
-        progress=not args.no_progress,
+        progress=not args.no_progress, executor=executor,
     )  # fmt: skip
     kept = sorted({row["codec"] for row in result.earlier})
     if kept:
@@ -371,6 +416,10 @@ def _sweep_and_report(args, out, images, source, device, selection, use_protocol
             f"kept from earlier runs into {out} (same images): {', '.join(kept)} "
             f"({len(result.earlier)} measurements)"
         )
+    notes += [
+        f"retried once after a failure: {f.codec} q={f.quality} on {f.image}: {f.error}"
+        for f in result.retried
+    ]
     notes += [f"failed: {f.codec} q={f.quality} on {f.image}: {f.error}" for f in result.failures]
 
     per_subset: dict[str, int] = {}
@@ -394,6 +443,7 @@ def _sweep_and_report(args, out, images, source, device, selection, use_protocol
         "MS-SSIM dB = -10 log10(1 - mean MS-SSIM); points are means over images",
         "BD interpolation": f"{bdrate.INTERPOLATION} (bjontegaard package)",
         "device (learned codecs)": device,
+        "executor (conventional codecs)": executor.describe(),
         "measurements": f"{result.measured} new, {result.reused} reused from the cache",
     }
     report = write_report(

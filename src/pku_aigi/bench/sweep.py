@@ -3,8 +3,10 @@
 A measurement encodes an image, stores nothing but counts the exact bytes, decodes them
 and scores the reconstruction (PSNR, MS-SSIM, MS-SSIM dB on RGB 8-bit; bpp of the whole
 stored file and, for learned codecs, of the entropy-coded payload alone; encode and
-decode seconds). Conventional codecs run in worker processes (one per core); learned
-codecs run in the main process, on CUDA when available, while the workers are busy.
+decode seconds). Conventional codecs run on an executor: worker processes on this
+machine (:class:`ProcessPool`, one per core) or Ray tasks on a cluster
+(:mod:`.ray_executor`); learned codecs run in the main process, on CUDA when available,
+while the workers are busy.
 Each finished measurement is appended to ``measurements.jsonl`` in the output folder,
 keyed by image content hash, codec name, codec version and quality, so rerunning an
 interrupted sweep only does the missing work.
@@ -85,17 +87,18 @@ class MeasurementCache:
 
     Each row is appended with one ``write`` on an ``O_APPEND`` descriptor. A line cut by
     an interrupt (no final newline) is discarded when the cache is opened, so the next
-    row starts on a line of its own instead of being glued to the torn one.
+    row starts on a line of its own instead of being glued to the torn one
+    (``read_only``: left in the file, e.g. while another run writes into it).
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, read_only: bool = False):
         self.path = Path(path)
         self.rows: dict[str, dict] = {}
         if not self.path.exists():
             return
         data = self.path.read_bytes()
         complete = data[: data.rfind(b"\n") + 1]
-        if len(complete) < len(data):
+        if len(complete) < len(data) and not read_only:
             logger.warning(
                 "%s: discarding an incomplete last line (an interrupted run); its "
                 "measurement will be made again",
@@ -255,9 +258,8 @@ _WORKER_IMAGES: list[np.ndarray] = []
 _ONE_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
 
-def _init_worker(images: list[np.ndarray]) -> None:
-    """One thread per worker process for torch, BLAS and every codec library."""
-    global _WORKER_IMAGES
+def pin_one_thread() -> None:
+    """One thread in this (worker) process for torch, BLAS and every codec library."""
     for name in _ONE_THREAD_ENV:
         os.environ[name] = "1"
     import torch
@@ -266,10 +268,16 @@ def _init_worker(images: list[np.ndarray]) -> None:
 
     torch.set_num_threads(1)
     set_codec_threads(1)
+
+
+def _init_worker(images: list[np.ndarray]) -> None:
+    global _WORKER_IMAGES
+    pin_one_thread()
     _WORKER_IMAGES = images
 
 
-def _worker_codec(name: str, options: dict) -> Codec:
+def worker_codec(name: str, options: dict) -> Codec:
+    """The codec ``name`` with ``options``, built once per process."""
     from .. import codecs
 
     key = (name, tuple(sorted(options.items())))
@@ -279,7 +287,7 @@ def _worker_codec(name: str, options: dict) -> Codec:
 
 
 def _measure_in_worker(name: str, options: dict, image_index: int, quality, prompt, keep):
-    codec = _worker_codec(name, options)
+    codec = worker_codec(name, options)
     return measure(codec, _WORKER_IMAGES[image_index], quality, prompt, keep)
 
 
@@ -305,7 +313,10 @@ def estimate_seconds(tasks, workers: int) -> tuple[float, float]:
     return cpu, cpu / max(1, min(workers, len(tasks)))
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
+    """``seconds`` in s, min or h, rounded for a log line."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
     if seconds < 90:
         return f"{seconds:.0f} s"
     if seconds < 5400:
@@ -364,6 +375,112 @@ class SweepResult:
     measured: int  # new measurements made in this run
     reused: int  # measurements taken from the cache
     earlier: list[dict] = field(default_factory=list)  # other codecs' rows, same images
+    retried: list[Failure] = field(default_factory=list)  # first attempts that failed
+
+
+# A measurement to make: (run, image, quality, row fields known before coding)
+Task = tuple[CodecRun, BenchImage, float, dict]
+
+
+@dataclass
+class Plan:
+    """What a sweep will do: the cached measurements it reuses and those it makes."""
+
+    cached: list[tuple[CodecRun, BenchImage, float, dict]]  # (run, image, quality, row)
+    tasks: list[Task]
+
+
+def plan_sweep(
+    images: list[BenchImage], runs: Iterable[CodecRun], cache: MeasurementCache, fields=()
+) -> Plan:
+    """Split every image x codec x quality into cached rows (holding every one of
+    ``fields``, the optional metrics asked for) and measurements to make."""
+    plan = Plan([], [])
+    for run in runs:
+        version = run.version()
+        for quality in run.qualities:
+            for image in images:
+                key = cache_key(image.key, run.display_name, version, quality)
+                cached = cache.get(key)
+                if cached is not None and all(f in cached for f in fields):
+                    plan.cached.append((run, image, quality, cached))
+                    continue
+                base = {
+                    "key": key,
+                    "image": image.name,
+                    "image_key": image.key,
+                    "subset": image.subset,
+                    "width": image.width,
+                    "height": image.height,
+                    "prompt_chars": len(image.prompt) if image.prompt else 0,
+                    "codec": run.display_name,
+                    "codec_version": version,
+                    "quality": quality,
+                }
+                plan.tasks.append((run, image, quality, base))
+    return plan
+
+
+class ProcessPool:
+    """The local executor: measurements in worker processes on this machine.
+
+    An executor takes the conventional-codec tasks of a sweep, longest first, in
+    :meth:`start`, hands back finished ones from :meth:`done` as ``(task, row fields,
+    error)`` and is :attr:`busy` until every task has come back once.
+    """
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers or default_workers()
+        self.retried: list[Failure] = []  # never retries: a failure is deterministic here
+        self._pool: ProcessPoolExecutor | None = None
+        self._pending: dict[Future, Task] = {}
+
+    def open(self) -> None:
+        """Ready to take tasks (nothing to do for the local pool)."""
+
+    def describe(self) -> str:
+        if self.workers <= 1:
+            return "local, in this process"
+        return f"local, {self.workers} worker processes"
+
+    def start(self, images: list[BenchImage], tasks: list[Task], keep: bool) -> None:
+        # fork starts workers at once (torch is already imported); spawn elsewhere.
+        methods = multiprocessing.get_all_start_methods()
+        index = {id(image): i for i, image in enumerate(images)}
+        self._pool = ProcessPoolExecutor(
+            max_workers=min(self.workers, len(tasks)),
+            mp_context=multiprocessing.get_context("fork" if "fork" in methods else "spawn"),
+            initializer=_init_worker,
+            initargs=([image.rgb for image in images],),
+        )
+        for task in tasks:  # the pool runs tasks in submission order
+            run, image, quality, _ = task
+            future = self._pool.submit(
+                _measure_in_worker, run.name, run.options, index[id(image)], quality,
+                image.prompt, keep,
+            )  # fmt: skip
+            self._pending[future] = task
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    def done(self, block: bool) -> list[tuple[Task, dict | None, BaseException | None]]:
+        if not self._pending:
+            return []
+        finished, _ = wait(
+            list(self._pending), timeout=None if block else 0, return_when=FIRST_COMPLETED
+        )
+        results = []
+        for future in finished:
+            error = future.exception()
+            results.append((self._pending.pop(future), None if error else future.result(), error))
+        return results
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
 
 def default_workers() -> int:
@@ -379,62 +496,49 @@ def run_sweep(
     extras: Extras | None = None,
     progress: bool = True,
     on_row: Callable[[dict], None] | None = None,
+    executor=None,
 ) -> SweepResult:
     """Measure every image x codec x quality not in the cache; return all rows.
 
-    Holds :func:`out_dir_lock` on ``out_dir`` while it runs.
+    ``executor`` runs the conventional codecs (default: a :class:`ProcessPool` of
+    ``workers`` processes; :class:`~pku_aigi.bench.ray_executor.RayExecutor` for a Ray
+    cluster). Holds :func:`out_dir_lock` on ``out_dir`` while it runs.
     """
     with out_dir_lock(out_dir):
-        return _run_sweep(images, runs, out_dir, workers, extras, progress, on_row)
+        return _run_sweep(images, runs, out_dir, workers, extras, progress, on_row, executor)
 
 
-def _run_sweep(images, runs, out_dir, workers, extras, progress, on_row) -> SweepResult:
+def _run_sweep(images, runs, out_dir, workers, extras, progress, on_row, executor) -> SweepResult:
     from tqdm.auto import tqdm
 
     extras = extras or Extras()
     cache = MeasurementCache(Path(out_dir) / CACHE_FILE)
     runs = list(runs)
-    workers = workers or default_workers()
+    executor = executor or ProcessPool(workers)
 
-    rows: list[dict] = []
+    plan = plan_sweep(images, runs, cache, extras.fields())
+    rows: list[dict] = [row for *_, row in plan.cached]
     failures: list[Failure] = []
-    parallel_tasks, main_tasks = [], []
-    for run in runs:
-        version = run.version()
-        for quality in run.qualities:
-            for image in images:
-                key = cache_key(image.key, run.display_name, version, quality)
-                cached = cache.get(key)
-                if cached is not None and all(f in cached for f in extras.fields()):
-                    rows.append(cached)
-                    continue
-                base = {
-                    "key": key,
-                    "image": image.name,
-                    "image_key": image.key,
-                    "subset": image.subset,
-                    "width": image.width,
-                    "height": image.height,
-                    "prompt_chars": len(image.prompt) if image.prompt else 0,
-                    "codec": run.display_name,
-                    "codec_version": version,
-                    "quality": quality,
-                }
-                (parallel_tasks if run.parallel else main_tasks).append((run, image, quality, base))
+    parallel_tasks = [task for task in plan.tasks if task[0].parallel]
+    main_tasks = [task for task in plan.tasks if not task[0].parallel]
+    if isinstance(executor, ProcessPool) and executor.workers <= 1:  # in this process
+        main_tasks, parallel_tasks = parallel_tasks + main_tasks, []
     reused = len(rows)
-    total = len(parallel_tasks) + len(main_tasks)
+    total = len(plan.tasks)
+    if parallel_tasks:
+        executor.open()  # e.g. connects to Ray: its CPUs set the wall-time estimate
     if total:
-        cpu, wall = estimate_seconds(parallel_tasks + main_tasks, workers)
-        per_codec = Counter(task[0].display_name for task in parallel_tasks + main_tasks)
+        cpu, wall = estimate_seconds(plan.tasks, executor.workers)
+        per_codec = Counter(task[0].display_name for task in plan.tasks)
         logger.info(
             "sweep: %d measurements to make (%s), %d cached; estimated %s of CPU time, about "
-            "%s with %d workers (from each codec's seconds per megapixel at its speed setting)",
+            "%s on %s (from each codec's seconds per megapixel at its speed setting)",
             total,
             ", ".join(f"{name} {n}" for name, n in per_codec.items()),
             reused,
-            _duration(cpu),
-            _duration(wall),
-            workers,
+            duration(cpu),
+            duration(wall),
+            executor.describe(),
         )
     else:
         logger.info("sweep: all %d measurements cached", reused)
@@ -458,45 +562,21 @@ def _run_sweep(images, runs, out_dir, workers, extras, progress, on_row) -> Swee
         if on_row:
             on_row(row)
 
-    pending: dict[Future, tuple] = {}
-
     def drain(block: bool) -> None:
-        while pending:
-            done, _ = wait(list(pending), timeout=None if block else 0, return_when=FIRST_COMPLETED)
-            if not done:
+        while executor.busy:
+            finished = executor.done(block)
+            for (_, image, _, base), result, error in finished:
+                finish(image, base, result, error)
+            if not finished and not block:
                 return
-            for future in done:
-                _, image, _, base = pending.pop(future)
-                error = future.exception()
-                finish(image, base, None if error else future.result(), error)
 
-    if workers <= 1:  # sequential, in this process
-        main_tasks = parallel_tasks + main_tasks
-        parallel_tasks = []
-    pool = None
     try:
         if parallel_tasks:
-            # fork starts workers at once (torch is already imported); spawn elsewhere.
-            methods = multiprocessing.get_all_start_methods()
-            index = {id(image): i for i, image in enumerate(images)}
-            pool = ProcessPoolExecutor(
-                max_workers=min(workers, len(parallel_tasks)),
-                mp_context=multiprocessing.get_context("fork" if "fork" in methods else "spawn"),
-                initializer=_init_worker,
-                initargs=([image.rgb for image in images],),
-            )
-            # Longest first: the pool runs tasks in submission order.
-            parallel_tasks.sort(key=lambda task: -_task_cost(*task[:3]))
-            for task in parallel_tasks:
-                run, image, quality, _ = task
-                future = pool.submit(
-                    _measure_in_worker, run.name, run.options, index[id(image)], quality,
-                    image.prompt, extras.needed,
-                )  # fmt: skip
-                pending[future] = task
+            parallel_tasks.sort(key=lambda task: -_task_cost(*task[:3]))  # longest first
+            executor.start(images, parallel_tasks, extras.needed)
         for run, image, quality, base in main_tasks:
             try:
-                codec = run.codec or _worker_codec(run.name, run.options)
+                codec = run.codec or worker_codec(run.name, run.options)
                 result = measure(codec, image.rgb, quality, image.prompt, extras.needed)
                 finish(image, base, result, None)
             except Exception as error:  # noqa: BLE001 - recorded as a failure, run goes on
@@ -505,7 +585,6 @@ def _run_sweep(images, runs, out_dir, workers, extras, progress, on_row) -> Swee
         drain(block=True)
     finally:
         bar.close()
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        executor.close()
     earlier = cache.earlier_rows({i.key for i in images}, {r.display_name for r in runs})
-    return SweepResult(rows, failures, len(rows) - reused, reused, earlier)
+    return SweepResult(rows, failures, len(rows) - reused, reused, earlier, list(executor.retried))
