@@ -109,7 +109,7 @@ class RayExecutor:
         self._single_machine: bool | None = None  # Ray's setting before open()
         self._where = f"Ray at {self.address}" if self.address else "a local Ray"
         self._owned_start: set[int] | None = None  # child pids before we started Ray
-        self._env: dict[str, str | None] = {}
+        self._environ: dict[str, str] | None = None  # os.environ before open()
         self._remote = None
         self._keep = False
         self._queue: deque[Task] = deque()
@@ -125,9 +125,10 @@ class RayExecutor:
         if self._ray is not None:
             return
         loopback = is_loopback(self.address)
-        self._set_env("RAY_USAGE_STATS_ENABLED", "0")
+        self._environ = dict(os.environ)  # restored after: Ray adds variables of its own
+        os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
         if loopback:
-            self._set_env(_SINGLE_MACHINE_ENV, "0")
+            os.environ[_SINGLE_MACHINE_ENV] = "0"
         ray = import_ray()
         if loopback:  # ray was imported before the variable was set: say it here too
             from ray._private import ray_constants
@@ -171,10 +172,6 @@ class RayExecutor:
                 "RAY_ADDRESS for a local Ray"
             ) from None
         self._connected = True
-
-    def _set_env(self, name: str, value: str) -> None:
-        self._env.setdefault(name, os.environ.get(name))
-        os.environ[name] = value
 
     def start(self, images: list[BenchImage], tasks: list[Task], keep: bool) -> None:
         self.open()
@@ -265,12 +262,11 @@ class RayExecutor:
             self._ray.shutdown()
             self._connected = False
         stop_processes(started)
-        for name, value in self._env.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        self._env.clear()
+        if self._environ is not None:
+            for name in set(os.environ) - set(self._environ):
+                del os.environ[name]
+            os.environ.update(self._environ)
+            self._environ = None
         if self._single_machine is not None:
             from ray._private import ray_constants
 
