@@ -124,3 +124,5 @@ def test_executor_ray_without_ray_names_the_extra(folder, tmp_path, capsys, monk
     assert err.endswith("install it with: pip install 'pku-aigi[ray]'")
     assert len(err.splitlines()) == 1
     assert not (tmp_path / "out").exists()
+    assert main([*argv, "--dry-run"]) == 0  # planning needs no Ray
+    assert "total: 3 measurements, 0 cached, 3 to make" in capsys.readouterr().out

@@ -342,10 +342,11 @@ def _anchor_line(anchor: str, runs) -> str:
 
 
 def _executor(args):
-    """The executor of the conventional codecs (Ray's import checked at once)."""
+    """The executor of the conventional codecs (Ray's import checked at once; a dry
+    run needs no Ray)."""
     if args.workers is not None and args.workers < 1:
         raise PkuAigiError(f"--workers {args.workers}: expected 1 or more")
-    if args.executor == "ray":
+    if args.executor == "ray" and not args.dry_run:
         from .ray_executor import RayExecutor, import_ray
 
         import_ray()

@@ -224,8 +224,11 @@ class RayExecutor:
                     "%s %s q=%s failed on Ray, trying once more: %s",
                     base["codec"], image.name, quality, message,
                 )  # fmt: skip
-                self._submit(task, attempt=2)
-                continue
+                try:
+                    self._submit(task, attempt=2)
+                    continue
+                except Exception as raised:  # noqa: BLE001 - e.g. the cluster is gone
+                    error = raised
             self._release(task[1])
             results.append((task, result, error))
         self._top_up()
