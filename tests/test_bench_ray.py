@@ -302,7 +302,7 @@ def test_a_local_ray_starts_on_loopback_and_its_processes_end(folder, tmp_path, 
         executor=executor,
     )  # fmt: skip
     assert result.measured == 2 and not result.failures
-    assert executor.describe() == "a local Ray, 1 CPUs on 1 node"
+    assert executor.describe() == "a local Ray, 1 CPU on 1 node"
     assert any("gcs_server" in c for c in commands) and any("raylet" in c for c in commands)
     assert seen and [s for s in seen if not (is_loopback(s[1]) and is_loopback(s[2]))] == []
     alive = [p.pid for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

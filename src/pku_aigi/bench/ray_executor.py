@@ -144,7 +144,7 @@ class RayExecutor:
             self.close()
             raise PkuAigiError(f"{self._where} has no CPU to run measurements on")
         self.workers = min(cpus, self.max_in_flight or cpus)
-        self._where += f", {cpus} CPUs on {nodes} node{'s' if nodes != 1 else ''}"
+        self._where += f", {cpus} CPU{'s' * (cpus != 1)} on {nodes} node{'s' * (nodes != 1)}"
         self._remote = ray.remote(num_cpus=1, max_retries=0)(_measure_task)
 
     def _init(self, ray, loopback: bool) -> None:
