@@ -9,6 +9,7 @@ import ipaddress
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -308,3 +309,24 @@ def test_a_local_ray_starts_on_loopback_and_its_processes_end(folder, tmp_path, 
     alive = [p.pid for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert alive == []  # GCS, raylet, workers: all ended
     assert dict(os.environ) == environment  # Ray's settings undone
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        ("127.0.0.1:{free}", "cannot reach Ray at 127.0.0.1:{free} (Connection refused)"),
+        ("head-node", "RAY_ADDRESS 'head-node': expected HOST:PORT"),
+    ],
+)
+def test_a_ray_address_that_cannot_work_is_one_clear_error(
+    folder, tmp_path, capsys, monkeypatch, address, message
+):
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    monkeypatch.setenv("RAY_ADDRESS", address.format(free=free))
+    out = tmp_path / "out"
+    assert main(bench_argv(folder, out, "--executor", "ray")) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("pku-aigi bench: error: " + message.format(free=free))
+    assert len(err.splitlines()) == 1 and not out.exists()  # at once, before any work

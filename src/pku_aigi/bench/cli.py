@@ -347,10 +347,11 @@ def _executor(args):
     if args.workers is not None and args.workers < 1:
         raise PkuAigiError(f"--workers {args.workers}: expected 1 or more")
     if args.executor == "ray" and not args.dry_run:
-        from .ray_executor import RayExecutor, import_ray
+        from .ray_executor import RayExecutor
 
-        import_ray()
-        return RayExecutor(max_in_flight=args.workers)
+        executor = RayExecutor(max_in_flight=args.workers)
+        executor.check()
+        return executor
     from .sweep import ProcessPool
 
     return ProcessPool(args.workers)

@@ -47,12 +47,17 @@ def import_ray():
     return ray
 
 
+def _host_port(address: str) -> tuple[str, str]:
+    host, _, port = address.split("://", 1)[-1].rpartition(":")
+    return host.strip("[]"), port
+
+
 def is_loopback(address: str | None) -> bool:
     """True when ``address`` (``host:port``; None: a local Ray) is on this machine's
     loopback interface."""
     if not address or address == "local":
         return True
-    host = address.split("://", 1)[-1].rsplit(":", 1)[0].strip("[]")
+    host = _host_port(address)[0]
     if host == "localhost":
         return True
     try:
@@ -62,6 +67,22 @@ def is_loopback(address: str | None) -> bool:
 
 
 _CHECKED: set[tuple] = set()  # (codec, options, version) checked in this worker process
+
+
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """One clear error, at once, when nothing answers at ``address`` (Ray itself would
+    retry for minutes)."""
+    host, port = _host_port(address)
+    if not host or not port.isdigit():
+        raise PkuAigiError(f"RAY_ADDRESS {address!r}: expected HOST:PORT, e.g. 10.0.0.1:6379")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise PkuAigiError(
+            f"cannot reach Ray at {address} ({error.strerror or error}): start a cluster with "
+            "`ray start --head` and set RAY_ADDRESS to its address, or unset RAY_ADDRESS "
+            "for a local Ray"
+        ) from None
 
 
 def _measure_task(name: str, options: dict, version: str, rgb, quality, prompt, keep: bool):
@@ -120,10 +141,18 @@ class RayExecutor:
     def describe(self) -> str:
         return self._where
 
+    def check(self) -> None:
+        """Fail at once, before any work, without Ray or without a cluster to reach."""
+        import_ray()
+        if self.address and self.address != "local":
+            check_reachable(self.address)
+
     def open(self) -> None:
         """Connect to the cluster (or start a local Ray); idempotent."""
         if self._ray is not None:
             return
+        if self.address and self.address != "local":
+            check_reachable(self.address)
         loopback = is_loopback(self.address)
         self._environ = dict(os.environ)  # restored after: Ray adds variables of its own
         os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
@@ -167,9 +196,10 @@ class RayExecutor:
         except (ConnectionError, RuntimeError, ValueError) as error:
             self._stop()
             raise PkuAigiError(
-                f"cannot start or reach {self._where}: {error}. Start a cluster with "
-                "`ray start --head` and set RAY_ADDRESS to its address, or unset "
-                "RAY_ADDRESS for a local Ray"
+                f"cannot start or reach {self._where}: {str(error).rstrip('.')}. Start a cluster with "
+                "`ray start --head` and set RAY_ADDRESS to its address (with "
+                "RAY_AUTH_MODE=token and its token when it uses token authentication), "
+                "or unset RAY_ADDRESS for a local Ray"
             ) from None
         self._connected = True
 
