@@ -53,10 +53,12 @@ def _host_port(address: str) -> tuple[str, str]:
 
 
 def is_loopback(address: str | None) -> bool:
-    """True when ``address`` (``host:port``; None: a local Ray) is on this machine's
-    loopback interface."""
+    """True when ``address`` (``host:port``; None or "local": a new local Ray) is on
+    this machine's loopback interface."""
     if not address or address == "local":
         return True
+    if address == "auto":  # the last cluster started here, at Ray's own address
+        return False
     host = _host_port(address)[0]
     if host == "localhost":
         return True
@@ -64,9 +66,6 @@ def is_loopback(address: str | None) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-_CHECKED: set[tuple] = set()  # (codec, options, version) checked in this worker process
 
 
 def check_reachable(address: str, timeout: float = 10.0) -> None:
@@ -85,11 +84,17 @@ def check_reachable(address: str, timeout: float = 10.0) -> None:
         ) from None
 
 
+# Worker side: pinned to one thread once; each codec's version checked once.
+_PINNED: list[bool] = []
+_CHECKED: set[tuple] = set()  # (codec, options, version)
+
+
 def _measure_task(name: str, options: dict, version: str, rgb, quality, prompt, keep: bool):
     """One measurement in a Ray worker (one thread, the driver's codec version)."""
-    key = (name, tuple(sorted(options.items())), version)
-    if not _CHECKED:
+    if not _PINNED:
         pin_one_thread()
+        _PINNED.append(True)
+    key = (name, tuple(sorted(options.items())), version)
     codec = worker_codec(name, options)
     if key not in _CHECKED:
         if codec.version != version:
@@ -122,6 +127,8 @@ class RayExecutor:
         if max_in_flight is not None and max_in_flight < 1:
             raise PkuAigiError(f"--workers {max_in_flight}: expected 1 or more")
         self.address = address or os.environ.get("RAY_ADDRESS") or None
+        if self.address == "local":
+            self.address = None
         self.max_in_flight = max_in_flight
         self.workers = max_in_flight or default_workers()  # the cluster's CPUs once open
         self.retried: list[Failure] = []
@@ -144,22 +151,21 @@ class RayExecutor:
     def check(self) -> None:
         """Fail at once, before any work, without Ray or without a cluster to reach."""
         import_ray()
-        if self.address and self.address != "local":
+        if self.address not in (None, "local", "auto"):
             check_reachable(self.address)
 
     def open(self) -> None:
         """Connect to the cluster (or start a local Ray); idempotent."""
         if self._ray is not None:
             return
-        if self.address and self.address != "local":
+        if self.address not in (None, "local", "auto"):
             check_reachable(self.address)
+        ray = import_ray()
         loopback = is_loopback(self.address)
         self._environ = dict(os.environ)  # restored after: Ray adds variables of its own
         os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
-        if loopback:
+        if loopback:  # for the Ray processes started from here, and for ray itself:
             os.environ[_SINGLE_MACHINE_ENV] = "0"
-        ray = import_ray()
-        if loopback:  # ray was imported before the variable was set: say it here too
             from ray._private import ray_constants
 
             self._single_machine = ray_constants.ENABLE_RAY_CLUSTER
@@ -193,12 +199,13 @@ class RayExecutor:
                 )
             else:
                 ray.init(address=self.address, **options)
-        except (ConnectionError, RuntimeError, ValueError) as error:
+        except Exception as error:  # noqa: BLE001 - any of Ray's reasons, said in one line
             self._stop()
+            reason = str(error).strip().splitlines()[0].rstrip(".") if str(error).strip() else ""
             raise PkuAigiError(
-                f"cannot start or reach {self._where}: {str(error).rstrip('.')}. Start a cluster with "
-                "`ray start --head` and set RAY_ADDRESS to its address (with "
-                "RAY_AUTH_MODE=token and its token when it uses token authentication), "
+                f"cannot start or reach {self._where}: {reason or type(error).__name__}. "
+                "Start a cluster with `ray start --head` and set RAY_ADDRESS to its address "
+                "(with RAY_AUTH_MODE=token and its token when it uses token authentication), "
                 "or unset RAY_ADDRESS for a local Ray"
             ) from None
         self._connected = True
@@ -291,9 +298,10 @@ class RayExecutor:
             ]
         else:
             started = []
-        if self._connected:
+        ours = self._connected or self._owned_start is not None  # not the caller's
+        if ours and self._ray is not None and self._ray.is_initialized():
             self._ray.shutdown()
-            self._connected = False
+        self._connected = False
         stop_processes(started)
         if self._environ is not None:
             for name in set(os.environ) - set(self._environ):

@@ -526,7 +526,11 @@ def _run_sweep(images, runs, out_dir, workers, extras, progress, on_row, executo
     reused = len(rows)
     total = len(plan.tasks)
     if parallel_tasks:
-        executor.open()  # e.g. connects to Ray: its CPUs set the wall-time estimate
+        try:
+            executor.open()  # e.g. connects to Ray: its CPUs set the wall-time estimate
+        except BaseException:
+            executor.close()
+            raise
     if total:
         cpu, wall = estimate_seconds(plan.tasks, executor.workers)
         per_codec = Counter(task[0].display_name for task in plan.tasks)
