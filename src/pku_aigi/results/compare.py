@@ -69,16 +69,16 @@ def combine(runs: list[Results], labels: list[str]) -> tuple[list[dict], set]:
     return rows, shared
 
 
-def choose_anchor(rows: list[dict], runs, labels, anchor: str) -> tuple[str, str | None]:
+def choose_anchor(rows: list[dict], labels: list[str], anchor: str) -> tuple[str, str | None]:
     """The anchor's codec label and a note when it was picked among several runs."""
     codecs = list(dict.fromkeys(row["codec"] for row in rows))
     if anchor in codecs:
         return anchor, None
-    for run, label in zip(runs, labels):
+    for label in labels:
         candidate = f"{anchor} ({label})"
         if candidate in codecs:
             others = [f"{anchor} ({other})" for other in labels if f"{anchor} ({other})" in codecs]
-            note = f"anchor: {candidate}, the first run's of {', '.join(others)}"
+            note = f"anchor: {candidate}, the first of {', '.join(others)}"
             return candidate, note
     raise DatasetError(
         f"no run has the anchor codec {anchor!r}: choose one with --anchor "
@@ -92,7 +92,7 @@ def compare(runs: list[Results], anchor: str = "vvc", bd_range: str = "learned")
         raise DatasetError("give at least two results datasets to compare")
     labels = _unique([run.name for run in runs])
     rows, shared = combine(runs, labels)
-    anchor_label, anchor_note = choose_anchor(rows, runs, labels, anchor)
+    anchor_label, anchor_note = choose_anchor(rows, labels, anchor)
     points, tables, notes = analysis.analyse(rows, anchor_label, bd_range)
     notes = ([anchor_note] if anchor_note else []) + notes
     per_subset = analysis.images_per_subset(rows)

@@ -20,7 +20,7 @@ from . import schema
 
 MEASUREMENTS_GLOB = "data/measurements*.parquet"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_HINT = "pass a local folder of the dataset instead"
+_HINT = "Pass a local folder of the dataset instead"
 
 
 @dataclass
@@ -78,7 +78,7 @@ def _hub_folder(repo_id: str) -> Path:
     except LocalEntryNotFoundError as error:
         raise DatasetError(
             f"cannot get Hub dataset {repo_id}: it is not in the local Hugging Face cache and "
-            f"{network.why_offline(error)}; {_HINT}"
+            f"{network.why_offline(error)}. {_HINT}"
         ) from None
     except (RepositoryNotFoundError, GatedRepoError):
         raise DatasetError(

@@ -25,8 +25,8 @@ logger = logging.getLogger(__name__)
 ENV = "PKU_AIGI_RESULTS"
 ANCHOR = "vvc"
 COLUMNS = (
-    "source", "run", "subset", "codec", "version / model", "BD-rate PSNR %",
-    "BD-rate MS-SSIM dB %", "BD-PSNR dB", "bpp range", "images", "note",
+    "source", "run", "subset", "codec", "BD-rate PSNR %", "BD-rate MS-SSIM dB %", "BD-PSNR dB",
+    "bpp range", "images", "version / model", "note",
 )  # fmt: skip
 NUMERIC = {"BD-rate PSNR %", "BD-rate MS-SSIM dB %", "BD-PSNR dB", "images"}
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..bench.report import RUN_FILE, RUN_FORMAT
-from ..errors import OutputError, PkuAigiError
+from ..errors import NetworkError, OutputError, PkuAigiError
 from . import analysis, card, schema
 
 logger = logging.getLogger(__name__)
@@ -303,13 +303,14 @@ def push(folder: str | Path, repo_id: str, *, token: str | None = None) -> str:
 
     from .. import network
 
-    api = HfApi(token=token)
-    with network.guard(
-        f"the Hub to push dataset repo {repo_id}",
+    later = (
         f"The dataset in {folder} is complete: push it when online with `hf upload {repo_id} "
-        f"{shlex.quote(str(folder))} . --repo-type dataset`",
-        http_errors=True,
-    ):
+        f"{shlex.quote(str(folder))} . --repo-type dataset`"
+    )
+    if network.is_offline():
+        raise NetworkError(f"cannot push dataset repo {repo_id}: HF_HUB_OFFLINE=1 is set. {later}")
+    api = HfApi(token=token)
+    with network.guard(f"the Hub to push dataset repo {repo_id}", later, http_errors=True):
         api.create_repo(repo_id, repo_type="dataset", exist_ok=True)
         info = api.upload_folder(
             folder_path=str(folder),

@@ -16,8 +16,8 @@ from . import schema
 
 REFERENCE_FILE = Path(__file__).with_name("reference.json")
 REFERENCE_SOURCE = "reference"  # its name in PKU_AIGI_RESULTS
-COLUMNS = ("source", "run", "subset", "codec", "model", "metric", "bd_rate", "anchor",
-           "accuracy", "note")  # fmt: skip
+COLUMNS = ("source", "run", "subset", "codec", "metric", "bd_rate", "anchor", "accuracy",
+           "model", "note")  # fmt: skip
 
 
 @cache
