@@ -334,6 +334,8 @@ def test_leaderboard_rows_per_source(runs, published, tmp_path):
     missing = str(tmp_path / "nowhere")
     board = build_board([str(published / "A"), "org/not-cached", str(published / "B"), missing])
     assert board.runs == ["A", "B"]
+    twice = build_board([str(published / "A"), str(published / "A")])
+    assert twice.runs == ["A", "A #2"] and "webp · A #2" in twice.curves["all"]
     assert [e.split(":")[0] for e in board.errors] == ["org/not-cached", missing]
     assert board.groups == ["all", "sd21b", "mod"]
     webp = next(r for r in group_rows(board, "all") if r["codec"] == "webp")

@@ -118,6 +118,10 @@ def build_board(sources: list[str]) -> Board:
     for source in sources:
         try:
             results = open_results(source)
+            taken = sum(
+                name == results.name or name.startswith(f"{results.name} #") for name in board.runs
+            )
+            results.name += f" #{taken + 1}" if taken else ""  # two runs of one name stay apart
             rows, curves, notes = run_rows(results)
         except PkuAigiError as error:
             board.errors.append(f"{source}: {error}")
