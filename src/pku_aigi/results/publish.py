@@ -45,8 +45,8 @@ class BenchRun:
     rows: list[dict]
 
 
-def _rerun(info_or_command) -> str:
-    command = info_or_command if isinstance(info_or_command, str) else None
+def _rerun(command: str | None) -> str:
+    """What to do about an unfinished or old run: its bench command again."""
     what = f"`{command}`" if command else "its `pku-aigi bench` command (in its report.md)"
     return f"rerun {what} into that folder (finished measurements are reused), then publish"
 

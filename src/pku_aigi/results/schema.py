@@ -19,7 +19,7 @@ MEASUREMENT_COLUMNS: tuple[tuple[str, str, str], ...] = (
     (
         "codec_settings",
         "string",
-        "options given to the codec (`--codec-option`), k=v; empty: its defaults",
+        "options given to the codec (`--codec-option`), k=v; null: its defaults",
     ),  # fmt: skip
     ("learned", "bool", "a learned codec (Hub model) rather than a conventional one"),
     ("model_repo", "string", "learned codecs: the model's Hub repo id (or folder name)"),
