@@ -358,6 +358,7 @@ def run_bench(args) -> int:
 def _sweep_and_report(args, out, images, source, device, selection, use_protocol, notes, extras):
     from .. import __version__
     from . import bdrate
+    from .finetune import pair_members, run_members
     from .report import RUN_FILE, write_report, write_run_info
     from .sweep import run_sweep
 
@@ -374,6 +375,8 @@ def _sweep_and_report(args, out, images, source, device, selection, use_protocol
         )
     notes += [f"failed: {f.codec} q={f.quality} on {f.image}: {f.error}" for f in result.failures]
 
+    pairings, unpaired = pair_members(run_members(selection.runs))
+    notes += unpaired
     per_subset: dict[str, int] = {}
     for image in images:
         per_subset[image.subset] = per_subset.get(image.subset, 0) + 1
@@ -401,7 +404,7 @@ def _sweep_and_report(args, out, images, source, device, selection, use_protocol
         result.rows + result.earlier, out, images_per_subset=per_subset, anchor=args.anchor,
         settings=settings, notes=notes, bd_range=parse_bd_range(args.bd_range),
         learned=[r.display_name for r in selection.runs if not r.parallel],
-        remove_stale=args.own_out,
+        remove_stale=args.own_out, finetune_pairs=pairings,
     )  # fmt: skip
     write_run_info(
         out,

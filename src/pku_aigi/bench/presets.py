@@ -49,6 +49,7 @@ PROTOCOL_LEARNED_QUALITIES = (1, 2, 3, 4)  # four rate points, as in the paper
 # any of its sizes.
 PROTOCOL_LEARNED = ("bmshj2018-hyperprior", "mbt2018", "cheng2020-attn", "tcm-*", "catc")
 PROTOCOL_METRIC = "mse"  # the paper scores the MSE-trained models with both metrics
+FINETUNED_SUFFIX = "-finetuned"  # the family name of fine-tuned --model models
 
 
 @dataclass
@@ -219,8 +220,10 @@ def learned_runs(
     pad_multiple: int | None = None,
     device: str = "cpu",
 ) -> tuple[list[CodecRun], dict[str, str]]:
-    """Runs of ``--model`` folders or Hub ids, grouped by architecture and metric."""
+    """Runs of ``--model`` folders or Hub ids, grouped by architecture and metric;
+    fine-tuned models (with a ``base_model``) form a family of their own."""
     from ..models import AutoCodec
+    from ..models.hub.lineage import LINEAGE_KEY
 
     groups: dict[str, dict[int, object]] = defaultdict(dict)
     references: dict[str, dict[int, tuple]] = defaultdict(dict)
@@ -239,6 +242,8 @@ def learned_runs(
         label = config.get("architecture", model.architecture)
         if config.get("metric") and config["metric"] != "mse":
             label += f"-{config['metric']}"
+        if config.get(LINEAGE_KEY):  # its own curve, beside its base's
+            label += FINETUNED_SUFFIX
         quality = int(config.get("quality") or 0)
         if quality in groups[label]:
             raise PkuAigiError(
