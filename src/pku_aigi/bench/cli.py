@@ -187,10 +187,10 @@ def _check_codec_names(args) -> None:
     if codecs.by_name.is_known(args.anchor):  # "--anchor VVC" means vvc
         args.anchor = codecs.canonical_name(args.anchor)
     _codec_options(args)  # after the anchor's name is canonical
-    _bd_range(args.bd_range)
+    parse_bd_range(args.bd_range)
 
 
-def _bd_range(text: str):
+def parse_bd_range(text: str):
     """``--bd-range``: "learned", "full" or a ``(low, high)`` bpp tuple."""
     if text in ("learned", "full"):
         return text
@@ -359,9 +359,10 @@ def _sweep_and_report(args, out, images, source, device, selection, use_protocol
     from .. import __version__
     from . import bdrate
     from .finetune import pair_members, run_members
-    from .report import write_report
+    from .report import RUN_FILE, write_report, write_run_info
     from .sweep import run_sweep
 
+    (out / RUN_FILE).unlink(missing_ok=True)  # until this run's report is whole
     result = run_sweep(
         images, selection.runs, out, workers=args.workers, extras=extras,
         progress=not args.no_progress,
@@ -401,10 +402,38 @@ def _sweep_and_report(args, out, images, source, device, selection, use_protocol
     }
     report = write_report(
         result.rows + result.earlier, out, images_per_subset=per_subset, anchor=args.anchor,
-        settings=settings, notes=notes, bd_range=_bd_range(args.bd_range),
+        settings=settings, notes=notes, bd_range=parse_bd_range(args.bd_range),
         learned=[r.display_name for r in selection.runs if not r.parallel],
         remove_stale=args.own_out, finetune_pairs=pairings,
     )  # fmt: skip
+    write_run_info(
+        out,
+        {
+            "pku-aigi": __version__,
+            "date": settings["date"],
+            "command": settings["command"],
+            "protocol": settings["protocol"],
+            "anchor": args.anchor,
+            "bd_range": args.bd_range,
+            "device": device,
+            "prompt_mode": args.prompt_mode,
+            "images": source,
+            "images_per_subset": per_subset,
+            "codecs": [
+                {
+                    "name": r.display_name,
+                    "version": r.version(),
+                    "qualities": list(r.qualities),
+                    "options": dict(r.options),
+                    "learned": not r.parallel,
+                }
+                for r in selection.runs
+            ],  # fmt: skip
+            "kept": kept,
+            "failures": len(result.failures),
+            "settings": settings,
+        },
+    )
     print(
         f"bench: {len(result.rows)} measurements ({result.measured} new); report: {out / 'report.md'}"
     )

@@ -25,6 +25,10 @@ from .. import metrics, subsets
 from . import bdrate, finetune
 
 ALL = "all"
+# What a finished run is, for tools that read an output folder (``pku-aigi results``):
+# written last, removed when a run starts, so its presence means the report is whole.
+RUN_FILE = "run.json"
+RUN_FORMAT = 1
 CSV_FIELDS = [
     "subset", "image", "image_key", "width", "height", "prompt_chars", "codec",
     "codec_version", "quality", "bytes", "payload_bytes", "bpp", "payload_bpp", "psnr",
@@ -269,7 +273,7 @@ def _bd_cell(value: bdrate.BDValue, unit: str, digits: int) -> str:
     return f"{text} over {interval}" if interval and value.value is not None else text
 
 
-def _bd_table(table: dict) -> list[str]:
+def bd_table_lines(table: dict) -> list[str]:
     """One group's BD table; full-overlap columns beside the ranged ones when they differ."""
     rows = table["codecs"]
     differs = table["range"] is not None and any(
@@ -363,7 +367,7 @@ def markdown(
         if table is None:
             lines += [f"No BD table: the anchor {anchor} has no complete curve here.", ""]
         else:
-            lines += _bd_table(table)
+            lines += bd_table_lines(table)
         lines += [
             "| codec | quality | bpp | payload bpp | PSNR | MS-SSIM | MS-SSIM dB | enc ms | dec ms | n |",
             "|---|---|---|---|---|---|---|---|---|---|",
@@ -396,6 +400,17 @@ def markdown(
     if notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in notes] + [""]
     return "\n".join(lines)
+
+
+def write_run_info(out_dir: str | Path, info: dict) -> Path:
+    """Write ``run.json``: the run's settings, images per subset and codecs (name,
+    version, qualities, options), as JSON with ``format`` = :data:`RUN_FORMAT`."""
+    from ..outputs import write_file_atomically
+
+    path = Path(out_dir) / RUN_FILE
+    data = json.dumps({"format": RUN_FORMAT, **info}, indent=2, default=str)
+    write_file_atomically(path, data.encode("utf-8"))
+    return path
 
 
 def write_report(
