@@ -123,7 +123,7 @@ def test_report_gives_each_bd_interval_and_the_full_overlap_beside_it(tmp_path):
     assert ranged.value != pytest.approx(full.value)
     assert ranged.interval == pytest.approx((0.12, 0.55))
     assert full.interval == pytest.approx((0.05, 1.6))  # common qualities 27-42 dB
-    lines = report._bd_table(table)
+    lines = report.bd_table_lines(table)
     assert lines[0] == (
         "BD values over 0.120-0.550 bpp: the rates of the learned codecs (mbt2018)."
     )
@@ -133,4 +133,4 @@ def test_report_gives_each_bd_interval_and_the_full_overlap_beside_it(tmp_path):
     assert f"{full.value:+.2f} % over {full.interval[0]:.3f}-{full.interval[1]:.3f} bpp" in jpeg
 
     same = report.bd_tables(points, "vvc", request="full")["all"]
-    assert "full overlap" not in report._bd_table(same)[2]  # one column when nothing differs
+    assert "full overlap" not in report.bd_table_lines(same)[2]  # one column when nothing differs

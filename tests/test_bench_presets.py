@@ -49,6 +49,8 @@ def test_model_folders_become_one_curve_per_architecture(pku_examples, tmp_path)
     assert list(unavailable) == [str(tmp_path / "missing")]
     (run,) = runs
     assert (run.name, run.qualities, run.parallel) == ("bmshj2018-factorized", (1, 2), False)
+    # each model is named by its folder (a Hub id by its id), as in its .aigic headers
+    assert [v.split(":")[1] for v in run.version().split("|")] == ["q1", "q2"]
 
     (tmp_path / "img").mkdir()
     with Image.open(pku_examples / "sd21" / "1.png") as image:

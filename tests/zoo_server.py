@@ -33,6 +33,21 @@ from urllib.parse import unquote
 CHUNK = 64 << 10
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """Keeps a handler's error (a client hanging up on a hostile route) in ``errors``
+    instead of printing it: the server thread shares the process's stderr with the code
+    under test, which may be capturing it at that moment."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.errors: list[str] = []
+
+    def handle_error(self, request, client_address):
+        import sys
+
+        self.errors.append(repr(sys.exc_info()[1]))
+
+
 class ZooServer:
     def __init__(self, lifetime: float = 300.0, endless_cap: int = 64 << 20):
         self.files: dict[str, bytes] = {}
@@ -174,7 +189,7 @@ class ZooServer:
                     return self._rstatus(["416"], body)
                 self._file(parts[0], body)
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)

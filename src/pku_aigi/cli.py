@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "pku_aigi.codecs.cli",  # codecs, compress, decompress
     "pku_aigi.models.cli",  # models
     "pku_aigi.bench.cli",  # bench
+    "pku_aigi.results.cli",  # results publish, results compare
     "pku_aigi.train.cli",  # train
     "pku_aigi.space",  # demo
     "pku_aigi.space.build",  # space build

@@ -23,7 +23,7 @@ SPLITS = ("train", "validation", "test")
 
 CITATION = """@article{duan2024pkuaigi500k,
   title   = {PKU-AIGI-500K: A Neural Compression Benchmark and Model for AI-Generated Images},
-  author  = {Duan, Zhengxue and Ma, Haoran and Liu, Jiaying and Jia, Huizhu},
+  author  = {Duan, Xunxu and Ma, Siwei and Liu, Hongbin and Jia, Chuanmin},
   journal = {IEEE Journal on Emerging and Selected Topics in Circuits and Systems},
   year    = {2024},
   doi     = {10.1109/JETCAS.2024.3385629}

@@ -198,10 +198,10 @@ def _check_codec_names(args) -> None:
     if codecs.by_name.is_known(args.anchor):  # "--anchor VVC" means vvc
         args.anchor = codecs.canonical_name(args.anchor)
     _codec_options(args)  # after the anchor's name is canonical
-    _bd_range(args.bd_range)
+    parse_bd_range(args.bd_range)
 
 
-def _bd_range(text: str):
+def parse_bd_range(text: str):
     """``--bd-range``: "learned", "full" or a ``(low, high)`` bpp tuple."""
     if text in ("learned", "full"):
         return text
@@ -405,9 +405,11 @@ def _sweep_and_report(
 ):
     from .. import __version__
     from . import bdrate
-    from .report import write_report
+    from .finetune import pair_members, run_members
+    from .report import RUN_FILE, write_report, write_run_info
     from .sweep import run_sweep
 
+    (out / RUN_FILE).unlink(missing_ok=True)  # until this run's report is whole
     result = run_sweep(
         images, selection.runs, out, workers=args.workers, extras=extras,
         progress=not args.no_progress, executor=executor,
@@ -424,6 +426,8 @@ def _sweep_and_report(
     ]
     notes += [f"failed: {f.codec} q={f.quality} on {f.image}: {f.error}" for f in result.failures]
 
+    pairings, unpaired = pair_members(run_members(selection.runs))
+    notes += unpaired
     per_subset: dict[str, int] = {}
     for image in images:
         per_subset[image.subset] = per_subset.get(image.subset, 0) + 1
@@ -450,10 +454,38 @@ def _sweep_and_report(
     }
     report = write_report(
         result.rows + result.earlier, out, images_per_subset=per_subset, anchor=args.anchor,
-        settings=settings, notes=notes, bd_range=_bd_range(args.bd_range),
+        settings=settings, notes=notes, bd_range=parse_bd_range(args.bd_range),
         learned=[r.display_name for r in selection.runs if not r.parallel],
-        remove_stale=args.own_out,
+        remove_stale=args.own_out, finetune_pairs=pairings,
     )  # fmt: skip
+    write_run_info(
+        out,
+        {
+            "pku-aigi": __version__,
+            "date": settings["date"],
+            "command": settings["command"],
+            "protocol": settings["protocol"],
+            "anchor": args.anchor,
+            "bd_range": args.bd_range,
+            "device": device,
+            "prompt_mode": args.prompt_mode,
+            "images": source,
+            "images_per_subset": per_subset,
+            "codecs": [
+                {
+                    "name": r.display_name,
+                    "version": r.version(),
+                    "qualities": list(r.qualities),
+                    "options": dict(r.options),
+                    "learned": not r.parallel,
+                }
+                for r in selection.runs
+            ],  # fmt: skip
+            "kept": kept,
+            "failures": len(result.failures),
+            "settings": settings,
+        },
+    )
     print(
         f"bench: {len(result.rows)} measurements ({result.measured} new); report: {out / 'report.md'}"
     )

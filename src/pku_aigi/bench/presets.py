@@ -49,6 +49,7 @@ PROTOCOL_LEARNED_QUALITIES = (1, 2, 3, 4)  # four rate points, as in the paper
 # any of its sizes.
 PROTOCOL_LEARNED = ("bmshj2018-hyperprior", "mbt2018", "cheng2020-attn", "tcm-*", "catc")
 PROTOCOL_METRIC = "mse"  # the paper scores the MSE-trained models with both metrics
+FINETUNED_SUFFIX = "-finetuned"  # the family name of fine-tuned --model models
 
 
 @dataclass
@@ -181,15 +182,36 @@ def anchor_strength(name: str, options: dict | None = None) -> str | None:
 
 
 def _learned_codec(
-    sources: dict[int, object], name: str, pad_multiple: int | None, device: str, architecture=None
+    sources: dict[int, object],
+    name: str,
+    pad_multiple: int | None,
+    device: str,
+    architecture=None,
+    references: dict[int, tuple[str, str | None]] | None = None,
 ):
-    """A learned codec family over ``{quality: repo id, folder or model}``, loaded now."""
+    """A learned codec family over ``{quality: repo id, folder or model}``, loaded now;
+    ``references`` names the models given as objects: ``{quality: (repo id, revision)}``."""
     from ..codecs.families import LearnedCodecFamily
+    from ..codecs.learned import LearnedCodec
 
     options = {"device": device}
     if pad_multiple:
         options["pad_multiple"] = pad_multiple
+    for quality, (model_id, revision) in (references or {}).items():
+        sources[quality] = LearnedCodec.from_model(
+            sources[quality], model_id=model_id, revision=revision, **options
+        )
     return LearnedCodecFamily(name, sources, architecture=architecture, **options).load()
+
+
+def _model_reference(source: str) -> tuple[str, str | None]:
+    """What a model loaded from ``source`` records in its files and version: its Hub repo
+    id, or a folder's portable name and snapshot revision (as ``LearnedCodec.from_pretrained``)."""
+    from pathlib import Path
+
+    from ..models.hub.folder import portable_reference
+
+    return portable_reference(source) if Path(source).is_dir() else (source, None)
 
 
 def learned_runs(
@@ -198,10 +220,13 @@ def learned_runs(
     pad_multiple: int | None = None,
     device: str = "cpu",
 ) -> tuple[list[CodecRun], dict[str, str]]:
-    """Runs of ``--model`` folders or Hub ids, grouped by architecture and metric."""
+    """Runs of ``--model`` folders or Hub ids, grouped by architecture and metric;
+    fine-tuned models (with a ``base_model``) form a family of their own."""
     from ..models import AutoCodec
+    from ..models.hub.lineage import LINEAGE_KEY
 
     groups: dict[str, dict[int, object]] = defaultdict(dict)
+    references: dict[str, dict[int, tuple]] = defaultdict(dict)
     architectures: dict[str, str] = {}
     unavailable = {}
     for source in models:
@@ -217,6 +242,8 @@ def learned_runs(
         label = config.get("architecture", model.architecture)
         if config.get("metric") and config["metric"] != "mse":
             label += f"-{config['metric']}"
+        if config.get(LINEAGE_KEY):  # its own curve, beside its base's
+            label += FINETUNED_SUFFIX
         quality = int(config.get("quality") or 0)
         if quality in groups[label]:
             raise PkuAigiError(
@@ -224,10 +251,13 @@ def learned_runs(
                 "benchmark different qualities of one architecture, or run them separately"
             )
         groups[label][quality] = model
+        references[label][quality] = _model_reference(source)
         architectures[label] = model.architecture
     runs = []
     for label, sources in groups.items():
-        codec = _learned_codec(sources, label, pad_multiple, device, architectures[label])
+        codec = _learned_codec(
+            sources, label, pad_multiple, device, architectures[label], references[label]
+        )
         runs.append(CodecRun(label, tuple(sorted(sources)), codec=codec))
     return runs, unavailable
 

@@ -22,9 +22,13 @@ from collections import defaultdict
 from pathlib import Path
 
 from .. import metrics, subsets
-from . import bdrate
+from . import bdrate, finetune
 
 ALL = "all"
+# What a finished run is, for tools that read an output folder (``pku-aigi results``):
+# written last, removed when a run starts, so its presence means the report is whole.
+RUN_FILE = "run.json"
+RUN_FORMAT = 1
 CSV_FIELDS = [
     "subset", "image", "image_key", "width", "height", "prompt_chars", "codec",
     "codec_version", "quality", "bytes", "payload_bytes", "bpp", "payload_bpp", "psnr",
@@ -269,7 +273,7 @@ def _bd_cell(value: bdrate.BDValue, unit: str, digits: int) -> str:
     return f"{text} over {interval}" if interval and value.value is not None else text
 
 
-def _bd_table(table: dict) -> list[str]:
+def bd_table_lines(table: dict) -> list[str]:
     """One group's BD table; full-overlap columns beside the ranged ones when they differ."""
     rows = table["codecs"]
     differs = table["range"] is not None and any(
@@ -304,8 +308,47 @@ def _bd_table(table: dict) -> list[str]:
     return lines
 
 
-def markdown(points: dict, tables: dict, anchor: str, settings: dict, notes: list[str]) -> str:
-    """The report: settings, BD tables per subset and overall, RD points, notes."""
+def _finetune_section(points: dict, finetuned: dict) -> list[str]:
+    """The "fine-tuned vs base" tables: one row per fine-tuned family and group."""
+    if not finetuned:
+        return []
+    lines = [
+        "## Fine-tuned vs base",
+        "",
+        "Each fine-tuned family against the models it was fine-tuned from (their "
+        "`base_model`), over the qualities paired and the full overlap of the two curves: "
+        "BD-rate < 0 means the fine-tuned models need fewer bits for the same quality.",
+        "",
+        "| group | fine-tuned | base | qualities (tuned/base) | "
+        + " | ".join(title for _, title, _, _ in DELTAS)
+        + " |",
+        "|---" * (4 + len(DELTAS)) + "|",
+    ]
+    reasons = []
+    for group in subset_order(finetuned):
+        for tuned, row in sorted(finetuned[group].items()):
+            pairs = ", ".join(f"{metrics_q(t)}/{metrics_q(b)}" for t, b in row["pairs"])
+            cells = [group_title(group, points, plot=True), tuned, row["base"], pairs]
+            cells += [_bd_cell(row[name], unit, digits) for name, _, unit, digits in DELTAS]
+            reasons += [
+                f"{tuned} on {group}, {n}: {row[n].note}" for n, *_ in DELTAS if row[n].note
+            ]
+            lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines += [f"- {reason}" for reason in dict.fromkeys(reasons)]
+    return lines + ([""] if reasons else [])
+
+
+def markdown(
+    points: dict,
+    tables: dict,
+    anchor: str,
+    settings: dict,
+    notes: list[str],
+    finetuned: dict | None = None,
+) -> str:
+    """The report: settings, BD tables per subset and overall, fine-tuned vs base, RD
+    points, notes."""
     lines = ["# pku-aigi benchmark", "", "## Settings", ""]
     for key, value in settings.items():
         lines.append(f"- **{key}**: {value}")
@@ -317,13 +360,14 @@ def markdown(points: dict, tables: dict, anchor: str, settings: dict, notes: lis
         f"{bdrate.MIN_OVERLAP:.0%} of their range; n/a gives the reason below the table.",
         "",
     ]
+    lines += _finetune_section(points, finetuned or {})
     for group in subset_order(points):
         lines += [f"## {group_title(group, points)}", ""]
         table = tables.get(group)
         if table is None:
             lines += [f"No BD table: the anchor {anchor} has no complete curve here.", ""]
         else:
-            lines += _bd_table(table)
+            lines += bd_table_lines(table)
         lines += [
             "| codec | quality | bpp | payload bpp | PSNR | MS-SSIM | MS-SSIM dB | enc ms | dec ms | n |",
             "|---|---|---|---|---|---|---|---|---|---|",
@@ -358,6 +402,17 @@ def markdown(points: dict, tables: dict, anchor: str, settings: dict, notes: lis
     return "\n".join(lines)
 
 
+def write_run_info(out_dir: str | Path, info: dict) -> Path:
+    """Write ``run.json``: the run's settings, images per subset and codecs (name,
+    version, qualities, options), as JSON with ``format`` = :data:`RUN_FORMAT`."""
+    from ..outputs import write_file_atomically
+
+    path = Path(out_dir) / RUN_FILE
+    data = json.dumps({"format": RUN_FORMAT, **info}, indent=2, default=str)
+    write_file_atomically(path, data.encode("utf-8"))
+    return path
+
+
 def write_report(
     rows: list[dict],
     out_dir: str | Path,
@@ -370,11 +425,14 @@ def write_report(
     bd_range="full",
     learned=(),
     remove_stale: bool = False,
+    finetune_pairs=(),
 ) -> dict:
     """Write every output into ``out_dir``; return ``{"points", "bd", "files"}``.
 
     ``bd_range`` and ``learned`` (names of the learned codecs) choose the bpp interval
-    of the BD values, see :func:`choose_bd_range`. With ``remove_stale`` the plots and
+    of the BD values, see :func:`choose_bd_range`. ``finetune_pairs``
+    (:func:`.finetune.pair_members`) add the "fine-tuned vs base" section to the report
+    and ``bd.json``. With ``remove_stale`` the plots and
     CompressAI JSON files of an earlier report that this one does not make (another
     codec selection or subsets) are deleted.
     """
@@ -382,6 +440,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     points, dropped = aggregate(rows, images_per_subset)
     tables = bd_tables(points, anchor, method, bd_range, learned)
+    finetuned = finetune.compare(points, list(finetune_pairs), method)
     notes = list(notes or []) + dropped
     if points and not any(anchor in codecs for codecs in points.values()):
         notes.append(f"anchor {anchor!r} was not measured: no BD tables (choose it with --anchor)")
@@ -423,7 +482,9 @@ def write_report(
                 path.unlink(missing_ok=True)
 
     report_path = out / "report.md"
-    report_path.write_text(markdown(points, tables, anchor, settings, notes), encoding="utf-8")
+    report_path.write_text(
+        markdown(points, tables, anchor, settings, notes, finetuned), encoding="utf-8"
+    )
     files.append(report_path)
 
     def value(v: bdrate.BDValue) -> dict:
@@ -442,12 +503,20 @@ def write_report(
     ranges = {
         group: {"bpp": table["range"], "chosen": table["chosen"]} for group, table in tables.items()
     }
-    (out / "bd.json").write_text(
-        json.dumps(
-            {"anchor": anchor, "interpolation": method, "bd_range": ranges, "tables": bd_json},
-            indent=2,
-        ),
-        encoding="utf-8",
-    )
+    tuned_json = {
+        group: {
+            tuned: {
+                "base": row["base"],
+                "qualities": [list(pair) for pair in row["pairs"]],
+                **{name: value(row[name]) for name, *_ in DELTAS},
+            }
+            for tuned, row in rows.items()
+        }
+        for group, rows in finetuned.items()
+    }
+    summary = {"anchor": anchor, "interpolation": method, "bd_range": ranges, "tables": bd_json}
+    if tuned_json:
+        summary["fine_tuned_vs_base"] = tuned_json
+    (out / "bd.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     files.append(out / "bd.json")
-    return {"points": points, "bd": tables, "files": files, "notes": notes}
+    return {"points": points, "bd": tables, "finetuned": finetuned, "files": files, "notes": notes}

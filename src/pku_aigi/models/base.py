@@ -47,6 +47,7 @@ from .coding.entropy_coding import Coded, WeightsCache, crc, deterministic_torch
 from .coding.pixels import from_pixels, is_pixels, to_pixels
 from .hub import folder
 from .hub.card import render_model_card
+from .hub.lineage import LINEAGE_KEY, check_lineage
 from .hub.validation import check_card_info
 
 # Config keys every model records besides its architecture's hyper-parameters.
@@ -118,6 +119,7 @@ class LearnedCodecModel(
         lmbda = config.pop("lmbda", None)
         if lmbda is None:
             lmbda = spec.lambdas.get(metric, {}).get(quality)
+        base_model = config.pop(LINEAGE_KEY, None)  # what a fine-tuned model started from
         hparams.update(config)
         _check_hyperparameters(cls, hparams)
 
@@ -129,6 +131,8 @@ class LearnedCodecModel(
             "lmbda": lmbda,
             **hparams,
         }
+        if base_model is not None:
+            model.config[LINEAGE_KEY] = check_lineage(base_model, "config")
         return model
 
     # Plain attributes kept out of nn.Module's registries (set lazily: subclasses run

@@ -10,6 +10,9 @@
 - ``PKU_AIGI_DEMO_MAX_PIXELS``: the largest accepted image (default 2048 x 2048);
 - ``PKU_AIGI_CLIP_MODEL``: the CLIP model of the CLIP score (Hub id or folder);
 - ``PKU_AIGI_DEMO_MAX_UPLOAD``, ``PKU_AIGI_DEMO_QUEUE_SIZE``: see :mod:`.limits`.
+- ``PKU_AIGI_RESULTS``: the Leaderboard tab's results datasets, comma-separated Hub
+  dataset ids or folders (``pku-aigi results publish``); the paper's reference rows are
+  always shown.
 """
 
 from __future__ import annotations

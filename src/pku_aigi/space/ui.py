@@ -1,4 +1,5 @@
-"""The Space's layout: a Compress tab and a Decode tab wired to :class:`Handlers`."""
+"""The Space's layout: Compress and Decode tabs wired to :class:`Handlers`, and the
+Leaderboard tab (:mod:`.leaderboard`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from ..subsets import HUB_REPO_ID
 from .catalog import Catalog
 from .examples import find_examples
 from .handlers import METRIC_HEADERS, MODE_BPP, MODE_LEVEL, Handlers, session_root
+from .leaderboard import leaderboard_tab
 from .upload import max_pixels
 
 DEFAULT_CODECS = ("jpeg", "webp")
@@ -155,6 +157,8 @@ def build_blocks(catalog: Catalog, examples_dir: Path | None = None) -> gr.Block
                         interactive=False,
                         elem_id="decoded-image",
                     )
+
+        leaderboard_tab()  # reads PKU_AIGI_RESULTS when first opened
 
         image.upload(
             handlers.on_upload,

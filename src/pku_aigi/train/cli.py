@@ -16,6 +16,8 @@ def register(subparsers) -> None:
             "Adam, clipping, random crops and flips, lr milestones); checkpoints every K "
             "steps and on Ctrl-C/SIGTERM, --resume continues exactly. Each model is "
             "written to OUT/<arch>-<metric>-lmbda<L>/ as a Hub model with its card. "
+            "--init MODEL fine-tunes a trained model instead (its architecture, sizes, "
+            "quality and lambda; lr 1e-5), recording it as the base_model. "
             "Several GPUs or nodes: accelerate launch -m pku_aigi.train ARGS."
         ),
     )
@@ -24,14 +26,25 @@ def register(subparsers) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--arch", required=True, help="architecture (see `pku-aigi models`)")
+    parser.add_argument(
+        "--arch", help="architecture (see `pku-aigi models`); with --init: the init's"
+    )
+    parser.add_argument(
+        "--init",
+        metavar="SOURCE",
+        help="fine-tune this trained model: a zoo id, Hub repo id, model folder or "
+        "CompressAI checkpoint (.pth.tar; --arch/--quality, or read from its shapes)",
+    )
+    parser.add_argument("--init-revision", help="revision of an --init Hub repo")
     parser.add_argument(
         "--lmbda",
-        required=True,
         type=_floats,
-        help="lambda, or several comma-separated (one model each, e.g. 0.0035,0.0067)",
+        help="lambda, or several comma-separated (one model each, e.g. 0.0035,0.0067); "
+        "with --init: default the init's",
     )
-    parser.add_argument("--metric", choices=("mse", "ms-ssim"), default="mse")
+    parser.add_argument(
+        "--metric", choices=("mse", "ms-ssim"), help="default mse; with --init: the init's"
+    )
     data = parser.add_mutually_exclusive_group(required=True)
     data.add_argument(
         "--config",
@@ -60,7 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-steps", type=int, help="training steps (default: one epoch)")
     parser.add_argument("--batch-size", type=int, default=8, help="crops per step and process")
     parser.add_argument("--patch-size", type=int, default=256, help="side of the random crops")
-    parser.add_argument("--lr", type=float, default=1e-4, help="Adam learning rate")
+    parser.add_argument(
+        "--lr", type=float, help="Adam learning rate (default 1e-4; fine-tuning 1e-5)"
+    )
     parser.add_argument("--aux-lr", type=float, default=5e-4, help="aux (quantiles) lr")
     parser.add_argument("--clip-max-norm", type=float, default=1.0, help="0 disables")
     parser.add_argument(
@@ -128,7 +143,9 @@ def config_from_args(args):
 
     return TrainConfig(
         arch=args.arch,
-        lmbdas=args.lmbda,
+        init=args.init,
+        init_revision=args.init_revision,
+        lmbdas=args.lmbda or [],
         out=args.out,
         metric=args.metric,
         configs=args.config,

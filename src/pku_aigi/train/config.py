@@ -13,6 +13,14 @@ METRICS = ("mse", "ms-ssim")  # the distortion terms of the rate-distortion loss
 # Without --milestones the learning rate is multiplied by gamma (halved) at these
 # fractions of the run's steps: the paper's recipe, 80 % and 95 %.
 LR_DECAY_FRACTIONS = (0.8, 0.95)
+# Adam learning rates: from scratch, the paper's and CompressAI's 1e-4. Fine-tuning
+# (--init) starts at 1e-5, where the published schedules of the pretrained weights end
+# (CompressAI's examples/train.py lowers 1e-4 tenfold on plateaus; TCM's train.py,
+# Liu et al. CVPR 2023, by 0.1 at its last milestones): a converged model continues
+# from its minimum instead of being thrown out of it. The aux (quantile) rate stays,
+# since the quantiles must follow the new data's latents.
+SCRATCH_LR = 1e-4
+FINETUNE_LR = 1e-5
 
 
 class TrainingError(PkuAigiError):
@@ -24,13 +32,18 @@ class TrainConfig:
     """One training run: one model per lambda, all trained on the same batches.
 
     Defaults follow the paper's recipe (Adam lr 1e-4, aux lr 5e-4, clipping at 1.0,
-    batch 8, 256x256 crops, learning rate halved at the milestones).
+    batch 8, 256x256 crops, learning rate halved at the milestones). With ``init`` (a
+    zoo id, Hub repo, model folder or CompressAI checkpoint) the run fine-tunes: the
+    architecture, hyper-parameters, quality, metric and lambda default to the init's
+    (:mod:`.init`), and the learning rate to ``FINETUNE_LR``.
     """
 
-    arch: str
-    lmbdas: list[float]
     out: Path
-    metric: str = "mse"
+    arch: str | None = None  # from the init when fine-tuning
+    lmbdas: list[float] = field(default_factory=list)  # default: the init's lambda
+    metric: str | None = None  # default: the init's, else "mse"
+    init: str | None = None  # fine-tune from this model
+    init_revision: str | None = None  # of a Hub repo init
     configs: list[str] | None = None  # PKU-AIGI-500K configs, interleaved as in the paper
     data_dir: str | None = None
     cache_dir: str | None = None  # the datasets cache (default: the library's)
@@ -44,7 +57,7 @@ class TrainConfig:
     max_steps: int | None = None  # default: one epoch
     batch_size: int = 8
     patch_size: int = 256
-    lr: float = 1e-4
+    lr: float | None = None  # default SCRATCH_LR, or FINETUNE_LR with init
     aux_lr: float = 5e-4
     clip_max_norm: float = 1.0
     milestones: list[int] | None = None  # steps; default LR_DECAY_FRACTIONS of max_steps
@@ -69,14 +82,27 @@ class TrainConfig:
         self.out = Path(self.out)
         self.images = Path(self.images) if self.images else None
         self.val_images = Path(self.val_images) if self.val_images else None
-        self.lmbdas = [float(x) for x in self.lmbdas]
-        if not self.lmbdas:
-            raise TrainingError("give at least one lambda (--lmbda 0.0067 or 0.0035,0.0067)")
+        self.lmbdas = [float(x) for x in self.lmbdas or []]
+        if not self.init:
+            if not self.arch:
+                raise TrainingError(
+                    "give --arch (an architecture, see `pku-aigi models`) to train from "
+                    "scratch, or --init MODEL to fine-tune a trained one"
+                )
+            if not self.lmbdas:
+                raise TrainingError("give at least one lambda (--lmbda 0.0067 or 0.0035,0.0067)")
+            self.metric = self.metric or "mse"
+        if self.init_revision and not self.init:
+            raise TrainingError(
+                "--init-revision is the revision of an --init Hub repo: give --init"
+            )
+        if self.lr is None:
+            self.lr = FINETUNE_LR if self.init else SCRATCH_LR
         if any(not x > 0 for x in self.lmbdas):
             raise TrainingError(f"lambdas must be positive, got {self.lmbdas}")
         if len(set(self.lmbdas)) != len(self.lmbdas):
             raise TrainingError(f"the lambdas {self.lmbdas} repeat a value")
-        if self.metric not in METRICS:
+        if self.metric is not None and self.metric not in METRICS:
             raise TrainingError(f"unknown metric {self.metric!r}: use {' or '.join(METRICS)}")
         if bool(self.configs) == bool(self.images):
             raise TrainingError("give either --config (PKU-AIGI-500K configs) or --images DIR")
@@ -118,6 +144,8 @@ class TrainConfig:
 
     # Settings that must not change between an interrupted run and its --resume.
     RESUME_KEYS = (
+        "init",
+        "init_revision",
         "arch",
         "lmbdas",
         "metric",
@@ -137,6 +165,10 @@ def check_names(config: TrainConfig) -> None:
     from ..models import get_spec
     from ..subsets import get_subset
 
+    for name in config.configs or []:
+        get_subset(name)
+    if config.arch is None:  # fine-tuning: the init names it (checked when loaded)
+        return
     spec = get_spec(config.arch)
     if config.quality is not None:
         spec.hyperparameters(config.quality)
@@ -144,5 +176,3 @@ def check_names(config: TrainConfig) -> None:
         raise TrainingError(
             f"--text-encoder is for text-conditioned architectures (catc), not {config.arch}"
         )
-    for name in config.configs or []:
-        get_subset(name)

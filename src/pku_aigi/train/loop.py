@@ -25,10 +25,12 @@ from pathlib import Path
 
 import torch
 
+from ..models.hub.lineage import LINEAGE_KEY
 from . import checkpoint as ckpt
 from .config import TrainConfig, check_names
 from .cuda_graphs import GRAPH_WARMUP_STEPS, GraphedStep, capture, remove_host_syncs
 from .data import batch_loader, validation_crops
+from .init import load_init
 from .losses import RateDistortionLoss, psnr
 from .publish import publish
 from .setup import (
@@ -250,6 +252,11 @@ def train(config: TrainConfig, callback=None) -> TrainResult:
     check_names(config)
     runtime = make_runtime(config)
     accelerator, device, is_main = runtime.accelerator, runtime.device, runtime.is_main
+    init = None
+    if config.init:  # fine-tuning: the init fills the architecture, sizes and lambda
+        with accelerator.main_process_first():  # a zoo download happens once
+            init = load_init(config)
+        check_names(config)
     rank, world = runtime.rank, runtime.world
     graphs = runtime.graphs
 
@@ -260,7 +267,7 @@ def train(config: TrainConfig, callback=None) -> TrainResult:
 
     stream, val_sources, data_description, val_description = build_data(config, rank, world)
     max_steps = config.max_steps or stream.steps_per_epoch()
-    runs = build_runs(config, runtime, config.lr_milestones(max_steps))
+    runs = build_runs(config, runtime, config.lr_milestones(max_steps), init)
     torch.manual_seed(config.seed + 1 + rank)  # training noise differs per process
 
     start = 0
@@ -344,9 +351,10 @@ def train(config: TrainConfig, callback=None) -> TrainResult:
     return result
 
 
-def build_runs(config: TrainConfig, runtime: Runtime, milestones: list[int]) -> list:
-    """One :class:`ModelRun` per lambda, each model initialised from ``config.seed``;
-    the learning rate decays at the steps ``milestones``."""
+def build_runs(config: TrainConfig, runtime: Runtime, milestones: list[int], init=None) -> list:
+    """One :class:`ModelRun` per lambda, each model initialised from ``config.seed``, or
+    with every weight and entropy table of ``init`` (an :class:`.init.InitModel`); the
+    learning rate decays at the steps ``milestones``."""
     from .. import models
 
     runs = []
@@ -360,6 +368,9 @@ def build_runs(config: TrainConfig, runtime: Runtime, milestones: list[int]) -> 
             lmbda=lmbda,
             **config.model_options(),
         )
+        if init is not None:
+            model.load_state_dict(init.model.state_dict())
+            model.config[LINEAGE_KEY] = dict(init.lineage)
         remove_host_syncs(model)
         model.to(runtime.device)
         if runtime.channels_last:

@@ -7,6 +7,7 @@ import logging
 
 import torch
 
+from ..models.hub.lineage import LINEAGE_KEY, describe
 from .config import TrainConfig
 from .validate import rd_point
 
@@ -39,6 +40,13 @@ def publish(config: TrainConfig, runs: list, val_crops, descriptions, step, writ
                 point["images"],
             )
         card = {"training": training_summary(config, run, data_description, step)}
+        lineage = model.config.get(LINEAGE_KEY)
+        if lineage is not None:  # fine-tuned: the base, the steps and the data
+            lineage.update(steps=step, data=data_description)
+            card["source"] = (
+                f"Fine-tuned by pku-aigi from {describe(lineage)} for {step} steps on "
+                f"{data_description} (see Fine-tuned from)."
+            )
         if point:
             card["rd_points"] = [point]
         model.card_info = {**model.card_info, **card}
@@ -70,7 +78,10 @@ def push(model, repo_id: str, trained_on: str) -> None:
 def training_summary(config: TrainConfig, run, data: str, steps: int) -> dict:
     """The card's training section: recipe, data and steps."""
     distortion = "255^2 * MSE" if config.metric == "mse" else "(1 - MS-SSIM)"
+    lineage = run.raw.config.get(LINEAGE_KEY)
+    start = {"init": describe(lineage)} if lineage else {}
     return {
+        **start,
         "recipe": {
             "loss": f"{run.lmbda:g} * {distortion} + bpp",
             "lmbda": run.lmbda,

@@ -33,7 +33,7 @@ PAPERS = {
     "https://arxiv.org/abs/2001.01568",
     "tcm": 'J. Liu, H. Sun, J. Katto. "Learned Image Compression with Mixed Transformer-CNN '
     'Architectures." CVPR 2023. https://arxiv.org/abs/2303.14978',
-    "catc": 'Z. Duan, H. Ma, J. Liu, H. Jia. "PKU-AIGI-500K: A Neural Compression Benchmark '
+    "catc": 'X. Duan, S. Ma, H. Liu, C. Jia. "PKU-AIGI-500K: A Neural Compression Benchmark '
     'and Model for AI-Generated Images." IEEE JETCAS, 2024. doi:10.1109/JETCAS.2024.3385629',
 }
 

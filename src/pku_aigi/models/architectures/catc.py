@@ -1,6 +1,6 @@
 """CATC: the Cross-Attention Transformer Codec of PKU-AIGI-500K.
 
-Z. Duan, H. Ma, J. Liu, H. Jia. "PKU-AIGI-500K: A Neural Compression Benchmark and Model
+X. Duan, S. Ma, H. Liu, C. Jia. "PKU-AIGI-500K: A Neural Compression Benchmark and Model
 for AI-Generated Images." IEEE JETCAS, 2024. doi:10.1109/JETCAS.2024.3385629
 
 A hyperprior codec with a channel-wise autoregressive entropy model, conditioned on the

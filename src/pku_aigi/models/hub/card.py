@@ -16,6 +16,7 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from ...subsets import HUB_REPO_ID
 from .folder import CARD_NAME
+from .lineage import LINEAGE_KEY, describe, hub_base_model
 
 DATASET_ID = HUB_REPO_ID
 # Licence of weights trained by pku-aigi (the package's own licence).
@@ -74,7 +75,8 @@ def render_model_card(
     config = model.config
     architecture = config.get("architecture") or model.architecture
     spec = get_spec(architecture)
-    hparams = {k: v for k, v in config.items() if k not in ("architecture", "quality")}
+    hparams = {k: v for k, v in config.items() if k not in ("architecture", "quality", LINEAGE_KEY)}
+    lineage = config.get(LINEAGE_KEY)
     trained_on_aigi = bool(training) and DATASET_ID.split("/")[1] in str(training)
 
     data = ModelCardData(
@@ -82,6 +84,9 @@ def render_model_card(
         license=license or DEFAULT_LICENSE,
         tags=sorted({"image-compression", "learned-image-compression", "pku-aigi", architecture}),
         datasets=[DATASET_ID] if trained_on_aigi else None,
+        # The Hub's fields for a fine-tune: they link the model tree to the base.
+        base_model=hub_base_model(lineage),
+        base_model_relation="finetune" if hub_base_model(lineage) else None,
     )
     lines = [
         f"# {architecture}, quality {config.get('quality')}, {config.get('metric') or 'mse'}",
@@ -108,9 +113,9 @@ def render_model_card(
         "",
         source or "Not recorded (weights saved from a model built with pku-aigi).",
         "",
-        "## Training",
-        "",
     ]
+    lines += _lineage_lines(lineage)
+    lines += ["## Training", ""]
     lines += _training_lines(training)
     lines += ["", "## Rate-distortion points", ""]
     lines += _rd_lines(rd_points)
@@ -151,6 +156,20 @@ def _training_lines(training: dict[str, Any] | None) -> list[str]:
             value = ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
         lines.append(f"- {key.replace('_', ' ').capitalize()}: {_fmt(value)}")
     return lines
+
+
+def _lineage_lines(lineage: dict[str, Any] | None) -> list[str]:
+    """The card's "Fine-tuned from" section (none for a model trained from scratch)."""
+    if not lineage:
+        return []
+    lines = ["## Fine-tuned from", "", f"- Base model: {describe(lineage)}"]
+    if lineage.get("weights_sha256"):
+        lines.append(f"- Base weights sha256 (parameters): {lineage['weights_sha256']}")
+    if lineage.get("steps") is not None:
+        lines.append(f"- Fine-tuning steps: {lineage['steps']}")
+    if lineage.get("data"):
+        lines.append(f"- Fine-tuning data: {lineage['data']}")
+    return lines + [""]
 
 
 def _rd_lines(rd_points: list[dict[str, Any]] | None) -> list[str]:

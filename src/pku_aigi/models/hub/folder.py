@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from ...errors import ModelError
 from . import validation
+from .lineage import LINEAGE_KEY
 
 if TYPE_CHECKING:  # torch and CompressAI are imported where weights are handled: the zoo
     import torch  # and the Space's start-up read this format's names without model code
@@ -455,7 +456,9 @@ def _names(names: list[str]) -> str:
 
 
 def _hparams_text(config: dict[str, Any]) -> str:
-    hparams = {k: v for k, v in config.items() if k not in ("architecture", "metric", "lmbda")}
+    hparams = {
+        k: v for k, v in config.items() if k not in ("architecture", "metric", "lmbda", LINEAGE_KEY)
+    }
     if not hparams:
         return ""
     return " (" + ", ".join(f"{k}={v}" for k, v in hparams.items()) + ")"

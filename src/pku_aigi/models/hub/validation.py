@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ...errors import ModelError
+from .lineage import LINEAGE_KEY, check_lineage
 
 if TYPE_CHECKING:  # imported where tables are checked: the folder format loads without it
     import torch
@@ -88,6 +89,9 @@ def check_config(config: Any, path: Path | str, weights_path: Path | str | None 
     max_width = _largest_dimension(weights_path) if weights_path is not None else None
     for key, value in config.items():
         if key in ("architecture", "quality", "metric", "lmbda"):
+            continue
+        if key == LINEAGE_KEY:
+            check_lineage(value, where)
             continue
         if key not in defaults:  # never passed on as a keyword argument
             raise ModelError(

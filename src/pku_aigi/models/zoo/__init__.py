@@ -11,7 +11,8 @@ Optional keys: ``sha256`` (the full sha256 of the source file; otherwise the has
 in its name, ``<name>-<first 8 hex of sha256>.pth.tar``, is checked as ``torch.hub``
 does), ``size`` (of the source file, in bytes: the bound on its download), ``license``
 and ``hparams`` (hyper-parameters other than the quality table's, checked like
-``config.json``).
+``config.json``), ``base_model`` (the repo id of the model it was fine-tuned from:
+such an entry is preferred over its base, as weights trained on AI-generated images are).
 ``PKU_AIGI_ZOO`` names an extra JSON file of the same format whose entries are added to
 (and replace, by ``repo_id``) the packaged ones; ``PKU_AIGI_COMPRESSAI_URL`` replaces the
 base URL of the packaged CompressAI sources (a mirror).

@@ -381,7 +381,7 @@ def _span(qualities: list[int]) -> str:
 def _check_published_label(path: Path, architecture: str, quality: int, metric: str) -> None:
     """ModelError if ``path`` is a CompressAI published checkpoint of another
     architecture, quality or metric than asked."""
-    entry = _published_compressai_entry(path) if path.is_file() else None
+    entry = published_compressai_entry(path) if path.is_file() else None
     if entry is None:
         return
     theirs = (entry["architecture"], int(entry["quality"]), entry["metric"])
@@ -452,7 +452,7 @@ def _card_info(model, architecture, checkpoint, quality, metric, source, trainin
         details = "".join(f", {key} {info[key]:g}" for key in TRAINING_SCALARS if key in info)
         source = TRAINING_SOURCE.format(**names, details=details)
     elif source is None:
-        entry = _published_compressai_entry(Path(checkpoint))
+        entry = published_compressai_entry(Path(checkpoint))
         if entry is not None:
             digest = manifest.file_sha256(Path(checkpoint))
             source = manifest.source_text(entry, digest)
@@ -466,7 +466,7 @@ def _card_info(model, architecture, checkpoint, quality, metric, source, trainin
     return card
 
 
-def _published_compressai_entry(path: Path) -> dict | None:
+def published_compressai_entry(path: Path) -> dict | None:
     """The packaged zoo entry whose CompressAI file this is (name and sha256 prefix)."""
     for entry in manifest.packaged_compressai_entries():
         if entry["source"].rsplit("/", 1)[-1] == path.name:

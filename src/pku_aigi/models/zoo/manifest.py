@@ -120,6 +120,11 @@ def _check_fields(entry: dict[str, Any], where: str) -> None:
         raise refuse("quality", "an integer")
     if entry.get("license") is not None and not isinstance(entry["license"], str):
         raise refuse("license", "a licence id (a string)")
+    if entry.get("base_model") is not None:
+        try:
+            validate_repo_id(entry["base_model"])
+        except (HFValidationError, TypeError):
+            raise refuse("base_model", "the Hub repo id of the base model (org/name)") from None
     if entry.get("sha256") is not None and not (
         isinstance(entry["sha256"], str) and SHA256.fullmatch(entry["sha256"])
     ):
@@ -192,8 +197,9 @@ def find_models(
 
 
 def preference(entry: dict[str, Any]) -> int:
-    """Sort key: weights trained on other data than Vimeo-90k (AI-generated images) first."""
-    return 0 if entry["trained_on"] != VIMEO else 1
+    """Sort key: weights trained on other data than Vimeo-90k (AI-generated images), or
+    fine-tuned from a base (``base_model``), first."""
+    return 0 if entry["trained_on"] != VIMEO or entry.get("base_model") else 1
 
 
 def preferred_entries(
@@ -224,8 +230,9 @@ def repo_id(architecture: str, quality: int, metric: str, trained_on: str | None
 
 
 def entry_for_pushed_model(repo_id: str, config: dict[str, Any], trained_on: str) -> dict:
-    """The zoo entry to add for a model pushed to the Hub as ``repo_id``."""
-    return {
+    """The zoo entry to add for a model pushed to the Hub as ``repo_id`` (with the repo
+    id of its base when it was fine-tuned from one)."""
+    entry = {
         "repo_id": repo_id,
         "architecture": config["architecture"],
         "quality": config.get("quality"),
@@ -233,6 +240,10 @@ def entry_for_pushed_model(repo_id: str, config: dict[str, Any], trained_on: str
         "trained_on": trained_on,
         "source": f"https://huggingface.co/{repo_id}",
     }
+    base = (config.get("base_model") or {}).get("repo_id")
+    if base:
+        entry["base_model"] = base
+    return entry
 
 
 def compressai_zoo_entries(namespace: str = NAMESPACE) -> list[dict[str, Any]]:
